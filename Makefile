@@ -1,0 +1,35 @@
+# The two commands: `make run` and `make test`. Everything else is a convenience.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## run: set up, start the local stack (Temporal, worker, gateway, simulator), play the demo, serve until Ctrl-C
+run: $(STAMP)
+	$(BIN)/nudge up
+
+## demo: the same demo against a throwaway state directory; exits 0 only if every journey ended as expected
+demo: $(STAMP)
+	$(BIN)/nudge demo
+
+## test: set up and run the whole suite (unit, activities, workflows, gateway, e2e)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy nudge workflows activities starter simulator worker.py
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.journeys
+
+clean:
+	rm -rf $(VENV) .nudge

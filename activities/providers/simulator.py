@@ -1,0 +1,64 @@
+"""Adapter for the local carrier simulator's native JSON API (``simulator/``)."""
+
+from __future__ import annotations
+
+import httpx
+
+from activities.providers.base import OutboundSms, Submission
+from nudge.errors import PermanentProviderError, RetryableProviderError
+
+PERMANENT_CODES = frozenset({"invalid_number", "blocked_content", "unknown_sender"})
+
+
+class SimulatorProvider:
+    """Talks to ``simulator.app`` over HTTP; ``status_callback`` is where receipts go."""
+
+    name = "simulator"
+
+    def __init__(self, client: httpx.AsyncClient, *, base_url: str, status_callback: str) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._status_callback = status_callback
+
+    async def send(self, sms: OutboundSms) -> Submission:
+        response = await self._client.post(
+            f"{self._base_url}/v1/messages",
+            json={
+                "client_ref": sms.message_id,
+                "to": sms.to,
+                "from": sms.sender,
+                "body": sms.body,
+                "status_callback": self._status_callback,
+            },
+        )
+        if response.status_code in (200, 201, 202):
+            data = response.json()
+            return Submission(
+                provider=self.name, provider_message_id=data["id"], segments=data.get("segments", 1)
+            )
+        code, message = self._error(response)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryableProviderError(message, code=code, provider=self.name)
+        if code in PERMANENT_CODES or 400 <= response.status_code < 500:
+            raise PermanentProviderError(message, code=code, provider=self.name)
+        raise RetryableProviderError(message, code=code, provider=self.name)
+
+    async def lookup(self, message_id: str) -> Submission | None:
+        response = await self._client.get(
+            f"{self._base_url}/v1/messages", params={"client_ref": message_id}
+        )
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        data = response.json()
+        return Submission(
+            provider=self.name, provider_message_id=data["id"], segments=data.get("segments", 1)
+        )
+
+    @staticmethod
+    def _error(response: httpx.Response) -> tuple[str, str]:
+        try:
+            data = response.json()
+            return str(data.get("code", response.status_code)), str(data.get("message", ""))
+        except ValueError:
+            return str(response.status_code), response.text[:200]

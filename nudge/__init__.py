@@ -1,0 +1,1 @@
+"""Nudge's shared kernel: settings, logging, domain models and the store."""

@@ -1,0 +1,161 @@
+"""Domain models shared by the gateway, the workflows and the activities.
+
+These are plain pydantic models with no I/O, so workflows can import them through the sandbox.
+A field added later must have a default, so that recorded histories still decode.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Category(StrEnum):
+    MARKETING = "marketing"
+    TRANSACTIONAL = "transactional"
+
+
+class Event(BaseModel):
+    """A behaviour event reported by a service, e.g. ``cart_abandoned``."""
+
+    event_id: str = Field(min_length=1, max_length=200)
+    customer_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.]*$")
+    properties: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+
+class Profile(BaseModel):
+    """What a journey may read about a customer (from the CRM)."""
+
+    customer_id: str
+    name: str | None = None
+    phone: str | None = None
+    lifecycle_stage: str = "new"
+    country: str | None = None
+    timezone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    exists: bool = True
+
+
+class JourneyInput(BaseModel):
+    """Input of every journey workflow; the trigger event arrives as the start signal."""
+
+    customer_id: str
+    key: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageStatus(StrEnum):
+    """A message's lifecycle. Ranks only ever go up, so a late receipt never regresses it."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    UNDELIVERED = "undelivered"
+    BLOCKED = "blocked"
+
+    @property
+    def rank(self) -> int:
+        return _STATUS_RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return self in (self.DELIVERED, self.FAILED, self.UNDELIVERED, self.BLOCKED)
+
+
+_STATUS_RANK = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.SUBMITTED: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.UNDELIVERED: 3,
+    MessageStatus.FAILED: 3,
+    MessageStatus.BLOCKED: 3,
+}
+
+
+class SendRequest(BaseModel):
+    """Input of the ``send_message`` activity."""
+
+    idempotency_key: str
+    workflow_id: str
+    journey: str
+    step: str
+    customer_id: str
+    template: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    category: Category = Category.MARKETING
+    variant: str | None = None
+    notify_receipt: bool = False
+    """Signal the journey on the delivery receipt (clicks are always signalled)."""
+
+
+class SendDecision(StrEnum):
+    SENT = "sent"
+    BLOCKED = "blocked"
+
+
+class SendResult(BaseModel):
+    """Result of the ``send_message`` activity."""
+
+    message_id: str
+    decision: SendDecision
+    reason: str | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    segments: int = 0
+    links: list[str] = Field(default_factory=list)
+
+
+class MessageUpdate(BaseModel):
+    """A receipt or a click for one message, signalled to its journey."""
+
+    message_id: str
+    kind: Literal["receipt", "click"]
+    status: MessageStatus | None = None
+    error_code: str | None = None
+    url: str | None = None
+    at: datetime | None = None
+
+
+class SentMessage(BaseModel):
+    """A journey's own record of a message it sent (part of the ``state`` query)."""
+
+    message_id: str
+    step: str
+    template: str
+    decision: SendDecision
+    reason: str | None = None
+    status: MessageStatus | None = None
+    clicked: bool = False
+    variant: str | None = None
+
+
+class JourneyState(BaseModel):
+    """What ops see through the ``state`` query."""
+
+    journey: str
+    customer_id: str
+    key: str | None = None
+    step: str = "starting"
+    detail: str = ""
+    events_seen: list[str] = Field(default_factory=list)
+    messages: list[SentMessage] = Field(default_factory=list)
+    variants: dict[str, str] = Field(default_factory=dict)
+    outcome: str | None = None
+    reason: str | None = None
+
+
+class JourneyResult(BaseModel):
+    """How a journey ended: ``converted``, ``exited`` (with a reason) or ``completed``."""
+
+    outcome: Literal["converted", "exited", "completed"]
+    reason: str | None = None
+    messages: list[SentMessage] = Field(default_factory=list)
+    duration: timedelta | None = None

@@ -1,0 +1,35 @@
+"""Phone numbers: E.164 normalisation and masking for logs."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from nudge.errors import InvalidPhoneNumber
+
+_DIGITS = re.compile(r"\+?\d[\d\s\-()]{6,}\d")
+
+
+def to_e164(raw: str, *, default_region: str = "CN") -> str:
+    """Parse ``raw`` and return it in E.164 form, or raise ``InvalidPhoneNumber``."""
+    try:
+        parsed = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"cannot parse phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhoneNumber("not a valid phone number for its region")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(number: str) -> str:
+    """Keep the country prefix and the last four digits: ``+86*******8000``."""
+    digits = number.strip()
+    if len(digits) <= 6:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def mask_in_text(text: str) -> str:
+    """Mask every phone-number-looking run of digits inside free text."""
+    return _DIGITS.sub(lambda m: mask(re.sub(r"[\s\-()]", "", m.group(0))), text)

@@ -1,0 +1,102 @@
+"""All configuration, read once from the environment (``NUDGE_*``) or a ``.env`` file.
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "NudgeJourney": "Keyword",
+    "NudgeCustomerId": "Keyword",
+    "NudgeStep": "Keyword",
+    "NudgeOutcome": "Keyword",
+}
+"""Search attributes the Temporal UI filters on; registered when the dev server starts."""
+
+
+class Settings(BaseSettings):
+    """Nudge's settings. Every field can be set as ``NUDGE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="NUDGE_", env_file=".env", extra="ignore")
+
+    state_dir: Path = Path(".nudge")
+    database_url: str = ""
+    """SQLAlchemy URL. Empty means SQLite at ``<state_dir>/nudge.db``."""
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    task_queue: str = "nudge-journeys"
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    public_url: str = ""
+    """Base URL customers and providers reach the gateway at (short links, callbacks)."""
+
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = 8100
+    simulator_url: str = ""
+    """Base URL of the carrier the ``simulator`` provider sends to."""
+    simulator_latency_ms: float = 20.0
+    simulator_receipt_delay_ms: float = 300.0
+    simulator_failure_rate: float = 0.0
+
+    provider: str = "simulator"
+    sender_id: str = "Nudge"
+    default_region: str = "CN"
+    """Region used to parse phone numbers written without a country code."""
+
+    journey_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-journey config overrides, e.g. ``{"cart_abandonment": {"first_wait": "PT5S"}}``."""
+
+    log_level: str = "INFO"
+    log_json: bool | None = None
+    """JSON logs; ``None`` means JSON whenever stderr is not a TTY."""
+
+    send_timeout: timedelta = timedelta(seconds=30)
+
+    @field_validator("journey_overrides", mode="before")
+    @classmethod
+    def _parse_overrides(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL, with the driver filled in."""
+        url = self.database_url or f"sqlite+aiosqlite:///{self.state_dir / 'nudge.db'}"
+        for plain, driver in (
+            ("postgresql://", "postgresql+psycopg://"),
+            ("postgres://", "postgresql+psycopg://"),
+            ("sqlite:///", "sqlite+aiosqlite:///"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    @property
+    def gateway_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def carrier_url(self) -> str:
+        return (
+            self.simulator_url.rstrip("/")
+            or f"http://{self.simulator_host}:{self.simulator_port}"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings singleton."""
+    return Settings()

@@ -1,0 +1,159 @@
+"""The store: SQLModel tables and the async engine (SQLite by default, PostgreSQL in production).
+
+Table families follow the ``XBase`` / table ``X`` pattern. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class CustomerBase(SQLModel):
+    name: str | None = None
+    phone: str | None = Field(default=None, index=True)
+    lifecycle_stage: str = "new"
+    country: str | None = None
+    timezone: str | None = None
+
+
+class Customer(CustomerBase, table=True):
+    id: str = Field(primary_key=True, max_length=200)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = _ts(nullable=False)
+
+
+class EventRecord(SQLModel, table=True):
+    """Every accepted event, deduplicated by ``event_id``."""
+
+    __tablename__ = "event"
+    event_id: str = Field(primary_key=True, max_length=200)
+    customer_id: str = Field(index=True)
+    name: str = Field(index=True)
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    occurred_at: datetime = _ts(nullable=False)
+    received_at: datetime = _ts(nullable=False)
+    workflow_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+
+
+class JourneyEntry(SQLModel, table=True):
+    """One row per journey instance the gateway started; used for re-entry and routing events."""
+
+    __tablename__ = "journey_entry"
+    workflow_id: str = Field(primary_key=True)
+    journey: str = Field(index=True)
+    customer_id: str = Field(index=True)
+    key: str | None = None
+    run_id: str | None = None
+    entered_at: datetime = _ts(nullable=False)
+    entries: int = 1
+    closed: bool = False
+
+
+class Message(SQLModel, table=True):
+    """One outbound message; ``idempotency_key`` makes a retried send a no-op."""
+
+    __table_args__ = (UniqueConstraint("idempotency_key"),)
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True)
+    idempotency_key: str = Field(max_length=400)
+    workflow_id: str = Field(index=True)
+    journey: str
+    step: str
+    customer_id: str = Field(index=True)
+    template: str
+    variant: str | None = None
+    category: str
+    to: str | None = None
+    body: str = ""
+    segments: int = 0
+    provider: str | None = None
+    provider_message_id: str | None = Field(default=None, index=True)
+    status: str = "pending"
+    error_code: str | None = None
+    reason: str | None = None
+    notify_receipt: bool = False
+    clicked: bool = False
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class MessageStatusChange(SQLModel, table=True):
+    """Every receipt as received, even duplicates and ones that did not change the status."""
+
+    __tablename__ = "message_status_change"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str | None = Field(default=None, index=True)
+    provider: str
+    provider_message_id: str | None = Field(default=None, index=True)
+    status: str
+    error_code: str | None = None
+    applied: bool = False
+    at: datetime = _ts(nullable=False)
+    raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Link(SQLModel, table=True):
+    """A tracked short link in a message."""
+
+    code: str = Field(default_factory=lambda: secrets.token_urlsafe(6), primary_key=True)
+    message_id: str = Field(index=True)
+    target_url: str
+    created_at: datetime = _ts(nullable=False)
+
+
+class Click(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(index=True)
+    message_id: str = Field(index=True)
+    user_agent: str | None = None
+    at: datetime = _ts(nullable=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the gateway and the worker write the same file; busy_timeout waits for the lock.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL and a busy timeout, and its folder is made."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        sync_engine: Engine = engine.sync_engine
+        event.listen(sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+async def init_db(engine: AsyncEngine) -> None:
+    """Create the tables that do not exist yet."""
+    async with engine.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.create_all)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

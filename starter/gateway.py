@@ -1,0 +1,218 @@
+"""The HTTP gateway: events in, receipts and clicks back, short-link redirects.
+
+Run it with ``nudge gateway`` (uvicorn with uvloop and httptools).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from nudge.errors import InvalidPhoneNumber
+from nudge.logging import get_logger
+from nudge.models import Event, MessageStatus
+from nudge.phone import to_e164
+from nudge.settings import Settings, get_settings
+from nudge.store import Customer, create_engine, init_db, session_factory
+from starter.feedback import Feedback
+from starter.router import EventRouter, RouteResult
+from starter.temporal import connect
+from workflows import JOURNEYS
+from workflows.runtime import Journey
+
+log = get_logger(__name__)
+
+
+class EventAccepted(BaseModel):
+    event_id: str
+    duplicate: bool
+    workflow_ids: list[str]
+    touched: list[dict[str, Any]]
+
+
+class SimulatorReceipt(BaseModel):
+    id: str
+    client_ref: str | None = None
+    status: str
+    error_code: str | None = None
+    at: datetime | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in _SIM_STATUS:
+            raise ValueError(f"unknown status {value!r}; expected one of {sorted(_SIM_STATUS)}")
+        return value
+
+
+_SIM_STATUS = {
+    "accepted": MessageStatus.SUBMITTED,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+}
+
+
+class CustomerIn(BaseModel):
+    id: str = Field(min_length=1, max_length=200)
+    name: str | None = None
+    phone: str | None = None
+    lifecycle_stage: str = "new"
+    country: str | None = None
+    timezone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class CustomerBatch(BaseModel):
+    customers: list[CustomerIn] = Field(max_length=10_000)
+
+
+class Services:
+    """What the routes depend on; built once in the lifespan."""
+
+    def __init__(self, *, settings: Settings, engine: AsyncEngine, client: Client,
+                 journeys: Sequence[type[Journey]]) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self.client = client
+        self.router = EventRouter(
+            client=client,
+            sessions=self.sessions,
+            journeys=journeys,
+            task_queue=settings.task_queue,
+            overrides=settings.journey_overrides,
+        )
+        self.feedback = Feedback(client=client, sessions=self.sessions)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: Client | None = None,
+    journeys: Sequence[type[Journey]] = JOURNEYS,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.sqlalchemy_url)
+        await init_db(engine)
+        temporal = client or await connect(settings, wait=30)
+        app.state.services = Services(
+            settings=settings, engine=engine, client=temporal, journeys=journeys
+        )
+        log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Nudge gateway",
+        version="0.1.0",
+        description="Behaviour events in; provider receipts, replies and link clicks back.",
+        lifespan=lifespan,
+    )
+
+    @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
+    async def post_event(event: Event, services: ServicesDep) -> EventAccepted:
+        """Store the event once (by ``event_id``), start the journeys it triggers and signal
+        the customer's running journeys that wait for it."""
+        result: RouteResult = await services.router.route(event)
+        return EventAccepted(
+            event_id=result.event_id,
+            duplicate=result.duplicate,
+            workflow_ids=result.workflow_ids,
+            touched=[t.model_dump() for t in result.touched],
+        )
+
+    @app.post("/v1/webhooks/simulator/status", tags=["webhooks"])
+    async def simulator_status(receipt: SimulatorReceipt, services: ServicesDep) -> dict[str, Any]:
+        """Delivery receipts from the local carrier simulator."""
+        applied = await services.feedback.receipt(
+            provider="simulator",
+            message_id=receipt.client_ref,
+            provider_message_id=receipt.id,
+            status=_SIM_STATUS[receipt.status],
+            error_code=receipt.error_code,
+            at=receipt.at,
+            raw=receipt.model_dump(mode="json"),
+        )
+        return {"ok": True, "applied": applied}
+
+    @app.get("/l/{code}", tags=["links"], response_class=RedirectResponse, status_code=302)
+    async def short_link(
+        code: str, services: ServicesDep, user_agent: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """Record a click and redirect to the link's target."""
+        target = await services.feedback.click(code, user_agent=user_agent)
+        if target is None:
+            raise HTTPException(404, detail=f"unknown link code {code!r}")
+        return RedirectResponse(target, status_code=302)
+
+    @app.put("/v1/customers/{customer_id}", tags=["customers"])
+    async def put_customer(customer_id: str, body: CustomerIn, services: ServicesDep) -> dict[str, Any]:
+        """Create or replace a customer profile. Phone numbers are stored in E.164."""
+        if body.id != customer_id:
+            raise HTTPException(422, detail="customer id in the path and the body differ")
+        count = await _upsert_customers(services, [body])
+        return {"upserted": count}
+
+    @app.post("/v1/customers:batch", tags=["customers"])
+    async def post_customers(batch: CustomerBatch, services: ServicesDep) -> dict[str, Any]:
+        """Create or replace many customers at once (used by ``nudge customers import``)."""
+        return {"upserted": await _upsert_customers(services, batch.customers)}
+
+    @app.get("/v1/customers/{customer_id}", tags=["customers"])
+    async def get_customer(customer_id: str, services: ServicesDep) -> dict[str, Any]:
+        async with services.sessions() as session:
+            customer = await session.get(Customer, customer_id)
+        if customer is None:
+            raise HTTPException(404, detail=f"unknown customer {customer_id!r}")
+        return customer.model_dump(mode="json")
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _upsert_customers(services: Services, customers: Sequence[CustomerIn]) -> int:
+    errors = []
+    normalised: list[CustomerIn] = []
+    for index, customer in enumerate(customers):
+        if customer.phone:
+            try:
+                phone = to_e164(customer.phone, default_region=customer.country or services.settings.default_region)
+            except InvalidPhoneNumber as exc:
+                errors.append({"index": index, "id": customer.id, "error": str(exc)})
+                continue
+            customer = customer.model_copy(update={"phone": phone})
+        normalised.append(customer)
+    if errors:
+        raise HTTPException(422, detail={"message": "invalid customers; nothing was stored", "errors": errors})
+    async with services.sessions() as session:
+        for customer in normalised:
+            row = await session.get(Customer, customer.id) or Customer(id=customer.id)
+            for field, value in customer.model_dump(exclude={"id"}).items():
+                setattr(row, field, value)
+            session.add(row)
+        await session.commit()
+    return len(normalised)

@@ -1,0 +1,260 @@
+"""Routing one event: store it once, start the journeys it triggers, signal the ones that wait.
+
+Signals are the dev server's scarcest resource, so a running journey is signalled only with events
+it declared (goal, exit events, ``listens``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from nudge.logging import get_logger
+from nudge.models import Event, JourneyInput
+from nudge.store import Customer, EventRecord, JourneyEntry, utcnow
+from workflows.runtime import SA_CUSTOMER, SA_JOURNEY, Journey, Reentry
+
+log = get_logger(__name__)
+
+
+class Touch(BaseModel):
+    workflow_id: str
+    journey: str
+    action: str
+    """``started``, ``signalled`` or ``refused``."""
+    reason: str | None = None
+
+
+class RouteResult(BaseModel):
+    event_id: str
+    duplicate: bool = False
+    touched: list[Touch] = Field(default_factory=list)
+
+    @property
+    def workflow_ids(self) -> list[str]:
+        return [t.workflow_id for t in self.touched if t.action != "refused"]
+
+
+class EventRouter:
+    def __init__(
+        self,
+        *,
+        client: Client,
+        sessions: async_sessionmaker[AsyncSession],
+        journeys: Iterable[type[Journey]],
+        task_queue: str,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._client = client
+        self._sessions = sessions
+        self._journeys = tuple(journeys)
+        self._task_queue = task_queue
+        self._overrides = overrides or {}
+
+    async def route(self, event: Event) -> RouteResult:
+        if event.occurred_at is None:
+            event = event.model_copy(update={"occurred_at": utcnow()})
+        if not await self._store(event):
+            async with self._sessions() as session:
+                stored = await session.get(EventRecord, event.event_id)
+            touched = [Touch(workflow_id=w, journey="", action="earlier") for w in stored.workflow_ids] if stored else []
+            return RouteResult(event_id=event.event_id, duplicate=True, touched=touched)
+
+        result = RouteResult(event_id=event.event_id)
+        for journey in self._journeys:
+            if event.name == journey.trigger:
+                result.touched.append(await self._enter(journey, event))
+            elif event.name in journey.listened_events():
+                result.touched.extend(await self._signal_running(journey, event))
+        async with self._sessions() as session:
+            stored = await session.get(EventRecord, event.event_id)
+            if stored is not None:
+                stored.workflow_ids = result.workflow_ids
+                session.add(stored)
+                await session.commit()
+        log.info(
+            "event_routed",
+            event_id=event.event_id,
+            event_name=event.name,
+            customer_id=event.customer_id,
+            touched=[f"{t.action}:{t.workflow_id}" for t in result.touched],
+        )
+        return result
+
+    async def _store(self, event: Event) -> bool:
+        """Insert the event (and a bare customer if unknown); False when ``event_id`` was seen."""
+        async with self._sessions() as session:
+            session.add(
+                EventRecord(
+                    event_id=event.event_id,
+                    customer_id=event.customer_id,
+                    name=event.name,
+                    properties=event.properties,
+                    occurred_at=event.occurred_at or utcnow(),
+                )
+            )
+            if await session.get(Customer, event.customer_id) is None:
+                session.add(Customer(id=event.customer_id))
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                if await session.get(EventRecord, event.event_id) is not None:
+                    return False
+                # Only the bare customer collided (created concurrently): store the event alone.
+                session.add(
+                    EventRecord(
+                        event_id=event.event_id,
+                        customer_id=event.customer_id,
+                        name=event.name,
+                        properties=event.properties,
+                        occurred_at=event.occurred_at or utcnow(),
+                    )
+                )
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    return False
+        return True
+
+    async def _enter(self, journey: type[Journey], event: Event) -> Touch:
+        key: str | None = None
+        if journey.key:
+            raw = event.properties.get(journey.key)
+            if raw in (None, ""):
+                return Touch(
+                    workflow_id=journey.workflow_id(event.customer_id),
+                    journey=journey.name,
+                    action="refused",
+                    reason=f"event has no {journey.key!r} property, which {journey.name} is keyed by",
+                )
+            key = str(raw)
+        workflow_id = journey.workflow_id(event.customer_id, key)
+        async with self._sessions() as session:
+            entry = await session.get(JourneyEntry, workflow_id)
+        reuse = self._reuse_policy(journey.reentry, entry)
+        try:
+            handle = await self._client.start_workflow(
+                journey.__name__,
+                JourneyInput(
+                    customer_id=event.customer_id,
+                    key=key,
+                    config=dict(self._overrides.get(journey.name, {})),
+                ),
+                id=workflow_id,
+                task_queue=self._task_queue,
+                id_reuse_policy=reuse,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                start_signal="event",
+                start_signal_args=[event],
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SA_JOURNEY, journey.name),
+                        SearchAttributePair(SA_CUSTOMER, event.customer_id),
+                    ]
+                ),
+                static_summary=f"{journey.name} for {event.customer_id}",
+            )
+        except WorkflowAlreadyStartedError:
+            reason = (
+                "re-entry not allowed"
+                if journey.reentry == Reentry.NEVER
+                else f"re-entry cool-down ({journey.reentry}) not over"
+            )
+            return Touch(workflow_id=workflow_id, journey=journey.name, action="refused", reason=reason)
+        started = entry is None or entry.run_id != handle.result_run_id
+        await self._record_entry(journey, event, workflow_id, key, handle.result_run_id, started)
+        return Touch(
+            workflow_id=workflow_id, journey=journey.name, action="started" if started else "signalled"
+        )
+
+    @staticmethod
+    def _reuse_policy(reentry: str | timedelta, entry: JourneyEntry | None) -> WorkflowIDReusePolicy:
+        if reentry == Reentry.ALWAYS:
+            return WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        if isinstance(reentry, timedelta):
+            if entry is None or utcnow() - _aware(entry.entered_at) >= reentry:
+                return WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        return WorkflowIDReusePolicy.REJECT_DUPLICATE
+
+    async def _record_entry(
+        self,
+        journey: type[Journey],
+        event: Event,
+        workflow_id: str,
+        key: str | None,
+        run_id: str | None,
+        started: bool,
+    ) -> None:
+        async with self._sessions() as session:
+            entry = await session.get(JourneyEntry, workflow_id)
+            if entry is None:
+                entry = JourneyEntry(
+                    workflow_id=workflow_id,
+                    journey=journey.name,
+                    customer_id=event.customer_id,
+                    key=key,
+                    run_id=run_id,
+                )
+            elif started:
+                entry.entries += 1
+                entry.entered_at = utcnow()
+                entry.run_id = run_id
+                entry.closed = False
+            session.add(entry)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()  # a concurrent event recorded the same entry
+
+    async def _signal_running(self, journey: type[Journey], event: Event) -> list[Touch]:
+        async with self._sessions() as session:
+            rows = await session.exec(
+                select(JourneyEntry).where(
+                    JourneyEntry.customer_id == event.customer_id,
+                    JourneyEntry.journey == journey.name,
+                    JourneyEntry.closed == False,  # noqa: E712
+                )
+            )
+            entries = list(rows.all())
+        touched = []
+        for entry in entries:
+            try:
+                await self._client.get_workflow_handle(entry.workflow_id).signal("event", event)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                await self._mark_closed(entry.workflow_id)
+                continue
+            touched.append(Touch(workflow_id=entry.workflow_id, journey=journey.name, action="signalled"))
+        return touched
+
+    async def _mark_closed(self, workflow_id: str) -> None:
+        async with self._sessions() as session:
+            entry = await session.get(JourneyEntry, workflow_id)
+            if entry is not None:
+                entry.closed = True
+                session.add(entry)
+                await session.commit()
+
+
+def _aware(moment: Any) -> Any:
+    from datetime import UTC
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from nudge.models import Profile
+from nudge.testing import JourneyTester
+from workflows import Onboarding, PaymentSuccess
+from workflows.runtime import bucket
+
+
+async def test_payment_success_sends_confirmation_at_once(journeys: JourneyTester) -> None:
+    """A paid order gets its transactional confirmation without any wait."""
+    run = await journeys.start(PaymentSuccess, customer="p1", order_id="o-1", amount="42.00")
+    result = await run.result()
+    assert result.outcome == "completed"
+    assert run.sent_templates == ["payment_success"]
+    assert run.requests[0].params == {"order_id": "o-1", "amount": "42.00"}
+    assert run.requests[0].category == "transactional"
+
+
+async def test_payment_success_reentry_refused_for_same_order(journeys: JourneyTester) -> None:
+    """The same order_id cannot start a second confirmation (re-entry NEVER)."""
+    run = await journeys.start(PaymentSuccess, customer="p2", order_id="o-2")
+    await run.result()
+    from temporalio.common import WorkflowIDReusePolicy
+
+    from nudge.models import JourneyInput
+
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await journeys.env.client.start_workflow(
+            PaymentSuccess.__name__,
+            JourneyInput(customer_id="p2", key="o-2"),
+            id=PaymentSuccess.workflow_id("p2", "o-2"),
+            task_queue=journeys.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+
+
+async def test_onboarding_returning_customer_gets_welcome_back(journeys: JourneyTester) -> None:
+    """The lifecycle stage read from the CRM picks the welcome-back branch."""
+    run = await journeys.start(
+        Onboarding, customer="o1", profile=Profile(customer_id="o1", lifecycle_stage="returning")
+    )
+    await run.advance(minutes=6)
+    assert run.sent_templates == ["welcome_back"]
+    state = await run.state()
+    assert state.variants == {}
+
+
+async def test_onboarding_new_customer_gets_split_variant(journeys: JourneyTester) -> None:
+    """A new customer gets the welcome copy of their A/B bucket, and the send is attributed."""
+    customer = "o2"
+    expected = bucket("welcome_copy", customer, {"a": 50, "b": 50})
+    run = await journeys.start(Onboarding, customer=customer)
+    await run.advance(minutes=6)
+    assert run.sent_templates == [f"welcome_{expected}"]
+    assert run.requests[0].variant == f"welcome_copy:{expected}"
+    assert (await run.state()).variants == {"welcome_copy": expected}
+
+
+async def test_onboarding_order_converts(journeys: JourneyTester) -> None:
+    """An order during the activation window converts the onboarding journey."""
+    run = await journeys.start(Onboarding, customer="o3")
+    await run.advance(days=1)
+    await run.event("order_paid", order_id="x")
+    assert (await run.result()).outcome == "converted"
+
+
+async def test_onboarding_without_order_is_not_activated(journeys: JourneyTester) -> None:
+    """Without an order in 3 days the journey ends as not_activated."""
+    run = await journeys.start(Onboarding, customer="o4")
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("exited", "not_activated")
+
+
+def test_split_is_stable_and_balanced() -> None:
+    """Bucketing is stable per customer and close to the weights over many customers."""
+    weights = {"a": 50, "b": 50}
+    assert all(bucket("x", f"c{i}", weights) == bucket("x", f"c{i}", weights) for i in range(100))
+    share_a = sum(bucket("x", f"c{i}", weights) == "a" for i in range(4000)) / 4000
+    assert 0.46 < share_a < 0.54
+    assert bucket("x", "c1", {"a": 0, "b": 1}) == "b"
+    with pytest.raises(ValueError):
+        bucket("x", "c1", {"a": 0})
+
+
+async def test_journey_wait_for_undeclared_event_fails_clearly(env) -> None:  # type: ignore[no-untyped-def]
+    """Waiting for an event the journey did not declare fails the workflow with a clear error."""
+    from tests.workflows.sample_journeys import WaitsForUndeclared
+    from nudge.testing import journey_tester
+
+    async with journey_tester(env, [WaitsForUndeclared]) as tester:
+        run = await tester.start(WaitsForUndeclared, customer="u1")
+        with pytest.raises(WorkflowFailureError) as info:
+            await run.result()
+        assert "does not declare" in str(info.value.cause)

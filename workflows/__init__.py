@@ -1,0 +1,18 @@
+"""Deterministic orchestration: the journey runtime and the journeys a worker runs."""
+
+from workflows.journeys import CartAbandonment, Onboarding, PaymentSuccess
+from workflows.runtime import Journey, JourneyConfig, Reentry, SmsHandle
+
+JOURNEYS: tuple[type[Journey], ...] = (CartAbandonment, PaymentSuccess, Onboarding)
+"""The journeys the worker runs and the gateway routes events to."""
+
+__all__ = [
+    "JOURNEYS",
+    "CartAbandonment",
+    "Journey",
+    "JourneyConfig",
+    "Onboarding",
+    "PaymentSuccess",
+    "Reentry",
+    "SmsHandle",
+]

@@ -1,0 +1,457 @@
+"""The journey runtime: the building blocks a journey is written with.
+
+A journey is a class. Declaring one makes it a Temporal workflow whose type is the class name:
+
+    class CartAbandonment(Journey):
+        trigger = "cart_abandoned"
+        key = "cart_id"
+        goal = "order_paid"
+
+        class Config(JourneyConfig):
+            first_wait: timedelta = timedelta(hours=1)
+
+        async def steps(self, event: Event) -> None:
+            await self.sleep(self.config.first_wait)
+            ...
+
+The runtime, not the author, handles goals and exit events (it cancels ``steps``), step names,
+search attributes, the UI's current details, and the idempotency key of every send.
+
+Everything here is deterministic: time is ``workflow.now()``, and all I/O goes through activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, NoReturn
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ConfigDict
+
+    from nudge.models import (
+        Category,
+        Event,
+        JourneyInput,
+        JourneyResult,
+        JourneyState,
+        MessageStatus,
+        MessageUpdate,
+        Profile,
+        SendDecision,
+        SendRequest,
+        SendResult,
+        SentMessage,
+    )
+
+SA_JOURNEY = SearchAttributeKey.for_keyword("NudgeJourney")
+SA_CUSTOMER = SearchAttributeKey.for_keyword("NudgeCustomerId")
+SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")
+SA_OUTCOME = SearchAttributeKey.for_keyword("NudgeOutcome")
+
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=20,
+    non_retryable_error_types=["TemplateError", "InvalidInput", "PermanentProviderError"],
+)
+READ_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=10,
+)
+
+
+class Reentry:
+    """Re-entry rules: ``NEVER``, ``ALWAYS``, or a ``timedelta`` cool-down since the last entry."""
+
+    NEVER = "never"
+    ALWAYS = "always"
+
+
+class JourneyConfig(BaseModel):
+    """A journey's tunable parameters (delays, windows). Overridden per deployment, e.g. the demo."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _JourneyExit(Exception):
+    """Raised by ``Journey.exit`` to unwind ``steps``; never leaves the runtime."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400 and seconds % 3600 == 0:
+        return f"{seconds // 86400} d {seconds % 86400 // 3600} h".replace(" 0 h", "")
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min".replace(" 0 min", "")
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60} s".replace(" 0 s", "")
+    return f"{seconds} s"
+
+
+def bucket(experiment: str, customer_id: str, weights: Mapping[str, float]) -> str:
+    """Deterministic weighted assignment of a customer to a variant (stable across runs)."""
+    if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError("split weights must be non-negative and not all zero")
+    digest = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(weights.values())
+    for variant, weight in sorted(weights.items()):
+        if point < weight:
+            return variant
+        point -= weight
+    return sorted(weights)[-1]
+
+
+class SmsHandle:
+    """What ``send_sms`` returns: the gate's decision, and waits for the receipt or the click."""
+
+    def __init__(self, journey: Journey, record: SentMessage, result: SendResult) -> None:
+        self._journey = journey
+        self.record = record
+        self.result = result
+
+    @property
+    def message_id(self) -> str:
+        return self.record.message_id
+
+    @property
+    def sent(self) -> bool:
+        """False when the gate blocked the message; ``reason`` says why."""
+        return self.record.decision is SendDecision.SENT
+
+    @property
+    def reason(self) -> str | None:
+        return self.record.reason
+
+    async def clicked(self, *, within: timedelta) -> bool:
+        """Wait up to ``within`` for a click on any link in the message."""
+        if not self.sent:
+            return False
+        return await self._journey._wait(
+            lambda: self.record.clicked,
+            within,
+            step=f"wait:click:{self.record.template}",
+            detail=f"waiting for a click on {self.record.template}",
+        )
+
+    async def receipt(self, *, within: timedelta) -> MessageStatus | None:
+        """Wait up to ``within`` for a final receipt; needs ``send_sms(..., notify_receipt=True)``."""
+        if not self.sent:
+            return None
+        if not self.result_notifies:
+            raise ApplicationError(
+                "receipt() needs send_sms(..., notify_receipt=True): receipts are only signalled "
+                "to journeys that asked for them",
+                type="JourneyDefinitionError",
+                non_retryable=True,
+            )
+        await self._journey._wait(
+            lambda: self.record.status is not None and self.record.status.terminal,
+            within,
+            step=f"wait:receipt:{self.record.template}",
+            detail=f"waiting for the receipt of {self.record.template}",
+        )
+        return self.record.status if self.record.status and self.record.status.terminal else None
+
+    async def delivered(self, *, within: timedelta) -> bool:
+        """Wait up to ``within`` for a delivery receipt; True only when delivered."""
+        return await self.receipt(within=within) is MessageStatus.DELIVERED
+
+    result_notifies: bool = False
+
+
+class Journey:
+    """Base class of every journey. Subclasses declare the class attributes and ``steps``."""
+
+    trigger: ClassVar[str]
+    """The event that starts the journey."""
+    key: ClassVar[str | None] = None
+    """Event property that makes one instance per customer *and* value (e.g. ``cart_id``)."""
+    goal: ClassVar[str | None] = None
+    """Event that, at any point, ends the journey as converted."""
+    exit_on: ClassVar[frozenset[str]] = frozenset()
+    """Events that end the journey early."""
+    listens: ClassVar[frozenset[str]] = frozenset()
+    """Other events ``steps`` waits for with ``wait_for``; only these are signalled."""
+    reentry: ClassVar[str | timedelta] = Reentry.NEVER
+    category: ClassVar[Category] = Category.MARKETING
+    name: ClassVar[str]
+    """Stable identifier used in workflow ids and search attributes (snake_case class name)."""
+    Config: ClassVar[type[JourneyConfig]] = JourneyConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "trigger" not in cls.__dict__:
+            return  # an abstract intermediate class
+        cls.name = cls.__dict__.get("name", _snake(cls.__name__))
+
+        async def run(self, input: JourneyInput) -> JourneyResult:  # type: ignore[no-untyped-def]
+            return await self._run()
+
+        # The SDK wants the run method defined on the workflow class itself.
+        run.__qualname__ = f"{cls.__name__}.run"
+        run.__module__ = cls.__module__
+        cls.run = workflow.run(run)  # type: ignore[attr-defined]
+        workflow.defn(name=cls.__name__)(cls)
+
+    @classmethod
+    def listened_events(cls) -> frozenset[str]:
+        """Every event name a running instance of this journey wants to be signalled."""
+        return frozenset({cls.goal} if cls.goal else set()) | cls.exit_on | cls.listens
+
+    @classmethod
+    def workflow_id(cls, customer_id: str, key: str | None = None) -> str:
+        return f"journey:{cls.name}:{customer_id}" + (f":{key}" if key else "")
+
+    @workflow.init
+    def __init__(self, input: JourneyInput) -> None:
+        self.input = input
+        self.config = self.Config.model_validate(input.config)
+        self.customer_id = input.customer_id
+        self._state = JourneyState(journey=self.name, customer_id=input.customer_id, key=input.key)
+        self._trigger: Event | None = None
+        self._seen_ids: set[str] = set()
+        self._inbox: list[Event] = []
+        self._ending: tuple[str, str | None] | None = None
+        self._records: dict[str, SentMessage] = {}
+        self._seq = 0
+        self._variant: str | None = None
+
+    # ----- the building blocks ------------------------------------------------------------
+
+    async def steps(self, event: Event) -> None:
+        raise NotImplementedError
+
+    async def sleep(self, duration: timedelta) -> None:
+        """Sleep durably for ``duration``."""
+        until = workflow.now() + duration
+        self._set_step("sleep", f"sleeping {_human(duration)}, until {until:%Y-%m-%d %H:%M:%S} UTC")
+        await workflow.sleep(duration, summary=f"sleep {_human(duration)}")
+
+    async def sleep_until(self, moment: datetime) -> None:
+        """Sleep durably until ``moment`` (timezone-aware); returns at once if it has passed."""
+        delta = moment - workflow.now()
+        if delta > timedelta(0):
+            await self.sleep(delta)
+
+    async def wait_for(self, *names: str, timeout: timedelta) -> Event | None:
+        """Wait up to ``timeout`` for one of ``names``; returns the event, or None on timeout.
+
+        An event that arrived earlier in this journey and was not yet consumed counts.
+        """
+        undeclared = set(names) - self.listened_events()
+        if undeclared:
+            raise ApplicationError(
+                f"{type(self).__name__} waits for {sorted(undeclared)} but does not declare them "
+                "in `listens`, so the gateway would never signal them",
+                type="JourneyDefinitionError",
+                non_retryable=True,
+            )
+        found: list[Event] = []
+
+        def arrived() -> bool:
+            for event in self._inbox:
+                if event.name in names:
+                    self._inbox.remove(event)
+                    found.append(event)
+                    return True
+            return False
+
+        await self._wait(
+            arrived,
+            timeout,
+            step=f"wait:{'|'.join(names)}",
+            detail=f"waiting for {' or '.join(names)}",
+        )
+        return found[0] if found else None
+
+    async def profile(self) -> Profile:
+        """The customer's CRM profile (a local activity: no extra server round trip)."""
+        return await workflow.execute_local_activity(
+            "get_profile",
+            self.customer_id,
+            result_type=Profile,
+            start_to_close_timeout=timedelta(seconds=5),
+            retry_policy=READ_RETRY,
+            summary="read profile",
+        )
+
+    async def send_sms(
+        self,
+        template: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        variant: str | None = None,
+        notify_receipt: bool = False,
+        **kwargs: Any,
+    ) -> SmsHandle:
+        """Send ``template`` through the gate; the handle says whether it went out and why not."""
+        self._seq += 1
+        step = f"send:{template}"
+        self._set_step(step, f"sending {template}")
+        info = workflow.info()
+        request = SendRequest(
+            idempotency_key=f"{info.workflow_id}/{info.first_execution_run_id}/{self._seq}",
+            workflow_id=info.workflow_id,
+            journey=self.name,
+            step=step,
+            customer_id=self.customer_id,
+            template=template,
+            params={**(params or {}), **kwargs},
+            category=self.category,
+            variant=variant or self._variant,
+            notify_receipt=notify_receipt,
+        )
+        result = await workflow.execute_activity(
+            "send_message",
+            request,
+            result_type=SendResult,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=SEND_RETRY,
+            summary=f"send {template}",
+        )
+        record = SentMessage(
+            message_id=result.message_id,
+            step=step,
+            template=template,
+            decision=result.decision,
+            reason=result.reason,
+            variant=request.variant,
+            status=MessageStatus.SUBMITTED if result.decision is SendDecision.SENT else None,
+        )
+        # A receipt or click that raced ahead of the activity result is already buffered.
+        early = self._records.get(result.message_id)
+        if early is not None:
+            record.clicked = early.clicked
+            record.status = early.status
+        self._records[result.message_id] = record
+        self._state.messages.append(record)
+        handle = SmsHandle(self, record, result)
+        handle.result_notifies = notify_receipt
+        return handle
+
+    def split(self, experiment: str, weights: Mapping[str, float]) -> str:
+        """Assign this customer to a variant, deterministically; later sends are attributed to it."""
+        variant = bucket(experiment, self.customer_id, weights)
+        self._state.variants[experiment] = variant
+        self._variant = f"{experiment}:{variant}"
+        return variant
+
+    def exit(self, reason: str) -> NoReturn:
+        """End the journey now with ``reason``."""
+        raise _JourneyExit(reason)
+
+    # ----- signals and queries -------------------------------------------------------------
+
+    @workflow.signal(name="event")
+    def on_event(self, event: Event) -> None:
+        if event.event_id in self._seen_ids:
+            return
+        self._seen_ids.add(event.event_id)
+        self._state.events_seen.append(event.name)
+        if self._trigger is None and event.name == self.trigger:
+            self._trigger = event
+        elif event.name == self.goal:
+            self._ending = self._ending or ("converted", event.name)
+        elif event.name in self.exit_on:
+            self._ending = self._ending or ("exited", f"event:{event.name}")
+        else:
+            self._inbox.append(event)
+
+    @workflow.signal(name="message")
+    def on_message(self, update: MessageUpdate) -> None:
+        record = self._records.get(update.message_id)
+        if record is None:
+            # The signal can arrive before the send activity's result; keep it for send_sms.
+            record = SentMessage(
+                message_id=update.message_id,
+                step="",
+                template="",
+                decision=SendDecision.SENT,
+            )
+            self._records[update.message_id] = record
+        if update.kind == "click":
+            record.clicked = True
+        elif update.status is not None and (
+            record.status is None or update.status.rank > record.status.rank
+        ):
+            record.status = update.status
+
+    @workflow.query(name="state")
+    def state(self) -> JourneyState:
+        return self._state
+
+    # ----- internals -----------------------------------------------------------------------
+
+    async def _wait(self, condition: Any, within: timedelta, *, step: str, detail: str) -> bool:
+        self._set_step(step, f"{detail}, {_human(within)} left")
+        try:
+            await workflow.wait_condition(
+                condition, timeout=within, timeout_summary=f"{detail} ({_human(within)})"
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    def _set_step(self, step: str, detail: str) -> None:
+        self._state.step = step
+        self._state.detail = detail
+        workflow.upsert_search_attributes([SA_STEP.value_set(step)])
+        workflow.set_current_details(f"**{self.name}** for `{self.customer_id}`: {detail}")
+
+    async def _run(self) -> JourneyResult:
+        workflow.upsert_search_attributes(
+            [
+                SearchAttributePair(SA_JOURNEY, self.name),
+                SearchAttributePair(SA_CUSTOMER, self.customer_id),
+            ]
+        )
+        await workflow.wait_condition(lambda: self._trigger is not None or self._ending is not None)
+        started = workflow.now()
+        outcome: str = "completed"
+        reason: str | None = None
+        if self._ending is not None:
+            outcome, reason = self._ending
+        else:
+            assert self._trigger is not None
+            task = asyncio.create_task(self.steps(self._trigger))
+            await workflow.wait_condition(lambda: task.done() or self._ending is not None)
+            if not task.done():
+                task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except _JourneyExit as exit_:
+                outcome, reason = "exited", exit_.reason
+            if self._ending is not None:
+                outcome, reason = self._ending
+        self._state.outcome, self._state.reason = outcome, reason
+        step = f"done:{outcome}"
+        self._set_step(step, f"{outcome}" + (f" ({reason})" if reason else ""))
+        workflow.upsert_search_attributes([SA_OUTCOME.value_set(outcome)])
+        workflow.logger.info("journey ended: %s %s", outcome, reason or "")
+        return JourneyResult(
+            outcome=outcome,  # type: ignore[arg-type]
+            reason=reason,
+            messages=self._state.messages,
+            duration=workflow.now() - started,
+        )
