@@ -1,0 +1,382 @@
+"""The ``nudge`` command line: run the stack, send events, inspect journeys, import customers."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nudge.logging import configure_logging
+from nudge.settings import get_settings
+
+app = typer.Typer(
+    name="nudge",
+    help="Nudge: lifecycle SMS journeys as durable Temporal workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+customers_app = typer.Typer(help="Manage customer profiles.", no_args_is_help=True)
+app.add_typer(customers_app, name="customers")
+console = Console()
+if not console.is_terminal:
+    console = Console(width=160)  # logs and CI output: keep the summary table readable
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+# ----- the stack ------------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Play the demo once the stack is up.")] = True,
+    real_delays: Annotated[
+        bool, typer.Option(help="Use the journeys' real delays (hours) instead of demo seconds.")
+    ] = False,
+) -> None:
+    """Start Temporal (UI on :8233), the worker, the gateway (:8000) and the carrier simulator,
+    play the demo, then serve until Ctrl-C. State is kept in [bold].nudge/[/]."""
+    from starter.demo import DEMO_OVERRIDES
+    from starter.stack import Ports, Stack, StackError
+
+    settings = get_settings()
+    overrides = {} if real_delays else {"NUDGE_JOURNEY_OVERRIDES": json.dumps(DEMO_OVERRIDES)}
+    stack = Stack(
+        state_dir=settings.state_dir.resolve(),
+        ports=Ports(gateway=settings.gateway_port, simulator=settings.simulator_port,
+                    ui=settings.temporal_ui_port,
+                    temporal=int(settings.temporal_address.rsplit(":", 1)[-1])),
+        env_overrides=overrides,
+    )
+    with console.status("starting Temporal, worker, gateway and simulator..."):
+        try:
+            stack.start()
+        except StackError as exc:
+            raise _fail(str(exc)) from exc
+    try:
+        console.print(f"[green]stack is up[/]; logs in {stack.state_dir / 'logs'}")
+        if demo:
+            _play_demo(stack)
+        _print_urls(stack)
+        console.print("serving; press [bold]Ctrl-C[/] to stop")
+        while all(proc.poll() is None for _, proc in stack.children):
+            try:
+                import time
+
+                time.sleep(0.5)
+            except KeyboardInterrupt:
+                break
+        else:
+            dead = [name for name, proc in stack.children if proc.poll() is not None]
+            err.print(f"[red]{', '.join(dead)} stopped unexpectedly[/]; see {stack.state_dir / 'logs'}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with console.status("stopping..."):
+            stack.stop()
+        console.print("stopped")
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the throwaway state directory.")] = False,
+) -> None:
+    """Play the demo on a throwaway stack (free ports, temporary state), print the summary and
+    exit 0 only if every journey reached its expected end state."""
+    from starter.demo import DEMO_OVERRIDES
+    from starter.stack import Ports, Stack, StackError
+
+    state_dir = Path(tempfile.mkdtemp(prefix="nudge-demo-"))
+    stack = Stack(
+        state_dir=state_dir,
+        ports=Ports.free(),
+        env_overrides={"NUDGE_JOURNEY_OVERRIDES": json.dumps(DEMO_OVERRIDES)},
+        ui=False,
+    )
+    ok = False
+    try:
+        with console.status("starting a throwaway stack..."):
+            stack.start()
+        ok = _play_demo(stack)
+    except StackError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        stack.stop()
+        if keep:
+            console.print(f"state kept in {state_dir}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    if not ok:
+        raise _fail("some journeys did not reach their expected end state")
+    console.print("[green]demo passed[/]: every journey reached its expected end state")
+
+
+def _play_demo(stack: Any) -> bool:
+    from starter.demo import run_demo, summary_table
+    from starter.temporal import connect
+
+    settings = get_settings().model_copy(update={"temporal_address": stack.temporal_address})
+
+    async def play() -> list[Any]:
+        client = await connect(settings, wait=30)
+        return await run_demo(
+            gateway_url=stack.gateway_url, simulator_url=stack.simulator_url, client=client, console=console
+        )
+
+    rows = asyncio.run(play())
+    console.print(summary_table(rows))
+    return all(row.ok for row in rows)
+
+
+def _print_urls(stack: Any) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_row("Temporal UI", stack.ui_url)
+    table.add_row("Gateway", stack.gateway_url)
+    table.add_row("OpenAPI docs", f"{stack.gateway_url}/docs")
+    table.add_row("Simulator ledger", f"{stack.simulator_url}/_sim/ledger")
+    console.print(table)
+
+
+@app.command()
+def worker() -> None:
+    """Run the worker (journeys and activities) until interrupted."""
+    import worker as worker_module
+
+    try:
+        asyncio.run(worker_module.main())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: NUDGE_GATEWAY_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: NUDGE_GATEWAY_PORT, 8000].")] = None,
+) -> None:
+    """Serve the HTTP gateway (events, webhooks, short links) with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        "starter.gateway:create_app",
+        factory=True,
+        host=host or settings.gateway_host,
+        port=port or settings.gateway_port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def simulator(
+    port: Annotated[int | None, typer.Option(help="Port [default: NUDGE_SIMULATOR_PORT, 8100].")] = None,
+) -> None:
+    """Serve the local carrier simulator."""
+    import uvicorn
+
+    from simulator.app import SimConfig, create_app
+
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    config = SimConfig(
+        latency_ms=settings.simulator_latency_ms,
+        receipt_delay_ms=settings.simulator_receipt_delay_ms,
+        failure_rate=settings.simulator_failure_rate,
+    )
+    uvicorn.run(
+        create_app(config),
+        host=settings.simulator_host,
+        port=port or settings.simulator_port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+    )
+
+
+# ----- talking to a running stack ---------------------------------------------------------------
+
+
+def _parse_props(props: list[str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for prop in props:
+        key, sep, value = prop.partition("=")
+        if not sep or not key:
+            raise _fail(f"--prop takes key=value, got {prop!r}", code=2)
+        parsed[key] = value
+    return parsed
+
+
+def _gateway(url: str | None) -> str:
+    return (url or get_settings().gateway_url).rstrip("/")
+
+
+GatewayOpt = Annotated[
+    str | None, typer.Option("--gateway", help="Gateway URL [default: NUDGE_PUBLIC_URL or http://127.0.0.1:8000].")
+]
+
+
+@app.command()
+def event(
+    customer: Annotated[str, typer.Argument(help="Customer id.")],
+    name: Annotated[str, typer.Argument(help="Event name, e.g. cart_abandoned.")],
+    prop: Annotated[
+        list[str], typer.Option("--prop", "-p", help="Event property key=value; repeatable.")
+    ] = [],  # noqa: B006 - typer reads the default
+    event_id: Annotated[str | None, typer.Option(help="Idempotency id [default: a new UUID].")] = None,
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Send a behaviour event; it starts or advances the customer's journeys.
+
+    Example: [bold]nudge event c1 cart_abandoned -p cart_id=k1 -p url=https://shop/cart/k1[/]
+    """
+    body = {
+        "event_id": event_id or uuid.uuid4().hex,
+        "customer_id": customer,
+        "name": name,
+        "properties": _parse_props(prop),
+    }
+    try:
+        response = httpx.post(f"{_gateway(gateway_url)}/v1/events", json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach the gateway at {_gateway(gateway_url)} ({exc}); is `make run` up?") from exc
+    if response.status_code >= 400:
+        raise _fail(f"gateway refused the event ({response.status_code}): {response.text}", code=2)
+    data = response.json()
+    if data["duplicate"]:
+        console.print(f"event {data['event_id']} was already received; nothing new started")
+    table = Table("workflow id", "journey", "action", "reason")
+    for touch in data["touched"]:
+        table.add_row(touch["workflow_id"], touch["journey"], touch["action"], touch.get("reason") or "")
+    if data["touched"]:
+        console.print(table)
+    elif not data["duplicate"]:
+        console.print("no journey is triggered by or waiting for this event")
+
+
+@app.command()
+def journeys(
+    customer: Annotated[str, typer.Argument(help="Customer id.")],
+    temporal: Annotated[str | None, typer.Option(help="Temporal address [default: NUDGE_TEMPORAL_ADDRESS].")] = None,
+) -> None:
+    """List a customer's journeys with their status and current step (from Temporal)."""
+    from nudge.models import JourneyState
+    from starter.temporal import connect
+
+    settings = get_settings()
+    if temporal:
+        settings = settings.model_copy(update={"temporal_address": temporal})
+
+    async def fetch() -> list[tuple[Any, JourneyState | None]]:
+        client = await connect(settings)
+        escaped = customer.replace("'", "\\'")
+        found = []
+        async for execution in client.list_workflows(f"NudgeCustomerId = '{escaped}'"):
+            state = None
+            if execution.status and execution.status.name == "RUNNING":
+                try:
+                    state = await client.get_workflow_handle(execution.id).query("state", result_type=JourneyState)
+                except Exception:  # noqa: BLE001 - a journey without a worker still lists
+                    state = None
+            found.append((execution, state))
+        return found
+
+    try:
+        found = asyncio.run(fetch())
+    except RuntimeError as exc:
+        raise _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from exc
+    if not found:
+        console.print(f"no journeys for customer {customer!r}")
+        raise typer.Exit(0)
+    table = Table("workflow id", "journey", "status", "step", "detail", "started")
+    for execution, state in found:
+        attrs = execution.typed_search_attributes
+        step = next((p.value for p in attrs if p.key.name == "NudgeStep"), "")
+        table.add_row(
+            execution.id,
+            execution.workflow_type,
+            execution.status.name.lower() if execution.status else "?",
+            str(step),
+            state.detail if state else "",
+            f"{execution.start_time:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(table)
+
+
+CUSTOMER_COLUMNS = ("id", "name", "phone", "lifecycle_stage", "country", "timezone")
+
+
+@customers_app.command("import")
+def import_customers(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV with a header row.")],
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Customers per request.")] = 500,
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Import customers from a CSV file with columns id, name, phone, lifecycle_stage, country,
+    timezone (only id is required; other columns become attributes). Phone numbers are
+    normalised to E.164; a file with invalid rows is rejected whole, with their line numbers."""
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "id" not in reader.fieldnames:
+            raise _fail(f"{file}: the header row must include an 'id' column", code=2)
+        rows = []
+        for line, raw in enumerate(reader, start=2):
+            if not (raw.get("id") or "").strip():
+                raise _fail(f"{file}:{line}: empty id", code=2)
+            record: dict[str, Any] = {k: (raw.get(k) or None) for k in CUSTOMER_COLUMNS if k in raw}
+            record["id"] = raw["id"].strip()
+            record["lifecycle_stage"] = record.get("lifecycle_stage") or "new"
+            record["attributes"] = {k: v for k, v in raw.items() if k not in CUSTOMER_COLUMNS and k}
+            rows.append((line, record))
+    url = f"{_gateway(gateway_url)}/v1/customers:batch"
+    imported = 0
+    with Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("import", total=len(rows))
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            try:
+                response = httpx.post(url, json={"customers": [r for _, r in chunk]}, timeout=60)
+            except httpx.HTTPError as exc:
+                raise _fail(f"cannot reach the gateway at {url} ({exc})") from exc
+            if response.status_code == 422:
+                detail = response.json().get("detail")
+                if isinstance(detail, dict) and "errors" in detail:
+                    for error in detail["errors"]:
+                        err.print(f"{file}:{chunk[error['index']][0]}: {error['id']}: {error['error']}")
+                else:
+                    err.print(json.dumps(detail, indent=2))
+                raise _fail(f"{imported} imported; the batch with the rows above was rejected", code=2)
+            response.raise_for_status()
+            imported += len(chunk)
+            progress.advance(task, len(chunk))
+    console.print(f"imported {imported} customers")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,194 @@
+"""The local stack: Temporal dev server, worker, gateway and carrier simulator as child processes.
+
+``nudge up``, ``nudge demo`` and the e2e tests all start it the same way. Each child logs to
+``<state_dir>/logs/<name>.log``; stopping the stack terminates every child, then kills stragglers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from nudge.settings import SEARCH_ATTRIBUTES
+from nudge.testing import find_binary
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class StackError(RuntimeError):
+    """A child process failed to start; the message names it and points at its log."""
+
+
+@dataclass
+class Ports:
+    temporal: int = 7233
+    ui: int = 8233
+    gateway: int = 8000
+    simulator: int = 8100
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(temporal=free_port(), ui=free_port(), gateway=free_port(), simulator=free_port())
+
+
+@dataclass
+class Stack:
+    state_dir: Path
+    ports: Ports = field(default_factory=Ports)
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    ui: bool = True
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.simulator}"
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.ports.temporal}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.ui}"
+
+    def child_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
+        env.update(
+            NUDGE_STATE_DIR=str(self.state_dir),
+            NUDGE_TEMPORAL_ADDRESS=self.temporal_address,
+            NUDGE_GATEWAY_PORT=str(self.ports.gateway),
+            NUDGE_SIMULATOR_PORT=str(self.ports.simulator),
+            NUDGE_LOG_JSON="true",
+            PYTHONUNBUFFERED="1",
+        )
+        for key in ("NUDGE_DATABASE_URL", "NUDGE_LOG_LEVEL"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        env.update(self.env_overrides)
+        return env
+
+    def start(self) -> None:
+        """Start every child and wait until each answers; on any failure stop them all."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        try:
+            self._spawn("temporal", self._temporal_command())
+            self._wait_port("temporal", self.ports.temporal, timeout=60)
+            self._spawn("simulator", self._nudge_command("simulator"))
+            self._spawn("gateway", self._nudge_command("gateway"))
+            self._spawn("worker", self._nudge_command("worker"))
+            self._wait_http("simulator", f"{self.simulator_url}/healthz", timeout=30)
+            self._wait_http("gateway", f"{self.gateway_url}/healthz", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _temporal_command(self) -> list[str]:
+        cmd = [
+            find_binary("temporal"),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.state_dir / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.ports.temporal),
+            "--ui-port",
+            str(self.ports.ui),
+            "--log-level",
+            "warn",
+        ]
+        if not self.ui:
+            cmd.append("--headless")
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            cmd += ["--search-attribute", f"{name}={kind}"]
+        return cmd
+
+    @staticmethod
+    def _nudge_command(name: str) -> list[str]:
+        return [sys.executable, "-m", "starter.cli", name]
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            cmd, env=self.child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.children.append((name, proc))
+
+    def _check_alive(self, name: str) -> None:
+        for child, proc in self.children:
+            if proc.poll() is not None:
+                raise StackError(
+                    f"{child} exited with code {proc.returncode} while waiting for {name}; "
+                    f"see {self.state_dir / 'logs' / (child + '.log')}"
+                )
+
+    def _wait_port(self, name: str, port: int, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                return
+            time.sleep(0.2)
+        raise StackError(f"{name} did not open port {port} within {timeout:.0f} s")
+
+    def _wait_http(self, name: str, url: str, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise StackError(f"{name} did not answer {url} within {timeout:.0f} s")
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        """Terminate children in reverse start order; kill any that outlive ``grace``."""
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for _, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.children.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
