@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from starter.demo import DEMO_OVERRIDES
+from starter.stack import Ports, Stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real local stack (dev server, worker, gateway, simulator) on free loopback ports."""
+    state_dir: Path = tmp_path_factory.mktemp("stack")
+    overrides = {**DEMO_OVERRIDES, "cart_abandonment": {**DEMO_OVERRIDES["cart_abandonment"], "conversion_window": "PT2S"}}
+    running = Stack(
+        state_dir=state_dir,
+        ports=Ports.free(),
+        env_overrides={
+            "NUDGE_JOURNEY_OVERRIDES": json.dumps(overrides),
+            "NUDGE_SIMULATOR_RECEIPT_DELAY_MS": "100",
+        },
+        ui=False,
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        for log in sorted((state_dir / "logs").glob("*.log")):
+            text = log.read_text(errors="replace")
+            if "Traceback" in text:
+                print(f"---- {log.name} (has a traceback) ----\n{text[-4000:]}")

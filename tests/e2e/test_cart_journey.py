@@ -1,0 +1,138 @@
+"""End to end: the real dev server, worker, gateway and simulator, all over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from nudge.models import JourneyResult
+from nudge.settings import Settings
+from starter.stack import Stack
+from starter.temporal import connect
+from workflows import CartAbandonment
+
+pytestmark = pytest.mark.e2e
+
+
+async def _client(stack: Stack) -> Client:
+    return await connect(Settings(temporal_address=stack.temporal_address), wait=30)
+
+
+async def _wait_for(predicate: Any, *, timeout: float = 30, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+async def test_cart_journey_clicked_reminder_earns_coupon_end_to_end(stack: Stack) -> None:
+    """cart_abandoned -> SMS in the carrier's ledger -> simulated click -> coupon -> end state."""
+    customer, cart = f"e2e-{uuid.uuid4().hex[:6]}", "k1"
+    phone = "+8613800138011"
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw, httpx.AsyncClient(
+        base_url=stack.simulator_url, timeout=30
+    ) as sim:
+        r = await gw.put(f"/v1/customers/{customer}", json={"id": customer, "name": "Eli", "phone": phone})
+        assert r.status_code == 200, r.text
+        await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 100})
+        r = await gw.post(
+            "/v1/events",
+            json={
+                "event_id": uuid.uuid4().hex,
+                "customer_id": customer,
+                "name": "cart_abandoned",
+                "properties": {"cart_id": cart, "url": "https://shop.example.com/cart/k1"},
+            },
+        )
+        assert r.status_code == 202, r.text
+        workflow_id = CartAbandonment.workflow_id(customer, cart)
+        assert r.json()["workflow_ids"] == [workflow_id]
+
+        async def ledger_for_customer() -> list[dict[str, Any]]:
+            entries = (await sim.get("/_sim/ledger")).json()
+            return [m for m in entries if m["to"] == phone]
+
+        first = await _wait_for(ledger_for_customer)
+        assert "your cart is waiting" in first[0]["body"]
+        assert f"{stack.gateway_url}/l/" in first[0]["body"]
+
+        async def two_messages() -> list[dict[str, Any]]:
+            entries = await ledger_for_customer()
+            return entries if len(entries) >= 2 else []
+
+        both = await _wait_for(two_messages)
+        assert "10% off" in both[1]["body"]
+        assert both[0]["clicked"], "the simulator should have clicked the reminder's link"
+
+    client = await _client(stack)
+    handle = client.get_workflow_handle(workflow_id, result_type=JourneyResult)
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert (result.outcome, result.reason) == ("exited", "no_purchase")
+    assert [m.template for m in result.messages] == ["cart_reminder", "cart_coupon"]
+    assert result.messages[0].clicked
+
+    async def found_by_search_attributes() -> list[Any]:
+        query = (
+            f"NudgeCustomerId = '{customer}' AND NudgeJourney = 'cart_abandonment' "
+            "AND NudgeOutcome = 'exited' AND ExecutionStatus = 'Completed'"
+        )
+        return [w async for w in client.list_workflows(query)]
+
+    listed = await _wait_for(found_by_search_attributes)
+    assert [w.id for w in listed] == [workflow_id]
+    assert listed[0].status == WorkflowExecutionStatus.COMPLETED
+
+    # Exactly two messages reached the carrier for this customer: nothing was sent twice.
+    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+        entries = [m for m in (await sim.get("/_sim/ledger")).json() if m["to"] == phone]
+    assert len(entries) == 2
+
+
+async def test_cli_event_and_journeys_show_a_running_journey(stack: Stack) -> None:
+    """`nudge event` starts a journey and `nudge journeys` lists it with its step."""
+    customer = f"cli-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "NUDGE_PUBLIC_URL": stack.gateway_url,
+        "NUDGE_TEMPORAL_ADDRESS": stack.temporal_address,
+    }
+    cli = [sys.executable, "-m", "starter.cli"]
+    sent = subprocess.run(
+        [*cli, "event", customer, "signed_up"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert f"journey:onboarding:{customer}" in sent.stdout and "started" in sent.stdout
+
+    def listed() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cli, "journeys", customer], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    deadline = time.monotonic() + 30
+    out = listed()
+    while "Onboarding" not in out.stdout and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        out = listed()
+    assert out.returncode == 0, out.stderr
+    assert "Onboarding" in out.stdout and "running" in out.stdout
+
+    bad = subprocess.run(
+        [*cli, "event", customer, "Not A Name"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2
+    assert "422" in bad.stderr
+
+    client = await _client(stack)
+    await client.get_workflow_handle(f"journey:onboarding:{customer}").terminate("test done")
