@@ -48,9 +48,7 @@ async def build_worker(
         base_url=settings.carrier_url,
         status_callback=f"{settings.gateway_url}/v1/webhooks/simulator/status",
     )
-    sends = SendActivities(
-        sessions, provider, link_base_url=settings.gateway_url, sender=settings.sender_id
-    )
+    sends = SendActivities(sessions, provider, link_base_url=settings.gateway_url, sender=settings.sender_id)
     crm = CrmActivities(sessions)
     return Worker(
         client,

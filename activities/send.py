@@ -143,9 +143,7 @@ class SendActivities:
         return rendered, links
 
     async def _submit(self, message: Message) -> Submission | None:
-        sms = OutboundSms(
-            message_id=message.id, to=message.to or "", body=message.body, sender=self._sender
-        )
+        sms = OutboundSms(message_id=message.id, to=message.to or "", body=message.body, sender=self._sender)
         try:
             return await self._provider.send(sms)
         except PermanentProviderError as exc:

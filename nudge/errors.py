@@ -1,12 +1,12 @@
 """Nudge's exception hierarchy.
 
-    NudgeError
-    ├── InvalidInput           bad data from a caller (4xx / CLI exit 2)
-    │   ├── InvalidPhoneNumber
-    │   └── TemplateError      unknown template, missing or mistyped variable
-    └── ProviderError          a provider refused or failed a send
-        ├── RetryableProviderError   throttled, 5xx, network: retry with backoff
-        └── PermanentProviderError   bad number, bad template: never retried
+NudgeError
+├── InvalidInput           bad data from a caller (4xx / CLI exit 2)
+│   ├── InvalidPhoneNumber
+│   └── TemplateError      unknown template, missing or mistyped variable
+└── ProviderError          a provider refused or failed a send
+    ├── RetryableProviderError   throttled, 5xx, network: retry with backoff
+    └── PermanentProviderError   bad number, bad template: never retried
 """
 
 from __future__ import annotations

@@ -90,10 +90,7 @@ class Settings(BaseSettings):
 
     @property
     def carrier_url(self) -> str:
-        return (
-            self.simulator_url.rstrip("/")
-            or f"http://{self.simulator_host}:{self.simulator_port}"
-        )
+        return self.simulator_url.rstrip("/") or f"http://{self.simulator_host}:{self.simulator_port}"
 
 
 @lru_cache(maxsize=1)

@@ -69,8 +69,7 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
         ),
         Template(
             "welcome_b",
-            "${name}, glad you're here. Your first order ships free: ${start_url} "
-            "Reply STOP to opt out",
+            "${name}, glad you're here. Your first order ships free: ${start_url} Reply STOP to opt out",
             Category.MARKETING,
         ),
         Template(

@@ -14,6 +14,7 @@ The tester runs the journeys on a fresh task queue with in-memory stand-ins for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
 import uuid
@@ -138,9 +139,7 @@ class JourneyRun:
         """Results of this journey's sends, in order (blocked ones included)."""
         carrier = self._tester.carrier
         return [
-            carrier.results[r.idempotency_key]
-            for r in carrier.requests
-            if r.workflow_id == self.handle.id
+            carrier.results[r.idempotency_key] for r in carrier.requests if r.workflow_id == self.handle.id
         ]
 
     @property
@@ -204,7 +203,9 @@ class JourneyRun:
 class JourneyTester:
     """Starts journeys on the time-skipping server against a ``FakeCarrier``."""
 
-    def __init__(self, env: WorkflowEnvironment, worker: Worker, carrier: FakeCarrier, task_queue: str) -> None:
+    def __init__(
+        self, env: WorkflowEnvironment, worker: Worker, carrier: FakeCarrier, task_queue: str
+    ) -> None:
         self.env = env
         self.worker = worker
         self.carrier = carrier
@@ -272,7 +273,5 @@ async def journey_tester(
             # A journey left running would keep firing timers for a worker that is gone, and the
             # test server does not skip time past workflow tasks nobody completes.
             for run in tester.runs:
-                try:
+                with contextlib.suppress(RPCError):
                     await run.handle.terminate("test finished")
-                except RPCError:
-                    pass

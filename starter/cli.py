@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import shutil
@@ -60,9 +61,12 @@ def up(
     overrides = {} if real_delays else {"NUDGE_JOURNEY_OVERRIDES": json.dumps(DEMO_OVERRIDES)}
     stack = Stack(
         state_dir=settings.state_dir.resolve(),
-        ports=Ports(gateway=settings.gateway_port, simulator=settings.simulator_port,
-                    ui=settings.temporal_ui_port,
-                    temporal=int(settings.temporal_address.rsplit(":", 1)[-1])),
+        ports=Ports(
+            gateway=settings.gateway_port,
+            simulator=settings.simulator_port,
+            ui=settings.temporal_ui_port,
+            temporal=int(settings.temporal_address.rsplit(":", 1)[-1]),
+        ),
         env_overrides=overrides,
     )
     with console.status("starting Temporal, worker, gateway and simulator..."):
@@ -159,10 +163,8 @@ def worker() -> None:
     """Run the worker (journeys and activities) until interrupted."""
     import worker as worker_module
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(worker_module.main())
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()
@@ -232,7 +234,8 @@ def _gateway(url: str | None) -> str:
 
 
 GatewayOpt = Annotated[
-    str | None, typer.Option("--gateway", help="Gateway URL [default: NUDGE_PUBLIC_URL or http://127.0.0.1:8000].")
+    str | None,
+    typer.Option("--gateway", help="Gateway URL [default: NUDGE_PUBLIC_URL or http://127.0.0.1:8000]."),
 ]
 
 
@@ -259,7 +262,9 @@ def event(
     try:
         response = httpx.post(f"{_gateway(gateway_url)}/v1/events", json=body, timeout=30)
     except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach the gateway at {_gateway(gateway_url)} ({exc}); is `make run` up?") from exc
+        raise _fail(
+            f"cannot reach the gateway at {_gateway(gateway_url)} ({exc}); is `make run` up?"
+        ) from exc
     if response.status_code >= 400:
         raise _fail(f"gateway refused the event ({response.status_code}): {response.text}", code=2)
     data = response.json()
@@ -277,7 +282,9 @@ def event(
 @app.command()
 def journeys(
     customer: Annotated[str, typer.Argument(help="Customer id.")],
-    temporal: Annotated[str | None, typer.Option(help="Temporal address [default: NUDGE_TEMPORAL_ADDRESS].")] = None,
+    temporal: Annotated[
+        str | None, typer.Option(help="Temporal address [default: NUDGE_TEMPORAL_ADDRESS].")
+    ] = None,
 ) -> None:
     """List a customer's journeys with their status and current step (from Temporal)."""
     from nudge.models import JourneyState
@@ -295,7 +302,9 @@ def journeys(
             state = None
             if execution.status and execution.status.name == "RUNNING":
                 try:
-                    state = await client.get_workflow_handle(execution.id).query("state", result_type=JourneyState)
+                    state = await client.get_workflow_handle(execution.id).query(
+                        "state", result_type=JourneyState
+                    )
                 except Exception:  # noqa: BLE001 - a journey without a worker still lists
                     state = None
             found.append((execution, state))
@@ -328,7 +337,9 @@ CUSTOMER_COLUMNS = ("id", "name", "phone", "lifecycle_stage", "country", "timezo
 
 @customers_app.command("import")
 def import_customers(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV with a header row.")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV with a header row.")
+    ],
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Customers per request.")] = 500,
     gateway_url: GatewayOpt = None,
 ) -> None:

@@ -76,7 +76,9 @@ async def run_demo(
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
         response = await http.post("/v1/customers:batch", json={"customers": list(customers.values())})
         response.raise_for_status()
-        phones = {short: (await http.get(f"/v1/customers/{cid}")).json()["phone"] for short, cid in ids.items()}
+        phones = {
+            short: (await http.get(f"/v1/customers/{cid}")).json()["phone"] for short, cid in ids.items()
+        }
         async with httpx.AsyncClient(base_url=simulator_url, timeout=10) as sim:
             await sim.post(
                 "/_sim/config",
@@ -84,13 +86,23 @@ async def run_demo(
             )
 
         async def event(short: str, name: str, **props: Any) -> None:
-            body = {"event_id": uuid.uuid4().hex, "customer_id": ids[short], "name": name, "properties": props}
+            body = {
+                "event_id": uuid.uuid4().hex,
+                "customer_id": ids[short],
+                "name": name,
+                "properties": props,
+            }
             (await http.post("/v1/events", json=body)).raise_for_status()
             console.log(f"event [bold]{name}[/] for {ids[short]}")
 
         cart = {short: f"cart-{short}-{tag}" for short in ("ada", "bo", "cy", "dee")}
         for short in cart:
-            await event(short, "cart_abandoned", cart_id=cart[short], url=f"https://shop.example.com/cart/{cart[short]}")
+            await event(
+                short,
+                "cart_abandoned",
+                cart_id=cart[short],
+                url=f"https://shop.example.com/cart/{cart[short]}",
+            )
         await event("eve", "signed_up")
         await event("fay", "signed_up")
         await asyncio.sleep(1)
@@ -107,17 +119,74 @@ async def run_demo(
         await event("dee", "order_paid", order_id=f"o-dee-{tag}", amount="59.00")
 
     expectations = [
-        Expectation("ada", CartAbandonment.name, CartAbandonment.workflow_id(ids["ada"], cart["ada"]), "exited", "no_purchase", "clicked, got the coupon, did not buy"),
-        Expectation("bo", CartAbandonment.name, CartAbandonment.workflow_id(ids["bo"], cart["bo"]), "converted", "order_paid", "paid before the reminder"),
-        Expectation("cy", CartAbandonment.name, CartAbandonment.workflow_id(ids["cy"], cart["cy"]), "exited", "no_reaction", "ignored the reminder"),
-        Expectation("dee", CartAbandonment.name, CartAbandonment.workflow_id(ids["dee"], cart["dee"]), "converted", "order_paid", "clicked, got the coupon, bought"),
-        Expectation("bo", PaymentSuccess.name, PaymentSuccess.workflow_id(ids["bo"], f"o-bo-{tag}"), "completed", None, "payment confirmation"),
-        Expectation("dee", PaymentSuccess.name, PaymentSuccess.workflow_id(ids["dee"], f"o-dee-{tag}"), "completed", None, "payment confirmation"),
-        Expectation("eve", Onboarding.name, Onboarding.workflow_id(ids["eve"]), "exited", "not_activated", "new: A/B welcome"),
-        Expectation("fay", Onboarding.name, Onboarding.workflow_id(ids["fay"]), "exited", "not_activated", "returning: welcome back"),
+        Expectation(
+            "ada",
+            CartAbandonment.name,
+            CartAbandonment.workflow_id(ids["ada"], cart["ada"]),
+            "exited",
+            "no_purchase",
+            "clicked, got the coupon, did not buy",
+        ),
+        Expectation(
+            "bo",
+            CartAbandonment.name,
+            CartAbandonment.workflow_id(ids["bo"], cart["bo"]),
+            "converted",
+            "order_paid",
+            "paid before the reminder",
+        ),
+        Expectation(
+            "cy",
+            CartAbandonment.name,
+            CartAbandonment.workflow_id(ids["cy"], cart["cy"]),
+            "exited",
+            "no_reaction",
+            "ignored the reminder",
+        ),
+        Expectation(
+            "dee",
+            CartAbandonment.name,
+            CartAbandonment.workflow_id(ids["dee"], cart["dee"]),
+            "converted",
+            "order_paid",
+            "clicked, got the coupon, bought",
+        ),
+        Expectation(
+            "bo",
+            PaymentSuccess.name,
+            PaymentSuccess.workflow_id(ids["bo"], f"o-bo-{tag}"),
+            "completed",
+            None,
+            "payment confirmation",
+        ),
+        Expectation(
+            "dee",
+            PaymentSuccess.name,
+            PaymentSuccess.workflow_id(ids["dee"], f"o-dee-{tag}"),
+            "completed",
+            None,
+            "payment confirmation",
+        ),
+        Expectation(
+            "eve",
+            Onboarding.name,
+            Onboarding.workflow_id(ids["eve"]),
+            "exited",
+            "not_activated",
+            "new: A/B welcome",
+        ),
+        Expectation(
+            "fay",
+            Onboarding.name,
+            Onboarding.workflow_id(ids["fay"]),
+            "exited",
+            "not_activated",
+            "returning: welcome back",
+        ),
     ]
     expectations = [
-        Expectation(ids[e.customer], e.journey, e.workflow_id, e.outcome, e.reason, e.story) for e in expectations
+        Expectation(ids[e.customer], e.journey, e.workflow_id, e.outcome, e.reason, e.story)
+        for e in expectations
     ]
     return [await _await_end(client, e, deadline) for e in expectations]
 
@@ -145,7 +214,12 @@ def summary_table(rows: list[Row]) -> Table:
         got = f"{row.outcome or row.status.lower()}" + (f" ({row.reason})" if row.reason else "")
         want = e.outcome + (f" ({e.reason})" if e.reason else "")
         table.add_row(
-            e.customer, e.journey, e.story, ", ".join(row.sent) or "-", got, want,
+            e.customer,
+            e.journey,
+            e.story,
+            ", ".join(row.sent) or "-",
+            got,
+            want,
             "[green]ok[/]" if row.ok else "[red]MISMATCH[/]",
         )
     return table

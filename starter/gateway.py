@@ -79,8 +79,9 @@ class CustomerBatch(BaseModel):
 class Services:
     """What the routes depend on; built once in the lifespan."""
 
-    def __init__(self, *, settings: Settings, engine: AsyncEngine, client: Client,
-                 journeys: Sequence[type[Journey]]) -> None:
+    def __init__(
+        self, *, settings: Settings, engine: AsyncEngine, client: Client, journeys: Sequence[type[Journey]]
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.sessions = session_factory(engine)
@@ -116,9 +117,7 @@ def create_app(
         engine = create_engine(settings.sqlalchemy_url)
         await init_db(engine)
         temporal = client or await connect(settings, wait=30)
-        app.state.services = Services(
-            settings=settings, engine=engine, client=temporal, journeys=journeys
-        )
+        app.state.services = Services(settings=settings, engine=engine, client=temporal, journeys=journeys)
         log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
         yield
         await engine.dispose()
@@ -200,14 +199,18 @@ async def _upsert_customers(services: Services, customers: Sequence[CustomerIn])
     for index, customer in enumerate(customers):
         if customer.phone:
             try:
-                phone = to_e164(customer.phone, default_region=customer.country or services.settings.default_region)
+                phone = to_e164(
+                    customer.phone, default_region=customer.country or services.settings.default_region
+                )
             except InvalidPhoneNumber as exc:
                 errors.append({"index": index, "id": customer.id, "error": str(exc)})
                 continue
             customer = customer.model_copy(update={"phone": phone})
         normalised.append(customer)
     if errors:
-        raise HTTPException(422, detail={"message": "invalid customers; nothing was stored", "errors": errors})
+        raise HTTPException(
+            422, detail={"message": "invalid customers; nothing was stored", "errors": errors}
+        )
     async with services.sessions() as session:
         for customer in normalised:
             row = await session.get(Customer, customer.id) or Customer(id=customer.id)

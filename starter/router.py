@@ -7,7 +7,7 @@ it declared (goal, exit events, ``listens``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -73,7 +73,11 @@ class EventRouter:
         if not await self._store(event):
             async with self._sessions() as session:
                 stored = await session.get(EventRecord, event.event_id)
-            touched = [Touch(workflow_id=w, journey="", action="earlier") for w in stored.workflow_ids] if stored else []
+            touched = (
+                [Touch(workflow_id=w, journey="", action="earlier") for w in stored.workflow_ids]
+                if stored
+                else []
+            )
             return RouteResult(event_id=event.event_id, duplicate=True, touched=touched)
 
         result = RouteResult(event_id=event.event_id)
@@ -188,9 +192,10 @@ class EventRouter:
     def _reuse_policy(reentry: str | timedelta, entry: JourneyEntry | None) -> WorkflowIDReusePolicy:
         if reentry == Reentry.ALWAYS:
             return WorkflowIDReusePolicy.ALLOW_DUPLICATE
-        if isinstance(reentry, timedelta):
-            if entry is None or utcnow() - _aware(entry.entered_at) >= reentry:
-                return WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        if isinstance(reentry, timedelta) and (
+            entry is None or utcnow() - _aware(entry.entered_at) >= reentry
+        ):
+            return WorkflowIDReusePolicy.ALLOW_DUPLICATE
         return WorkflowIDReusePolicy.REJECT_DUPLICATE
 
     async def _record_entry(
@@ -254,7 +259,6 @@ class EventRouter:
                 await session.commit()
 
 
-def _aware(moment: Any) -> Any:
-    from datetime import UTC
-
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they were written in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

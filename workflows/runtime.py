@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -390,9 +390,7 @@ class Journey:
             self._records[update.message_id] = record
         if update.kind == "click":
             record.clicked = True
-        elif update.status is not None and (
-            record.status is None or update.status.rank > record.status.rank
-        ):
+        elif update.status is not None and (record.status is None or update.status.rank > record.status.rank):
             record.status = update.status
 
     @workflow.query(name="state")
@@ -419,10 +417,7 @@ class Journey:
 
     async def _run(self) -> JourneyResult:
         workflow.upsert_search_attributes(
-            [
-                SearchAttributePair(SA_JOURNEY, self.name),
-                SearchAttributePair(SA_CUSTOMER, self.customer_id),
-            ]
+            [SA_JOURNEY.value_set(self.name), SA_CUSTOMER.value_set(self.customer_id)]
         )
         await workflow.wait_condition(lambda: self._trigger is not None or self._ending is not None)
         started = workflow.now()

@@ -44,9 +44,7 @@ class SimulatorProvider:
         raise RetryableProviderError(message, code=code, provider=self.name)
 
     async def lookup(self, message_id: str) -> Submission | None:
-        response = await self._client.get(
-            f"{self._base_url}/v1/messages", params={"client_ref": message_id}
-        )
+        response = await self._client.get(f"{self._base_url}/v1/messages", params={"client_ref": message_id})
         if response.status_code == 404:
             return None
         response.raise_for_status()
@@ -59,6 +57,11 @@ class SimulatorProvider:
     def _error(response: httpx.Response) -> tuple[str, str]:
         try:
             data = response.json()
-            return str(data.get("code", response.status_code)), str(data.get("message", ""))
         except ValueError:
             return str(response.status_code), response.text[:200]
+        # The simulator is a FastAPI app: its errors arrive as {"detail": {"code", "message"}},
+        # and request validation errors as {"detail": [...]}.
+        detail = data.get("detail", data) if isinstance(data, dict) else data
+        if isinstance(detail, dict):
+            return str(detail.get("code", response.status_code)), str(detail.get("message", ""))
+        return str(response.status_code), str(detail)[:200]

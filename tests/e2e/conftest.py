@@ -14,7 +14,10 @@ from starter.stack import Ports, Stack
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The real local stack (dev server, worker, gateway, simulator) on free loopback ports."""
     state_dir: Path = tmp_path_factory.mktemp("stack")
-    overrides = {**DEMO_OVERRIDES, "cart_abandonment": {**DEMO_OVERRIDES["cart_abandonment"], "conversion_window": "PT2S"}}
+    overrides = {
+        **DEMO_OVERRIDES,
+        "cart_abandonment": {**DEMO_OVERRIDES["cart_abandonment"], "conversion_window": "PT2S"},
+    }
     running = Stack(
         state_dir=state_dir,
         ports=Ports.free(),

@@ -41,9 +41,10 @@ async def test_cart_journey_clicked_reminder_earns_coupon_end_to_end(stack: Stac
     """cart_abandoned -> SMS in the carrier's ledger -> simulated click -> coupon -> end state."""
     customer, cart = f"e2e-{uuid.uuid4().hex[:6]}", "k1"
     phone = "+8613800138011"
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw, httpx.AsyncClient(
-        base_url=stack.simulator_url, timeout=30
-    ) as sim:
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
+        httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
+    ):
         r = await gw.put(f"/v1/customers/{customer}", json={"id": customer, "name": "Eli", "phone": phone})
         assert r.status_code == 200, r.text
         await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 100})
@@ -109,27 +110,37 @@ async def test_cli_event_and_journeys_show_a_running_journey(stack: Stack) -> No
         "NUDGE_TEMPORAL_ADDRESS": stack.temporal_address,
     }
     cli = [sys.executable, "-m", "starter.cli"]
-    sent = subprocess.run(
-        [*cli, "event", customer, "signed_up"], env=env, capture_output=True, text=True, timeout=60
+    sent = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "event", customer, "signed_up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert sent.returncode == 0, sent.stderr
     assert f"journey:onboarding:{customer}" in sent.stdout and "started" in sent.stdout
 
-    def listed() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*cli, "journeys", customer], env=env, capture_output=True, text=True, timeout=60
+    async def listed() -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run, [*cli, "journeys", customer], env=env, capture_output=True, text=True, timeout=60
         )
 
     deadline = time.monotonic() + 30
-    out = listed()
+    out = await listed()
     while "Onboarding" not in out.stdout and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        out = listed()
+        out = await listed()
     assert out.returncode == 0, out.stderr
     assert "Onboarding" in out.stdout and "running" in out.stdout
 
-    bad = subprocess.run(
-        [*cli, "event", customer, "Not A Name"], env=env, capture_output=True, text=True, timeout=60
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "event", customer, "Not A Name"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 2
     assert "422" in bad.stderr

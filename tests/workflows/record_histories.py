@@ -19,14 +19,20 @@ OUT = Path(__file__).parent / "histories"
 async def main() -> None:
     async with time_skipping_environment() as env, journey_tester(env, JOURNEYS) as tester:
         runs = {}
-        run = await tester.start(CartAbandonment, customer="h1", cart_id="k1", profile=Profile(customer_id="h1", name="Ada"))
+        run = await tester.start(
+            CartAbandonment, customer="h1", cart_id="k1", profile=Profile(customer_id="h1", name="Ada")
+        )
         await run.advance(hours=1)
         await run.click(run.sent[-1])
         await run.advance(hours=3)
         await run.event("order_paid")
         runs["cart_abandonment__clicked_then_converted"] = run
-        runs["cart_abandonment__no_reaction"] = await tester.start(CartAbandonment, customer="h2", cart_id="k2")
-        runs["payment_success__sent"] = await tester.start(PaymentSuccess, customer="h3", order_id="o1", amount="9.90")
+        runs["cart_abandonment__no_reaction"] = await tester.start(
+            CartAbandonment, customer="h2", cart_id="k2"
+        )
+        runs["payment_success__sent"] = await tester.start(
+            PaymentSuccess, customer="h3", order_id="o1", amount="9.90"
+        )
         runs["onboarding__new_customer"] = await tester.start(Onboarding, customer="h4")
         for name, run in runs.items():
             await run.result()

@@ -88,8 +88,6 @@ async def test_cart_abandonment_duplicate_trigger_is_ignored(journeys: JourneyTe
 
 async def test_cart_abandonment_config_override_shrinks_delays(journeys: JourneyTester) -> None:
     """Delays are config: a 10 s first wait sends the reminder after 10 s."""
-    run = await journeys.start(
-        CartAbandonment, customer="c8", cart_id="k8", config={"first_wait": "PT10S"}
-    )
+    run = await journeys.start(CartAbandonment, customer="c8", cart_id="k8", config={"first_wait": "PT10S"})
     await run.advance(seconds=11)
     assert run.sent_templates == ["cart_reminder"]

@@ -88,8 +88,8 @@ def test_split_is_stable_and_balanced() -> None:
 
 async def test_journey_wait_for_undeclared_event_fails_clearly(env) -> None:  # type: ignore[no-untyped-def]
     """Waiting for an event the journey did not declare fails the workflow with a clear error."""
-    from tests.workflows.sample_journeys import WaitsForUndeclared
     from nudge.testing import journey_tester
+    from tests.workflows.sample_journeys import WaitsForUndeclared
 
     async with journey_tester(env, [WaitsForUndeclared]) as tester:
         run = await tester.start(WaitsForUndeclared, customer="u1")

@@ -26,7 +26,7 @@ def _replayer() -> Replayer:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay_recorded_history_is_deterministic(path: Path) -> None:
     """Each recorded journey history replays without a nondeterminism error."""
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(path.stem, path.read_text())  # noqa: ASYNC240
     await _replayer().replay_workflow(history)
 
 
