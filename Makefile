@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,6 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy nudge workflows activities starter simulator worker.py
-
-bench: $(STAMP)
-	$(BIN)/python -m bench.journeys
 
 clean:
 	rm -rf $(VENV) .nudge
