@@ -110,7 +110,6 @@ class SendResult(BaseModel):
     provider: str | None = None
     provider_message_id: str | None = None
     segments: int = 0
-    links: list[str] = Field(default_factory=list)
 
 
 class MessageUpdate(BaseModel):

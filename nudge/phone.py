@@ -23,11 +23,15 @@ def to_e164(raw: str, *, default_region: str = "CN") -> str:
 
 
 def mask(number: str) -> str:
-    """Keep the country prefix and the last four digits: ``+86*******8000``."""
+    """Keep an international prefix and the last four digits: ``+86*******8000``.
+
+    A number without ``+`` keeps only its last four digits: ``******2671``.
+    """
     digits = number.strip()
     if len(digits) <= 6:
         return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    prefix = digits[:3] if digits.startswith("+") else ""
+    return prefix + "*" * (len(digits) - len(prefix) - 4) + digits[-4:]
 
 
 def mask_in_text(text: str) -> str:

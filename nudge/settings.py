@@ -9,10 +9,10 @@ import json
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SEARCH_ATTRIBUTES: dict[str, str] = {
     "NudgeJourney": "Keyword",
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     default_region: str = "CN"
     """Region used to parse phone numbers written without a country code."""
 
-    journey_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    journey_overrides: Annotated[dict[str, dict[str, Any]], NoDecode] = Field(default_factory=dict)
     """Per-journey config overrides, e.g. ``{"cart_abandonment": {"first_wait": "PT5S"}}``."""
 
     log_level: str = "INFO"

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint, event
+from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Field, SQLModel
@@ -21,8 +21,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware timestamps on every backend (SQLite hands them back naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), **kw))
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), **kw))
 
 
 class CustomerBase(SQLModel):

@@ -16,6 +16,8 @@ import asyncio
 import random
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -117,12 +119,14 @@ class Carrier:
 
 def create_app(config: SimConfig | None = None) -> FastAPI:
     carrier = Carrier(config or SimConfig())
-    app = FastAPI(title="Nudge carrier simulator", version="0.1.0")
-    app.state.carrier = carrier
 
-    @app.on_event("shutdown")
-    async def _close() -> None:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
         await carrier.close()
+
+    app = FastAPI(title="Nudge carrier simulator", version="0.1.0", lifespan=lifespan)
+    app.state.carrier = carrier
 
     @app.post("/v1/messages", status_code=202)
     async def send(body: SendBody) -> dict[str, Any]:

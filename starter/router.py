@@ -7,7 +7,7 @@ it declared (goal, exit events, ``listens``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -104,6 +104,9 @@ class EventRouter:
     async def _store(self, event: Event) -> bool:
         """Insert the event (and a bare customer if unknown); False when ``event_id`` was seen."""
         async with self._sessions() as session:
+            # Read before adding: the read would autoflush the event and raise a duplicate's
+            # IntegrityError here, outside the handler below.
+            known_customer = await session.get(Customer, event.customer_id) is not None
             session.add(
                 EventRecord(
                     event_id=event.event_id,
@@ -113,7 +116,7 @@ class EventRouter:
                     occurred_at=event.occurred_at or utcnow(),
                 )
             )
-            if await session.get(Customer, event.customer_id) is None:
+            if not known_customer:
                 session.add(Customer(id=event.customer_id))
             try:
                 await session.commit()
@@ -192,9 +195,7 @@ class EventRouter:
     def _reuse_policy(reentry: str | timedelta, entry: JourneyEntry | None) -> WorkflowIDReusePolicy:
         if reentry == Reentry.ALWAYS:
             return WorkflowIDReusePolicy.ALLOW_DUPLICATE
-        if isinstance(reentry, timedelta) and (
-            entry is None or utcnow() - _aware(entry.entered_at) >= reentry
-        ):
+        if isinstance(reentry, timedelta) and (entry is None or utcnow() - entry.entered_at >= reentry):
             return WorkflowIDReusePolicy.ALLOW_DUPLICATE
         return WorkflowIDReusePolicy.REJECT_DUPLICATE
 
@@ -257,8 +258,3 @@ class EventRouter:
                 entry.closed = True
                 session.add(entry)
                 await session.commit()
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they were written in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,295 @@
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.send import SendActivities
+from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.segments import count_segments
+from nudge.store import Customer, Link, Message, MessageStatusChange
+from tests.activities.conftest import LosesResponses
+
+PHONE = "+8613800138000"
+CART_URL = "https://shop.example.com/cart/k1?utm_source=sms"
+
+
+def send_request(**overrides: Any) -> SendRequest:
+    fields: dict[str, Any] = {
+        "idempotency_key": "journey:cart_abandonment:c1:k1/run-1/1",
+        "workflow_id": "journey:cart_abandonment:c1:k1",
+        "journey": "cart_abandonment",
+        "step": "send:cart_reminder",
+        "customer_id": "c1",
+        "template": "cart_reminder",
+        "params": {"name": "Ada", "cart_url": CART_URL},
+    }
+    return SendRequest(**(fields | overrides))
+
+
+async def add_customer(
+    sessions: async_sessionmaker[AsyncSession], customer_id: str = "c1", phone: str | None = PHONE
+) -> None:
+    async with sessions() as session:
+        session.add(Customer(id=customer_id, name="Ada", phone=phone))
+        await session.commit()
+
+
+async def run(sends: SendActivities, request: SendRequest, *, attempt: int = 1) -> SendResult:
+    """Run the activity as Temporal would on the given attempt."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt, activity_type="send_message")
+    result: SendResult = await env.run(sends.send_message, request)
+    return result
+
+
+async def ledger(http: httpx.AsyncClient, carrier_url: str) -> list[dict[str, Any]]:
+    """Every message the carrier received: the ground truth for "sent exactly once"."""
+    response = await http.get(f"{carrier_url}/_sim/ledger")
+    response.raise_for_status()
+    entries: list[dict[str, Any]] = response.json()
+    return entries
+
+
+async def rows(sessions: async_sessionmaker[AsyncSession], model: Any) -> list[Any]:
+    async with sessions() as session:
+        return list((await session.exec(select(model))).all())
+
+
+async def test_send_message_renders_tracks_links_and_submits(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """A send renders the template with tracked links, records the message and reaches the
+    carrier exactly once."""
+    await add_customer(sessions)
+
+    result = await run(sends, send_request())
+
+    [message] = await rows(sessions, Message)
+    [link] = await rows(sessions, Link)
+    [entry] = await ledger(http, carrier_url)
+    short_url = f"https://nudge.example.com/l/{link.code}"
+    assert message.body == f"Ada, your cart is waiting: {short_url} Reply STOP to opt out"
+    assert CART_URL not in message.body
+    assert (link.message_id, link.target_url) == (message.id, CART_URL)
+    assert message.status == MessageStatus.SUBMITTED
+    assert (message.to, message.provider) == (PHONE, "simulator")
+    assert message.provider_message_id == entry["id"]
+    assert message.segments == count_segments(message.body) == entry["segments"] == 1
+    assert (entry["client_ref"], entry["to"], entry["sender"], entry["body"]) == (
+        message.id,
+        PHONE,
+        "Nudge",
+        message.body,
+    )
+    assert result == SendResult(
+        message_id=message.id,
+        decision=SendDecision.SENT,
+        provider="simulator",
+        provider_message_id=entry["id"],
+        segments=1,
+    )
+    [change] = await rows(sessions, MessageStatusChange)
+    assert (change.message_id, change.status, change.applied) == (message.id, "submitted", True)
+
+
+async def test_send_message_long_unicode_body_counts_segments(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """The stored segment count is the carrier's for a multi-part UCS-2 message."""
+    await add_customer(sessions)
+
+    result = await run(
+        sends,
+        send_request(
+            template="payment_success",
+            params={"order_id": "订单" * 40, "amount": "42.00"},
+        ),
+    )
+
+    [entry] = await ledger(http, carrier_url)
+    assert result.segments == entry["segments"] == 2
+
+
+async def test_send_message_retry_with_same_key_sends_nothing_new(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """A retried activity with the same idempotency key returns the first result and neither
+    writes a second row nor reaches the carrier again."""
+    await add_customer(sessions)
+
+    first = await run(sends, send_request())
+    again = await run(sends, send_request(), attempt=2)
+    replayed = await run(sends, send_request(), attempt=1)
+
+    assert again == first == replayed
+    assert len(await rows(sessions, Message)) == 1
+    assert len(await rows(sessions, Link)) == 1
+    assert len(await ledger(http, carrier_url)) == 1
+
+
+async def test_send_message_retry_after_lost_answer_reconciles(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    transport: LosesResponses,
+) -> None:
+    """When the carrier accepted a send but its answer was lost, the retry finds the message at
+    the carrier instead of sending it a second time."""
+    await add_customer(sessions)
+    transport.lose_next_send()
+
+    with pytest.raises(ApplicationError) as failure:
+        await run(sends, send_request())
+    assert failure.value.type == "ProviderUnreachable"
+    assert failure.value.non_retryable is False
+    [pending] = await rows(sessions, Message)
+    assert pending.status == MessageStatus.PENDING
+    assert len(await ledger(http, carrier_url)) == 1
+
+    result = await run(sends, send_request(), attempt=2)
+
+    [entry] = await ledger(http, carrier_url)
+    [message] = await rows(sessions, Message)
+    assert result.decision is SendDecision.SENT
+    assert result.message_id == message.id == pending.id == entry["client_ref"]
+    assert result.provider_message_id == message.provider_message_id == entry["id"]
+    assert message.status == MessageStatus.SUBMITTED
+
+
+async def test_send_message_retry_after_outage_sends_once(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """A retry after the carrier refused with a 5xx finds nothing to reconcile and sends once."""
+    await add_customer(sessions)
+    await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 1.0})
+    with pytest.raises(ApplicationError):
+        await run(sends, send_request())
+    await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 0.0})
+
+    result = await run(sends, send_request(), attempt=2)
+
+    [entry] = await ledger(http, carrier_url)
+    assert result.decision is SendDecision.SENT
+    assert result.provider_message_id == entry["id"]
+    assert len(await rows(sessions, Message)) == 1
+
+
+async def test_send_message_carrier_unavailable_is_retryable(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """A 503 from the carrier fails the attempt with a retryable error and leaves the row
+    pending."""
+    await add_customer(sessions)
+    response = await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 1.0})
+    assert response.json()["failure_rate"] == 1.0
+
+    with pytest.raises(ApplicationError) as failure:
+        await run(sends, send_request())
+
+    assert failure.value.type == "RetryableProviderError"
+    assert failure.value.non_retryable is False
+    assert failure.value.message == "simulator unavailable: carrier busy"
+    [message] = await rows(sessions, Message)
+    assert message.status == MessageStatus.PENDING
+    assert await ledger(http, carrier_url) == []
+
+
+@pytest.mark.parametrize("customer", ["without_phone", "unknown"])
+async def test_send_message_no_phone_is_blocked(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    customer: str,
+) -> None:
+    """A customer without a phone number (or not in the CRM) is blocked with reason no_phone,
+    and nothing reaches the carrier."""
+    if customer == "without_phone":
+        await add_customer(sessions, phone=None)
+
+    result = await run(sends, send_request())
+
+    assert (result.decision, result.reason) == (SendDecision.BLOCKED, "no_phone")
+    [message] = await rows(sessions, Message)
+    assert (message.status, message.reason) == (MessageStatus.BLOCKED, "no_phone")
+    assert await ledger(http, carrier_url) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "params", "error"),
+    [
+        ("cart_reminder", {"name": "Ada"}, "missing variables: cart_url"),
+        ("cart_reminder", {"name": ["Ada"], "cart_url": CART_URL}, "must be a string or number"),
+        ("no_such_template", {}, "unknown template"),
+    ],
+    ids=["missing-variable", "non-scalar-variable", "unknown-template"],
+)
+async def test_send_message_template_error_is_permanent(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    template: str,
+    params: dict[str, Any],
+    error: str,
+) -> None:
+    """A template problem fails with a non-retryable TemplateError and records or sends nothing."""
+    await add_customer(sessions)
+
+    with pytest.raises(ApplicationError, match=error) as failure:
+        await run(sends, send_request(template=template, params=params))
+
+    assert failure.value.type == "TemplateError"
+    assert failure.value.non_retryable is True
+    assert await rows(sessions, Message) == []
+    assert await rows(sessions, Link) == []
+    assert await ledger(http, carrier_url) == []
+
+
+async def test_send_message_carrier_rejection_is_blocked_and_final(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """A 4xx from the carrier (a number it cannot take) blocks the send with a provider reason,
+    marks the message failed, and a retry does not call the carrier again."""
+    await add_customer(sessions, phone="13800138000")
+
+    result = await run(sends, send_request())
+
+    assert result.decision is SendDecision.BLOCKED
+    assert result.reason is not None and re.fullmatch(r"provider:\S+", result.reason)
+    [message] = await rows(sessions, Message)
+    assert message.status == MessageStatus.FAILED
+    assert message.reason == result.reason
+    assert [(c.status, c.applied) for c in await rows(sessions, MessageStatusChange)] == [("failed", True)]
+    assert await ledger(http, carrier_url) == []
+
+    await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 1.0})
+    assert await run(sends, send_request(), attempt=2) == result

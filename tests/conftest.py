@@ -1,0 +1,105 @@
+"""Fixtures shared by every test package: the Temporal test server and the store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+
+from nudge.store import create_engine, init_db
+from nudge.testing import time_skipping_environment
+
+POSTGRES_URL = os.environ.get("NUDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping Temporal test server for the whole run."""
+    async with time_skipping_environment() as environment:
+        yield environment
+
+
+def _libpq_conninfo(url: str) -> str:
+    """The SQLAlchemy URL as a plain libpq URL, for psycopg."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+async def postgres_unreachable() -> str | None:
+    """None if PostgreSQL answers at ``NUDGE_TEST_POSTGRES_URL``, else why not (asked once)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(_libpq_conninfo(POSTGRES_URL), connect_timeout=3)
+    except psycopg.Error as exc:
+        shown = make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"PostgreSQL not reachable at {shown} ({first_line})"
+    await conn.close()
+    return None
+
+
+@contextlib.asynccontextmanager
+async def _fresh_postgres_schema() -> AsyncIterator[str]:
+    """A URL whose connections see only a fresh, empty schema, dropped afterwards.
+
+    CI has a single database, so each test gets its own schema (through ``search_path``) instead
+    of its own database; test runs side by side never see each other's tables.
+    """
+    schema = f"nudge_test_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(_libpq_conninfo(POSTGRES_URL), autocommit=True) as conn:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = (
+        make_url(POSTGRES_URL)
+        .set(drivername="postgresql+psycopg")
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+    )
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        async with await psycopg.AsyncConnection.connect(
+            _libpq_conninfo(POSTGRES_URL), autocommit=True
+        ) as conn:
+            await conn.execute("SET lock_timeout = '10s'")
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _sqlite_url(folder: Path) -> str:
+    return f"sqlite+aiosqlite:///{folder / 'nudge.db'}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file for this test."""
+    return _sqlite_url(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_unreachable: str | None
+) -> AsyncIterator[str]:
+    """An empty database: SQLite always, PostgreSQL when ``NUDGE_TEST_POSTGRES_URL`` answers."""
+    if request.param == "sqlite":
+        yield _sqlite_url(tmp_path)
+        return
+    if postgres_unreachable is not None:
+        pytest.skip(postgres_unreachable)
+    async with _fresh_postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``db_url`` with Nudge's tables created."""
+    engine = create_engine(db_url)
+    await init_db(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from nudge.settings import Settings
+from nudge.store import JourneyEntry, session_factory
+from nudge.testing import FakeCarrier
+from starter.gateway import create_app
+from tests.servers import serve
+from workflows import JOURNEYS
+
+
+@dataclass
+class Gateway:
+    """The gateway over loopback HTTP, its store, and the worker behind it."""
+
+    http: httpx.AsyncClient
+    sessions: async_sessionmaker[AsyncSession]
+    client: Client
+    task_queue: str
+    carrier: FakeCarrier
+
+
+@pytest.fixture
+async def gateway(env: WorkflowEnvironment, engine: AsyncEngine, db_url: str) -> AsyncIterator[Gateway]:
+    """The real gateway app served on loopback, with a worker running the real journeys against a
+    fake carrier on a task queue of its own."""
+    task_queue = f"gateway-{uuid.uuid4().hex[:12]}"
+    carrier = FakeCarrier()
+    sessions = session_factory(engine)
+    # Everything the tests rely on is explicit, so a developer's NUDGE_* variables cannot change it.
+    settings = Settings(database_url=db_url, task_queue=task_queue, default_region="CN", journey_overrides={})
+    app = create_app(settings, client=env.client)
+    worker = Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=list(JOURNEYS),
+        activities=[carrier.send_message, carrier.get_profile],
+    )
+    async with worker, serve(app) as url, httpx.AsyncClient(base_url=url, trust_env=False) as http:
+        try:
+            yield Gateway(
+                http=http, sessions=sessions, client=env.client, task_queue=task_queue, carrier=carrier
+            )
+        finally:
+            # A journey left running on this soon-dead task queue would stop the shared test server
+            # from skipping time for later tests.
+            async with sessions() as session:
+                entries = (await session.exec(select(JourneyEntry))).all()
+            for entry in entries:
+                with contextlib.suppress(RPCError):
+                    await env.client.get_workflow_handle(entry.workflow_id).terminate("test finished")
+
+
+@pytest.fixture
+def customer_id() -> str:
+    """A customer id no other test uses: workflow ids live as long as the shared test server."""
+    return f"cust-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nudge.store import (
+    Customer,
+    EventRecord,
+    Message,
+    MessageStatusChange,
+    create_engine,
+    init_db,
+    session_factory,
+)
+
+TABLES = {"customer", "event", "journey_entry", "message", "message_status_change", "link", "click"}
+
+
+def _message(key: str, **fields: Any) -> Message:
+    return Message(
+        idempotency_key=key,
+        workflow_id="journey:cart_abandonment:c1:k1",
+        journey="cart_abandonment",
+        step="send:cart_reminder",
+        customer_id="c1",
+        template="cart_reminder",
+        category="marketing",
+        **fields,
+    )
+
+
+async def test_init_db_creates_every_table_once(db_url: str) -> None:
+    """init_db creates all Nudge tables on an empty database, and running it again is harmless."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            before = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+        await init_db(engine)
+        await init_db(engine)
+        async with engine.connect() as conn:
+            after = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+    assert before.isdisjoint(TABLES)
+    assert after >= TABLES
+
+
+async def test_message_duplicate_idempotency_key_raises_integrity_error(
+    engine: AsyncEngine,
+) -> None:
+    """Two messages with one idempotency key cannot both be stored: the database refuses it."""
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        session.add(_message("wf/run/1"))
+        await session.commit()
+    async with sessions() as session:
+        session.add(_message("wf/run/1"))
+        with pytest.raises(IntegrityError):
+            await session.commit()
+    async with sessions() as session:
+        session.add(_message("wf/run/2"))
+        await session.commit()
+
+
+async def test_json_columns_round_trip(engine: AsyncEngine) -> None:
+    """Nested dicts, lists, unicode and numbers in JSON columns read back exactly as written."""
+    attributes = {"tier": "gold", "tags": ["vip", "早鸟"], "score": 4.5, "nested": {"ok": True}}
+    properties = {"cart_id": "k1", "items": [{"sku": "A1", "qty": 2}], "total": None}
+    raw = {"id": "SIM1", "status": "delivered", "error_code": None}
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        session.add(Customer(id="c1", attributes=attributes))
+        session.add(
+            EventRecord(
+                event_id="e1",
+                customer_id="c1",
+                name="cart_abandoned",
+                properties=properties,
+                workflow_ids=["journey:cart_abandonment:c1:k1"],
+            )
+        )
+        session.add(MessageStatusChange(provider="simulator", status="delivered", raw=raw))
+        await session.commit()
+
+    async with sessions() as session:
+        customer = await session.get(Customer, "c1")
+        event = await session.get(EventRecord, "e1")
+        change = await session.get(MessageStatusChange, 1)
+    assert customer is not None and customer.attributes == attributes
+    assert event is not None
+    assert event.properties == properties
+    assert event.workflow_ids == ["journey:cart_abandonment:c1:k1"]
+    assert change is not None and change.raw == raw
+
+
+async def test_timestamps_keep_their_instant(engine: AsyncEngine) -> None:
+    """A stored timestamp reads back as the same instant (UTC), whatever the backend."""
+    moment = datetime(2025, 3, 1, 12, 30, 15, tzinfo=UTC)
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        session.add(Customer(id="c1", created_at=moment))
+        await session.commit()
+    async with sessions() as session:
+        customer = await session.get(Customer, "c1")
+    assert customer is not None
+    read = customer.created_at
+    assert (read if read.tzinfo else read.replace(tzinfo=UTC)) == moment
