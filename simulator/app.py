@@ -46,6 +46,9 @@ class SimConfig(BaseModel):
     receipt_delay_ms: float = 300.0
     failure_rate: float = Field(default=0.0, ge=0, le=1)
     click_numbers: list[str] = Field(default_factory=list)
+    """Numbers whose customer clicks every link they receive."""
+    click_rate: float = Field(default=0.0, ge=0, le=1)
+    """Share of all other messages whose links the simulated customer clicks."""
     click_delay_ms: float = 500.0
     fail_numbers: list[str] = Field(default_factory=list)
     """Numbers whose messages are accepted and then reported undelivered."""
@@ -148,7 +151,7 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
         carrier.by_ref.setdefault(body.client_ref, entry)
         if body.status_callback:
             carrier.spawn(carrier.receipt(entry, body.status_callback))
-        if body.to in cfg.click_numbers:
+        if body.to in cfg.click_numbers or (cfg.click_rate and random.random() < cfg.click_rate):
             carrier.spawn(carrier.click(entry))
         return {"id": entry.id, "status": "accepted", "segments": entry.segments}
 

@@ -1,0 +1,60 @@
+"""The carrier simulator over loopback: ledger, receipts and simulated clicks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from simulator.app import SimConfig, create_app
+from tests.servers import serve
+
+
+def _callback_app(received: list[dict[str, Any]], clicks: list[str]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/status")
+    async def status(body: dict[str, Any]) -> dict[str, bool]:
+        received.append(body)
+        return {"ok": True}
+
+    @app.get("/l/{code}")
+    async def link(code: str) -> RedirectResponse:
+        clicks.append(code)
+        return RedirectResponse("https://shop.example.com/", status_code=302)
+
+    return app
+
+
+async def test_simulator_click_rate_clicks_a_share_of_links() -> None:
+    """With click_rate=1 every message's link is clicked; with 0 none is; receipts arrive."""
+    received: list[dict[str, Any]] = []
+    clicks: list[str] = []
+    sim_app = create_app(SimConfig(latency_ms=0, receipt_delay_ms=10, click_delay_ms=10, click_rate=1.0))
+    async with (
+        serve(_callback_app(received, clicks)) as base,
+        serve(sim_app) as sim,
+        httpx.AsyncClient(base_url=sim) as http,
+    ):
+        for i, rate in enumerate((1.0, 0.0)):
+            await http.post("/_sim/config", json={"click_rate": rate})
+            r = await http.post(
+                "/v1/messages",
+                json={
+                    "client_ref": f"m{i}",
+                    "to": "+8613800138000",
+                    "from": "Nudge",
+                    "body": f"hi {base}/l/code{i}",
+                    "status_callback": f"{base}/status",
+                },
+            )
+            assert r.status_code == 202
+            await asyncio.sleep(0.3)
+        ledger = (await http.get("/_sim/ledger")).json()
+    assert clicks == ["code0"]
+    assert [len(m["clicked"]) for m in ledger] == [1, 0]
+    assert sorted(r["client_ref"] for r in received) == ["m0", "m1"]
+    assert all(r["status"] == "delivered" for r in received)
