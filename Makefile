@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint clean
+.PHONY: run demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy nudge workflows activities starter simulator worker.py
+
+## bench: journeys/s under a backlog, then event -> provider latency at 10 events/s (prints, writes bench/results/)
+bench: $(STAMP)
+	$(BIN)/python -m bench.journeys --events 500
+	$(BIN)/python -m bench.journeys --events 300 --rate 10
 
 clean:
 	rm -rf $(VENV) .nudge
