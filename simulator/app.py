@@ -134,6 +134,7 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
     @app.post("/v1/messages", status_code=202)
     async def send(body: SendBody) -> dict[str, Any]:
         cfg = carrier.config
+        received_at = datetime.now(UTC)  # when the request arrived, before the simulated latency
         if cfg.latency_ms:
             await asyncio.sleep(random.expovariate(1 / cfg.latency_ms) / 1000)
         if cfg.failure_rate and random.random() < cfg.failure_rate:
@@ -145,7 +146,7 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
             sender=body.sender,
             body=body.body,
             segments=count_segments(body.body),
-            received_at=datetime.now(UTC),
+            received_at=received_at,
         )
         carrier.ledger.append(entry)
         carrier.by_ref.setdefault(body.client_ref, entry)
