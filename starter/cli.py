@@ -34,7 +34,7 @@ app.add_typer(customers_app, name="customers")
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)  # logs and CI output: keep the summary table readable
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for grep and editors
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -52,8 +52,11 @@ def up(
         bool, typer.Option(help="Use the journeys' real delays (hours) instead of demo seconds.")
     ] = False,
 ) -> None:
-    """Start Temporal (UI on :8233), the worker, the gateway (:8000) and the carrier simulator,
-    play the demo, then serve until Ctrl-C. State is kept in [bold].nudge/[/]."""
+    """Start the local stack, play the demo, and serve until Ctrl-C (what `make run` calls).
+
+    Starts the Temporal dev server (UI on :8233), the worker, the gateway (:8000) and the
+    carrier simulator (:8100). State is kept in [bold].nudge/[/] and reused on the next run.
+    """
     from starter.demo import DEMO_OVERRIDES
     from starter.stack import Ports, Stack, StackError
 
@@ -102,8 +105,10 @@ def up(
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the throwaway state directory.")] = False,
 ) -> None:
-    """Play the demo on a throwaway stack (free ports, temporary state), print the summary and
-    exit 0 only if every journey reached its expected end state."""
+    """Play the demo on a throwaway stack; exit 0 only if every journey ended as expected.
+
+    Uses free ports and a temporary state directory, so it runs beside `nudge up`.
+    """
     from starter.demo import DEMO_OVERRIDES
     from starter.stack import Ports, Stack, StackError
 
@@ -343,9 +348,12 @@ def import_customers(
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Customers per request.")] = 500,
     gateway_url: GatewayOpt = None,
 ) -> None:
-    """Import customers from a CSV file with columns id, name, phone, lifecycle_stage, country,
-    timezone (only id is required; other columns become attributes). Phone numbers are
-    normalised to E.164; a file with invalid rows is rejected whole, with their line numbers."""
+    """Import customers from a CSV file, with a progress bar.
+
+    Columns: id, name, phone, lifecycle_stage, country, timezone (only id is required; other
+    columns become attributes). Phone numbers are normalised to E.164; a batch with an invalid
+    row is rejected whole, and the invalid rows are reported with their line numbers.
+    """
     with file.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "id" not in reader.fieldnames:

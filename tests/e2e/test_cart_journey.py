@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -147,3 +148,30 @@ async def test_cli_event_and_journeys_show_a_running_journey(stack: Stack) -> No
 
     client = await _client(stack)
     await client.get_workflow_handle(f"journey:onboarding:{customer}").terminate("test done")
+
+
+async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`nudge customers import` rejects a bad phone with its line number, then imports a good file."""
+    env = {**os.environ, "NUDGE_PUBLIC_URL": stack.gateway_url}
+    cli = [sys.executable, "-m", "starter.cli", "customers", "import"]
+    tag = uuid.uuid4().hex[:6]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"id,name,phone,tier\nimp1-{tag},Ann,+8613800138021,gold\nimp2-{tag},Ben,12345,\n")
+    out = await asyncio.to_thread(
+        subprocess.run, [*cli, str(bad)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert f"bad.csv:3: imp2-{tag}" in out.stderr
+    good = tmp_path / "good.csv"
+    good.write_text(f"id,name,phone,tier\nimp1-{tag},Ann,13800138021,gold\nimp2-{tag},Ben,,\n")
+    out = await asyncio.to_thread(
+        subprocess.run, [*cli, str(good)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "imported 2 customers" in out.stdout
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as gw:
+        ann = (await gw.get(f"/v1/customers/imp1-{tag}")).json()
+    assert ann["phone"] == "+8613800138021"
+    assert ann["attributes"] == {"tier": "gold"}
