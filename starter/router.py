@@ -107,15 +107,7 @@ class EventRouter:
             # Read before adding: the read would autoflush the event and raise a duplicate's
             # IntegrityError here, outside the handler below.
             known_customer = await session.get(Customer, event.customer_id) is not None
-            session.add(
-                EventRecord(
-                    event_id=event.event_id,
-                    customer_id=event.customer_id,
-                    name=event.name,
-                    properties=event.properties,
-                    occurred_at=event.occurred_at or utcnow(),
-                )
-            )
+            session.add(_event_record(event))
             if not known_customer:
                 session.add(Customer(id=event.customer_id))
             try:
@@ -125,15 +117,7 @@ class EventRouter:
                 if await session.get(EventRecord, event.event_id) is not None:
                     return False
                 # Only the bare customer collided (created concurrently): store the event alone.
-                session.add(
-                    EventRecord(
-                        event_id=event.event_id,
-                        customer_id=event.customer_id,
-                        name=event.name,
-                        properties=event.properties,
-                        occurred_at=event.occurred_at or utcnow(),
-                    )
-                )
+                session.add(_event_record(event))
                 try:
                     await session.commit()
                 except IntegrityError:
@@ -258,3 +242,13 @@ class EventRouter:
                 entry.closed = True
                 session.add(entry)
                 await session.commit()
+
+
+def _event_record(event: Event) -> EventRecord:
+    return EventRecord(
+        event_id=event.event_id,
+        customer_id=event.customer_id,
+        name=event.name,
+        properties=event.properties,
+        occurred_at=event.occurred_at or utcnow(),
+    )

@@ -19,8 +19,8 @@ from typing import IO
 
 import httpx
 
+from nudge.binaries import find_binary
 from nudge.settings import SEARCH_ATTRIBUTES
-from nudge.testing import find_binary
 
 
 def free_port() -> int:

@@ -122,10 +122,13 @@ def bucket(experiment: str, customer_id: str, weights: Mapping[str, float]) -> s
 class SmsHandle:
     """What ``send_sms`` returns: the gate's decision, and waits for the receipt or the click."""
 
-    def __init__(self, journey: Journey, record: SentMessage, result: SendResult) -> None:
+    def __init__(
+        self, journey: Journey, record: SentMessage, result: SendResult, *, notifies_receipt: bool
+    ) -> None:
         self._journey = journey
         self.record = record
         self.result = result
+        self._notifies_receipt = notifies_receipt
 
     @property
     def message_id(self) -> str:
@@ -155,7 +158,7 @@ class SmsHandle:
         """Wait up to ``within`` for a final receipt; needs ``send_sms(..., notify_receipt=True)``."""
         if not self.sent:
             return None
-        if not self.result_notifies:
+        if not self._notifies_receipt:
             raise ApplicationError(
                 "receipt() needs send_sms(..., notify_receipt=True): receipts are only signalled "
                 "to journeys that asked for them",
@@ -173,8 +176,6 @@ class SmsHandle:
     async def delivered(self, *, within: timedelta) -> bool:
         """Wait up to ``within`` for a delivery receipt; True only when delivered."""
         return await self.receipt(within=within) is MessageStatus.DELIVERED
-
-    result_notifies: bool = False
 
 
 class Journey:
@@ -344,9 +345,7 @@ class Journey:
             record.status = early.status
         self._records[result.message_id] = record
         self._state.messages.append(record)
-        handle = SmsHandle(self, record, result)
-        handle.result_notifies = notify_receipt
-        return handle
+        return SmsHandle(self, record, result, notifies_receipt=notify_receipt)
 
     def split(self, experiment: str, weights: Mapping[str, float]) -> str:
         """Assign this customer to a variant, deterministically; later sends are attributed to it."""
