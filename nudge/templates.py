@@ -1,13 +1,17 @@
 """Message templates and rendering.
 
-Templates use ``${var}`` placeholders, as Aliyun and Tencent templates do. This module holds the
-built-in templates the example journeys use; a managed registry replaces it later.
+Templates use ``${var}`` placeholders, as Aliyun templates do. Aliyun and Tencent send only
+templates approved in their consoles, by code: ``provider_codes`` maps a provider to the code its
+console gave the same text (Tencent's copy numbers the placeholders ``{1}``, ``{2}``... in order of
+first appearance; see ``Template.positional_body``). This module holds the built-in templates the
+example journeys use; a managed registry replaces it later.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nudge.errors import TemplateError
@@ -21,10 +25,23 @@ class Template:
     code: str
     body: str
     category: Category
+    provider_codes: Mapping[str, str] = field(default_factory=dict)
+    """Provider name -> the code of this template approved in that provider's console."""
 
     @property
     def variables(self) -> set[str]:
         return set(_PLACEHOLDER.findall(self.body))
+
+    @property
+    def ordered_variables(self) -> list[str]:
+        """Variables in order of first appearance: Tencent's positional ``{1}``, ``{2}``..."""
+        return list(dict.fromkeys(_PLACEHOLDER.findall(self.body)))
+
+    @property
+    def positional_body(self) -> str:
+        """The body with ``{1}``, ``{2}``... placeholders, as a Tencent console holds it."""
+        index = {name: i for i, name in enumerate(self.ordered_variables, start=1)}
+        return _PLACEHOLDER.sub(lambda m: "{" + str(index[m.group(1)]) + "}", self.body)
 
     def render(self, params: dict[str, Any]) -> str:
         """Fill every placeholder; a missing or non-scalar value is a ``TemplateError``."""
@@ -51,31 +68,37 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
             "cart_reminder",
             "${name}, your cart is waiting: ${cart_url} Reply STOP to opt out",
             Category.MARKETING,
+            {"aliyun": "SMS_480001", "tencent": "1480001"},
         ),
         Template(
             "cart_coupon",
             "${name}, here is 10% off to finish your order: ${coupon_url} Reply STOP to opt out",
             Category.MARKETING,
+            {"aliyun": "SMS_480002", "tencent": "1480002"},
         ),
         Template(
             "payment_success",
             "Payment received: order ${order_id}, total ${amount}. Thank you!",
             Category.TRANSACTIONAL,
+            {"aliyun": "SMS_480003", "tencent": "1480003"},
         ),
         Template(
             "welcome_a",
             "Welcome to Nudge, ${name}! Start here: ${start_url} Reply STOP to opt out",
             Category.MARKETING,
+            {"aliyun": "SMS_480004", "tencent": "1480004"},
         ),
         Template(
             "welcome_b",
             "${name}, glad you're here. Your first order ships free: ${start_url} Reply STOP to opt out",
             Category.MARKETING,
+            {"aliyun": "SMS_480005", "tencent": "1480005"},
         ),
         Template(
             "welcome_back",
             "Welcome back, ${name}! See what's new: ${start_url} Reply STOP to opt out",
             Category.MARKETING,
+            {"aliyun": "SMS_480006", "tencent": "1480006"},
         ),
     )
 }
