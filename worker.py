@@ -1,10 +1,16 @@
-"""The worker: runs the journeys and the activities, with their dependencies injected."""
+"""The worker: runs the journeys and the activities, with their dependencies injected.
+
+It polls two task queues: the main one, and the transactional lane (``transactional_task_queue``),
+where transactional journeys and their sends run on slots of their own, so that a marketing blast
+never delays a payment confirmation.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -12,7 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.crm import CrmActivities
-from activities.providers.simulator import SimulatorProvider
+from activities.routing import Router, build_router
 from activities.send import SendActivities
 from nudge.logging import configure_logging, get_logger
 from nudge.settings import Settings, get_settings
@@ -23,6 +29,9 @@ from workflows.runtime import Journey
 
 log = get_logger("worker")
 
+MARKETING_SLOTS = 200
+TRANSACTIONAL_SLOTS = 50
+
 
 def provider_client(settings: Settings) -> httpx.AsyncClient:
     """The providers' HTTP client: httpx's API on aiohttp's transport, which holds up at high
@@ -31,32 +40,66 @@ def provider_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout)
 
 
-async def build_worker(
+def status_callbacks(settings: Settings) -> dict[str, str]:
+    """Per-message receipt URLs, for the providers that take one with each send."""
+    return {
+        "twilio": f"{settings.gateway_url}/v1/webhooks/twilio/status",
+        "simulator": f"{settings.gateway_url}/v1/webhooks/simulator/status",
+    }
+
+
+def router_for(settings: Settings, http: httpx.AsyncClient) -> Router:
+    return build_router(
+        settings.effective_routes,
+        http,
+        simulator_callback=status_callbacks(settings)["simulator"],
+        breaker_threshold=settings.breaker_threshold,
+        breaker_cooldown=settings.breaker_cooldown.total_seconds(),
+        account_cooldown=settings.account_pause.total_seconds(),
+    )
+
+
+async def build_workers(
     client: Client,
     settings: Settings,
     stack: AsyncExitStack,
     *,
     journeys: Sequence[type[Journey]] = JOURNEYS,
-) -> Worker:
+) -> list[Worker]:
+    """The main worker and the transactional lane's, sharing one store, router and HTTP client."""
     engine = create_engine(settings.sqlalchemy_url)
     stack.push_async_callback(engine.dispose)
     await init_db(engine)
     sessions = session_factory(engine)
     http = await stack.enter_async_context(provider_client(settings))
-    provider = SimulatorProvider(
-        http,
-        base_url=settings.carrier_url,
-        status_callback=f"{settings.gateway_url}/v1/webhooks/simulator/status",
+    sends = SendActivities(
+        sessions,
+        router_for(settings, http),
+        link_base_url=settings.gateway_url,
+        status_callbacks=status_callbacks(settings),
     )
-    sends = SendActivities(sessions, provider, link_base_url=settings.gateway_url, sender=settings.sender_id)
     crm = CrmActivities(sessions)
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=list(journeys),
-        activities=[sends.send_message, crm.get_profile],
-        max_concurrent_activities=200,
-    )
+    activities: list[Callable[..., Any]] = [sends.send_message, crm.get_profile]
+    workers = [
+        Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=list(journeys),
+            activities=activities,
+            max_concurrent_activities=MARKETING_SLOTS,
+        )
+    ]
+    if settings.transactional_task_queue != settings.task_queue:
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.transactional_task_queue,
+                workflows=list(journeys),
+                activities=activities,
+                max_concurrent_activities=TRANSACTIONAL_SLOTS,
+            )
+        )
+    return workers
 
 
 async def main() -> None:
@@ -64,9 +107,14 @@ async def main() -> None:
     configure_logging(level=settings.log_level, json=settings.log_json)
     client = await connect(settings, wait=60)
     async with AsyncExitStack() as stack:
-        worker = await build_worker(client, settings, stack)
-        log.info("worker_started", task_queue=settings.task_queue, journeys=[j.name for j in JOURNEYS])
-        await worker.run()
+        workers = await build_workers(client, settings, stack)
+        log.info(
+            "worker_started",
+            task_queues=[w.task_queue for w in workers],
+            journeys=[j.name for j in JOURNEYS],
+            routes=[r.name for r in settings.effective_routes],
+        )
+        await asyncio.gather(*(worker.run() for worker in workers))
 
 
 if __name__ == "__main__":

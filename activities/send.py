@@ -3,93 +3,185 @@
 Order of work, so that a retry never sends twice:
 1. Find the message by its idempotency key. A message the provider already accepted is returned
    as it is; nothing is sent again.
-2. Otherwise render the template, write the row as ``pending`` and commit, *then* call the provider.
-3. A ``pending`` row on a retry means an earlier attempt may have reached the provider (a timeout
-   after the carrier accepted it). Ask the provider by our message id before sending again.
+2. Otherwise render the template, pick the route, write the row as ``pending`` and commit, *then*
+   call the provider.
+3. A ``pending`` row left by an earlier attempt may have reached the provider (a timeout after the
+   carrier accepted it, a crash before the answer was stored). Unless that attempt recorded that
+   nothing was sent, ask the route it used, by our message id, before sending again.
+
+Routing: the candidates are the routes whose rules match the recipient, best first. A route whose
+circuit breaker is open is skipped; an account-level error (balance, suspension) pauses the route
+and moves the message to the next one at once, which is safe because that provider refused it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.base import OutboundSms, Provider, Submission
-from nudge.errors import PermanentProviderError, RetryableProviderError, TemplateError
+from activities.providers.base import OutboundSms, Submission
+from activities.routing import NoRoute, Recipient, Route, Router
+from nudge.errors import (
+    AccountProviderError,
+    DeferredProviderError,
+    PermanentProviderError,
+    RetryableProviderError,
+    TemplateError,
+)
 from nudge.logging import get_logger
-from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import mask
-from nudge.segments import count_segments
-from nudge.store import Customer, Link, Message, MessageStatusChange, utcnow
-from nudge.templates import get_template
+from nudge.segments import count_billed_segments
+from nudge.store import Customer, Link, Message, MessageStatusChange, Suppression, utcnow
+from nudge.templates import Template, get_template
 
 log = get_logger(__name__)
 _URL = re.compile(r"^https?://\S+$")
+NOT_SENT = "not_sent:"
+"""Reason prefix of a pending message that an attempt knows did not reach the provider."""
+DEFERRED = "deferred:"
 
 
 class SendActivities:
-    """Built by the worker with its store, provider and public gateway URL."""
+    """Built by the worker with its store, router and public gateway URL."""
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        provider: Provider,
+        router: Router,
         *,
         link_base_url: str,
-        sender: str,
+        status_callbacks: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sessions = sessions
-        self._provider = provider
+        self._router = router
         self._link_base_url = link_base_url.rstrip("/")
-        self._sender = sender
+        self._callbacks = dict(status_callbacks or {})
+        self._clock = clock
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
+        template = _template(request.template)
+        fresh = False
         message = await self._find(request.idempotency_key)
         if message is None:
-            message = await self._create(request)
+            message, fresh = await self._create(request, template)
         if message.status != MessageStatus.PENDING:
             return self._result(message)
 
-        submission: Submission | None = None
-        if activity.info().attempt > 1:
-            submission = await self._provider.lookup(message.id)
-            if submission is not None:
-                log.info("send_reconciled", message_id=message.id, attempt=activity.info().attempt)
-        if submission is None:
-            submission = await self._submit(message)
-        if submission is None:
-            return self._result(await self._find(request.idempotency_key) or message)
-        message = await self._record_submission(message.id, submission)
-        log.info(
-            "message_sent",
-            message_id=message.id,
-            journey=request.journey,
-            step=request.step,
-            template=request.template,
-            to=mask(message.to or ""),
-            provider=submission.provider,
-            segments=message.segments,
+        customer = await self._customer(message.customer_id)
+        recipient = _recipient(message.to or "", customer)
+        if not fresh and message.route and not (message.reason or "").startswith((NOT_SENT, DEFERRED)):
+            reconciled = await self._reconcile(message, template)
+            if reconciled is not None:
+                return reconciled
+        return await self._dispatch(request, message, template, recipient)
+
+    # ----- routing and sending -------------------------------------------------------------
+
+    async def _dispatch(
+        self, request: SendRequest, message: Message, template: Template, recipient: Recipient
+    ) -> SendResult:
+        try:
+            candidates = self._router.candidates(recipient, template, request.category, forced=request.route)
+        except NoRoute as exc:
+            return self._result(await self._block(message.id, f"no_route: {exc}"))
+        priority = request.category is Category.TRANSACTIONAL
+        for route in candidates:
+            if not route.breaker.allow():
+                continue
+            if route.name != message.route:
+                message = await self._switch_route(message, route, request, recipient)
+            sms = self._outbound(message, route, template)
+            await route.limiter.acquire(priority=priority)
+            try:
+                submission = await route.provider.send(sms)
+            except AccountProviderError as exc:
+                route.breaker.trip(f"{exc.code}: {exc}")
+                continue  # refused outright: the next route is safe
+            except DeferredProviderError as exc:
+                route.breaker.record_success()
+                return self._result(await self._defer(message.id, exc))
+            except PermanentProviderError as exc:
+                route.breaker.record_success()
+                return self._result(await self._record_failure(message, exc))
+            except RetryableProviderError as exc:
+                route.breaker.record_failure(exc.code)
+                if not exc.ambiguous:
+                    await self._mark(message.id, f"{NOT_SENT}{exc.code}")
+                raise ApplicationError(
+                    f"{route.name} {exc.code}: {exc}", type="RetryableProviderError"
+                ) from exc
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                route.breaker.record_failure(type(exc).__name__)
+                await self._mark(message.id, f"{NOT_SENT}{type(exc).__name__}")
+                raise ApplicationError(
+                    f"{route.name} unreachable ({type(exc).__name__})", type="ProviderUnreachable"
+                ) from exc
+            except httpx.HTTPError as exc:
+                # Ambiguous: the carrier may have accepted it. The retry reconciles before resending.
+                route.breaker.record_failure(type(exc).__name__)
+                raise ApplicationError(
+                    f"{route.name} call failed ({type(exc).__name__}); will reconcile and retry",
+                    type="ProviderUnreachable",
+                ) from exc
+            route.breaker.record_success()
+            message = await self._record_submission(message.id, route, submission)
+            self._log_sent(request, message)
+            return self._result(message)
+        paused = ", ".join(f"{r.name} ({r.breaker.reason})" for r in candidates)
+        raise ApplicationError(f"every route for this message is paused: {paused}", type="NoRouteAvailable")
+
+    async def _reconcile(self, message: Message, template: Template) -> SendResult | None:
+        """Ask the route an earlier attempt used whether it has the message already."""
+        route = self._router.by_name.get(message.route or "")
+        if route is None:
+            return None
+        submission = await route.provider.lookup(
+            self._outbound(message, route, template), since=message.created_at
         )
-        return self._result(message)
+        if submission is None:
+            return None
+        log.info("send_reconciled", message_id=message.id, route=route.name, attempt=activity.info().attempt)
+        return self._result(await self._record_submission(message.id, route, submission))
+
+    def _outbound(self, message: Message, route: Route, template: Template) -> OutboundSms:
+        params: dict[str, Any] = dict(message.params or {})
+        return OutboundSms(
+            message_id=message.id,
+            to=message.to or "",
+            body=message.body,
+            signature=message.signature or route.config.signature,
+            template_code=template.provider_codes.get(route.config.provider),
+            template_params={
+                name: str(params[name]) for name in template.ordered_variables if name in params
+            },
+            status_callback=self._callbacks.get(route.config.provider),
+        )
+
+    # ----- the store -----------------------------------------------------------------------
 
     async def _find(self, key: str) -> Message | None:
         async with self._sessions() as session:
             result = await session.exec(select(Message).where(Message.idempotency_key == key))
             return result.first()
 
-    async def _create(self, request: SendRequest) -> Message:
-        try:
-            template = get_template(request.template)
-        except TemplateError as exc:
-            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+    async def _customer(self, customer_id: str) -> Customer | None:
+        async with self._sessions() as session:
+            return await session.get(Customer, customer_id)
+
+    async def _create(self, request: SendRequest, template: Template) -> tuple[Message, bool]:
         message = Message(
             idempotency_key=request.idempotency_key,
             workflow_id=request.workflow_id,
@@ -101,12 +193,11 @@ class SendActivities:
             category=template.category.value,
             notify_receipt=request.notify_receipt,
         )
-        async with self._sessions() as session:
-            customer = await session.get(Customer, request.customer_id)
+        customer = await self._customer(request.customer_id)
+        links: list[Link] = []
         if customer is None or not customer.phone:
             message.status = MessageStatus.BLOCKED
             message.reason = "no_phone"
-            links: list[Link] = []
         else:
             message.to = customer.phone
             params, links = self._track_links(message.id, request.params)
@@ -114,7 +205,17 @@ class SendActivities:
                 message.body = template.render(params)
             except TemplateError as exc:
                 raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
-            message.segments = count_segments(message.body)
+            message.params = {k: v for k, v in params.items() if k in template.variables}
+            recipient = _recipient(customer.phone, customer)
+            try:
+                route = self._router.candidates(recipient, template, request.category, forced=request.route)[
+                    0
+                ]
+            except NoRoute as exc:
+                message.status = MessageStatus.BLOCKED
+                message.reason = f"no_route: {exc}"
+            else:
+                _price(message, route, request.signature or route.config.signature_for(recipient.language))
         async with self._sessions() as session:
             session.add(message)
             session.add_all(links)
@@ -126,8 +227,8 @@ class SendActivities:
                 existing = await self._find(request.idempotency_key)
                 if existing is None:
                     raise
-                return existing
-        return message
+                return existing, False
+        return message, True
 
     def _track_links(self, message_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[Link]]:
         """Replace every URL parameter with a tracked short link."""
@@ -142,74 +243,187 @@ class SendActivities:
                 rendered[name] = value
         return rendered, links
 
-    async def _submit(self, message: Message) -> Submission | None:
-        sms = OutboundSms(message_id=message.id, to=message.to or "", body=message.body, sender=self._sender)
-        try:
-            return await self._provider.send(sms)
-        except PermanentProviderError as exc:
-            await self._record_failure(message.id, exc.provider, exc.code, str(exc))
-            log.warning("message_rejected", message_id=message.id, code=exc.code, provider=exc.provider)
-            return None
-        except RetryableProviderError as exc:
-            raise ApplicationError(
-                f"{exc.provider} {exc.code}: {exc}", type="RetryableProviderError"
-            ) from exc
-        except httpx.HTTPError as exc:
-            # Ambiguous: the carrier may have accepted it. The retry reconciles before resending.
-            raise ApplicationError(
-                f"provider call failed ({type(exc).__name__}); will reconcile and retry",
-                type="ProviderUnreachable",
-            ) from exc
+    async def _switch_route(
+        self, message: Message, route: Route, request: SendRequest, recipient: Recipient
+    ) -> Message:
+        """Move a pending message to another route before calling it, so a retry asks the right one."""
+        async with self._sessions() as session:
+            row = await session.get(Message, message.id)
+            assert row is not None
+            previous = row.route
+            _price(row, route, request.signature or route.config.signature_for(recipient.language))
+            row.reason = None
+            row.updated_at = utcnow()
+            session.add(row)
+            await session.commit()
+        if previous:
+            log.warning("message_rerouted", message_id=message.id, route=route.name, previous=previous)
+        return row
 
-    async def _record_submission(self, message_id: str, submission: Submission) -> Message:
+    async def _mark(self, message_id: str, reason: str) -> None:
+        async with self._sessions() as session:
+            row = await session.get(Message, message_id)
+            if row is not None and row.status == MessageStatus.PENDING:
+                row.reason = reason
+                row.updated_at = utcnow()
+                session.add(row)
+                await session.commit()
+
+    async def _block(self, message_id: str, reason: str) -> Message:
+        async with self._sessions() as session:
+            row = await session.get(Message, message_id)
+            assert row is not None
+            row.status = MessageStatus.BLOCKED
+            row.reason = reason
+            row.updated_at = utcnow()
+            session.add(row)
+            await session.commit()
+        log.warning("message_blocked", message_id=message_id, reason=reason)
+        return row
+
+    async def _defer(self, message_id: str, exc: DeferredProviderError) -> Message:
+        async with self._sessions() as session:
+            row = await session.get(Message, message_id)
+            assert row is not None
+            row.reason = f"{DEFERRED}{exc.code}"
+            row.defer_until = exc.retry_at
+            row.updated_at = utcnow()
+            session.add(row)
+            await session.commit()
+        log.info("message_deferred", message_id=message_id, code=exc.code, until=exc.retry_at.isoformat())
+        return row
+
+    async def _record_submission(self, message_id: str, route: Route, submission: Submission) -> Message:
+        """Mark the message submitted, and apply any receipt that arrived before this answer."""
         async with self._sessions() as session:
             message = await session.get(Message, message_id)
             assert message is not None
-            if message.status == MessageStatus.PENDING:
-                message.status = MessageStatus.SUBMITTED
             message.provider = submission.provider
-            message.provider_message_id = submission.provider_message_id
-            message.updated_at = utcnow()
+            message.provider_message_id = submission.provider_message_id or message.provider_message_id
+            message.route = route.name
+            message.reason = None
+            message.defer_until = None
+            if submission.segments:
+                message.segments = submission.segments
+                message.cost = round(submission.segments * route.config.cost_per_segment, 6)
+            status = MessageStatus(message.status)
+            if status == MessageStatus.PENDING:
+                status = MessageStatus.SUBMITTED
             session.add(
                 MessageStatusChange(
                     message_id=message_id,
                     provider=submission.provider,
                     provider_message_id=submission.provider_message_id,
                     status=MessageStatus.SUBMITTED,
-                    applied=True,
+                    applied=message.status == MessageStatus.PENDING,
                 )
             )
+            if submission.provider_message_id:
+                early = await session.exec(
+                    select(MessageStatusChange).where(
+                        col(MessageStatusChange.message_id).is_(None),
+                        MessageStatusChange.provider == submission.provider,
+                        MessageStatusChange.provider_message_id == submission.provider_message_id,
+                    )
+                )
+                for change in early.all():
+                    change.message_id = message_id
+                    received = MessageStatus(change.status)
+                    if received.rank > status.rank:
+                        status, change.applied = received, True
+                        message.error_code = change.error_code or message.error_code
+                    session.add(change)
+            message.status = status
+            message.updated_at = utcnow()
+            session.add(message)
             await session.commit()
             return message
 
-    async def _record_failure(self, message_id: str, provider: str, code: str, text: str) -> None:
+    async def _record_failure(self, message: Message, exc: PermanentProviderError) -> Message:
         async with self._sessions() as session:
-            message = await session.get(Message, message_id)
-            assert message is not None
-            message.status = MessageStatus.FAILED
-            message.provider = provider
-            message.error_code = code
-            message.reason = f"provider:{code}"
-            message.updated_at = utcnow()
+            row = await session.get(Message, message.id)
+            assert row is not None
+            row.status = MessageStatus.FAILED
+            row.provider = exc.provider
+            row.error_code = exc.code
+            row.reason = f"provider:{exc.code}"
+            row.updated_at = utcnow()
             session.add(
                 MessageStatusChange(
-                    message_id=message_id,
-                    provider=provider,
+                    message_id=message.id,
+                    provider=exc.provider,
                     status=MessageStatus.FAILED,
-                    error_code=code,
+                    error_code=exc.code,
                     applied=True,
-                    raw={"message": text},
+                    raw={"message": str(exc)},
                 )
             )
+            if exc.opted_out and row.to and await session.get(Suppression, row.to) is None:
+                session.add(Suppression(phone=row.to, reason=f"provider:{exc.code}", source=exc.provider))
             await session.commit()
+        log.warning(
+            "message_rejected",
+            message_id=message.id,
+            code=exc.code,
+            provider=exc.provider,
+            opted_out=exc.opted_out,
+        )
+        return row
+
+    def _log_sent(self, request: SendRequest, message: Message) -> None:
+        log.info(
+            "message_sent",
+            message_id=message.id,
+            journey=request.journey,
+            step=request.step,
+            template=request.template,
+            to=mask(message.to or ""),
+            route=message.route,
+            provider=message.provider,
+            segments=message.segments,
+            cost=message.cost,
+        )
 
     def _result(self, message: Message) -> SendResult:
-        sent = message.status not in (MessageStatus.BLOCKED, MessageStatus.FAILED, MessageStatus.PENDING)
+        status = MessageStatus(message.status)
+        if status == MessageStatus.PENDING and message.defer_until is not None:
+            decision = SendDecision.DEFERRED
+        elif status in (MessageStatus.BLOCKED, MessageStatus.FAILED, MessageStatus.PENDING):
+            decision = SendDecision.BLOCKED
+        else:
+            decision = SendDecision.SENT
         return SendResult(
             message_id=message.id,
-            decision=SendDecision.SENT if sent else SendDecision.BLOCKED,
-            reason=None if sent else (message.reason or message.status),
+            decision=decision,
+            reason=None if decision is SendDecision.SENT else (message.reason or message.status),
             provider=message.provider,
             provider_message_id=message.provider_message_id,
             segments=message.segments,
+            route=message.route,
+            cost=message.cost,
+            status=status,
+            retry_at=message.defer_until if decision is SendDecision.DEFERRED else None,
         )
+
+
+def _template(code: str) -> Template:
+    try:
+        return get_template(code)
+    except TemplateError as exc:
+        raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+
+
+def _recipient(to: str, customer: Customer | None) -> Recipient:
+    attributes: dict[str, Any] = (customer.attributes if customer else None) or {}
+    return Recipient.of(to, tier=attributes.get("tier"), language=attributes.get("language"))
+
+
+def _price(message: Message, route: Route, signature: str) -> None:
+    """Put the message on ``route``: its signature, billed segments and cost."""
+    message.route = route.name
+    message.signature = signature
+    message.segments = count_billed_segments(
+        message.body, provider=route.config.provider, to=message.to or "", signature=signature
+    )
+    message.cost = round(message.segments * route.config.cost_per_segment, 6)
+    message.currency = route.config.currency

@@ -5,11 +5,15 @@ NudgeError
 │   ├── InvalidPhoneNumber
 │   └── TemplateError      unknown template, missing or mistyped variable
 └── ProviderError          a provider refused or failed a send
-    ├── RetryableProviderError   throttled, 5xx, network: retry with backoff
-    └── PermanentProviderError   bad number, bad template: never retried
+    ├── RetryableProviderError   throttled, 5xx: retry with backoff
+    ├── DeferredProviderError    a per-number frequency limit: retry after ``retry_at``
+    ├── AccountProviderError     balance, suspension, daily cap, credentials: pause the route
+    └── PermanentProviderError   bad number, template or content: never retried
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class NudgeError(Exception):
@@ -38,8 +42,41 @@ class ProviderError(NudgeError):
 
 
 class RetryableProviderError(ProviderError):
-    """Worth retrying later: throttling, a 5xx, a network error before the request was read."""
+    """Worth retrying later: throttling, a 5xx.
+
+    ``ambiguous`` means the provider may have accepted the message anyway (a 5xx after the
+    request was read): the retry must look the message up before it sends again.
+    """
+
+    def __init__(self, message: str, *, code: str, provider: str, ambiguous: bool = False) -> None:
+        super().__init__(message, code=code, provider=provider)
+        self.ambiguous = ambiguous
+
+
+class DeferredProviderError(ProviderError):
+    """The provider limits how often this number may get messages; try again at ``retry_at``.
+
+    Not a failure of the route, and not counted against the activity's retries.
+    """
+
+    def __init__(self, message: str, *, code: str, provider: str, retry_at: datetime) -> None:
+        super().__init__(message, code=code, provider=provider)
+        self.retry_at = retry_at
+
+
+class AccountProviderError(ProviderError):
+    """The account cannot send at all (balance, suspension, daily cap, credentials).
+
+    The message was not sent; the route is paused and ops are alerted.
+    """
 
 
 class PermanentProviderError(ProviderError):
-    """Retrying cannot help: the number, template or parameters are wrong."""
+    """Retrying cannot help: the number, template or parameters are wrong.
+
+    ``opted_out`` means the provider knows the recipient unsubscribed (e.g. Twilio 21610).
+    """
+
+    def __init__(self, message: str, *, code: str, provider: str, opted_out: bool = False) -> None:
+        super().__init__(message, code=code, provider=provider)
+        self.opted_out = opted_out

@@ -94,11 +94,17 @@ class SendRequest(BaseModel):
     variant: str | None = None
     notify_receipt: bool = False
     """Signal the journey on the delivery receipt (clicks are always signalled)."""
+    route: str | None = None
+    """Force this route (by name) instead of the routing rules; no failover."""
+    signature: str | None = None
+    """Override the route's signature (SignName) or sender."""
 
 
 class SendDecision(StrEnum):
     SENT = "sent"
     BLOCKED = "blocked"
+    DEFERRED = "deferred"
+    """Not now: try again at ``SendResult.retry_at`` (a frequency limit, later quiet hours)."""
 
 
 class SendResult(BaseModel):
@@ -110,6 +116,12 @@ class SendResult(BaseModel):
     provider: str | None = None
     provider_message_id: str | None = None
     segments: int = 0
+    route: str | None = None
+    cost: float | None = None
+    status: MessageStatus | None = None
+    """The message's status when the activity finished (a receipt may have beaten the answer)."""
+    retry_at: datetime | None = None
+    """For ``DEFERRED``: when to try again."""
 
 
 class MessageUpdate(BaseModel):

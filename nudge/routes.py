@@ -23,7 +23,10 @@ PUBLIC_ENDPOINTS: dict[str, str] = {
 }
 
 # Development credentials: the carrier simulator's accounts, and the local routes that use them.
-DEV_ALIYUN_KEYS = {"LTAI5tNudgeDevPrimary": "nudge-dev-aliyun-secret", "LTAI5tNudgeDevBackup": "nudge-dev-backup-secret"}
+DEV_ALIYUN_KEYS = {
+    "LTAI5tNudgeDevPrimary": "nudge-dev-aliyun-secret",
+    "LTAI5tNudgeDevBackup": "nudge-dev-backup-secret",
+}
 DEV_TWILIO_ACCOUNTS = {"AC00000000000000000000000000000dev": "nudge-dev-twilio-token"}
 DEV_TWILIO_NUMBER = "+15005550006"
 DEV_TENCENT_KEYS = {"AKIDNudgeDevTencent": "nudge-dev-tencent-secret"}
@@ -91,10 +94,12 @@ class RouteConfig(BaseModel):
         missing = [name for name in needed if not getattr(self, name)]
         if missing:
             raise ValueError(f"route {self.name!r} ({self.provider}) needs {', '.join(missing)}")
-        if self.provider == "twilio" and not (self.signature.startswith("+") or self.messaging_service_sid):
-            # An alphanumeric sender id is allowed too; it just may not be numeric-looking junk.
-            if not self.signature.isalnum():
-                raise ValueError(f"route {self.name!r}: Twilio needs a From number, sender id or messaging_service_sid")
+        sender_ok = self.signature.startswith("+") or self.signature.isalnum() or self.messaging_service_sid
+        if self.provider == "twilio" and not sender_ok:
+            raise ValueError(
+                f"route {self.name!r}: Twilio needs a From number, an alphanumeric sender id "
+                "or a messaging_service_sid"
+            )
         return self
 
     @property

@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nudge.routes import RouteConfig, local_routes
 
 SEARCH_ATTRIBUTES: dict[str, str] = {
     "NudgeJourney": "Keyword",
@@ -36,6 +38,8 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
     task_queue: str = "nudge-journeys"
+    transactional_task_queue: str = "nudge-transactional"
+    """The priority lane: transactional journeys and their sends run here, on their own slots."""
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
@@ -50,8 +54,15 @@ class Settings(BaseSettings):
     simulator_receipt_delay_ms: float = 300.0
     simulator_failure_rate: float = 0.0
 
-    provider: str = "simulator"
-    sender_id: str = "Nudge"
+    routes: Annotated[list[RouteConfig], NoDecode] = Field(default_factory=list)
+    """Provider routes as a JSON list (see README, "Providers"). Empty means the local simulator's."""
+    callback_token: SecretStr = SecretStr("nudge-dev-callback-token")
+    """Secret path segment of the Aliyun and Tencent receipt URLs (they do not sign their pushes)."""
+    breaker_threshold: int = 5
+    """Retryable failures in a row that open a route's circuit breaker."""
+    breaker_cooldown: timedelta = timedelta(seconds=30)
+    account_pause: timedelta = timedelta(minutes=5)
+    """How long an account-level error (balance, suspension) pauses a route before a probe."""
     default_region: str = "CN"
     """Region used to parse phone numbers written without a country code."""
 
@@ -63,6 +74,13 @@ class Settings(BaseSettings):
     """JSON logs; ``None`` means JSON whenever stderr is not a TTY."""
 
     send_timeout: timedelta = timedelta(seconds=30)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
 
     @field_validator("journey_overrides", mode="before")
     @classmethod
@@ -87,6 +105,11 @@ class Settings(BaseSettings):
     @property
     def gateway_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def effective_routes(self) -> list[RouteConfig]:
+        """The configured routes, or the local simulator's when none are."""
+        return self.routes or local_routes(self.carrier_url)
 
     @property
     def carrier_url(self) -> str:

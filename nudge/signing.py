@@ -167,7 +167,12 @@ def _hmac256(key: bytes, message: str) -> bytes:
 
 
 def tencent_tc3_signature(
-    *, secret_key: str, service: str, host: str, timestamp: int, payload: bytes,
+    *,
+    secret_key: str,
+    service: str,
+    host: str,
+    timestamp: int,
+    payload: bytes,
     content_type: str = "application/json; charset=utf-8",
 ) -> str:
     """The hex TC3-HMAC-SHA256 signature of a ``POST /`` with signed headers content-type and host."""
@@ -191,12 +196,22 @@ def tencent_tc3_signature(
 
 
 def tencent_tc3_authorization(
-    *, secret_id: str, secret_key: str, service: str, host: str, timestamp: int, payload: bytes,
+    *,
+    secret_id: str,
+    secret_key: str,
+    service: str,
+    host: str,
+    timestamp: int,
+    payload: bytes,
     content_type: str = "application/json; charset=utf-8",
 ) -> str:
     """The ``Authorization`` header value for a Tencent Cloud API 3.0 ``POST /``."""
     signature = tencent_tc3_signature(
-        secret_key=secret_key, service=service, host=host, timestamp=timestamp, payload=payload,
+        secret_key=secret_key,
+        service=service,
+        host=host,
+        timestamp=timestamp,
+        payload=payload,
         content_type=content_type,
     )
     date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")

@@ -101,6 +101,13 @@ class Message(SQLModel, table=True):
     reason: str | None = None
     notify_receipt: bool = False
     clicked: bool = False
+    params: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The template variables as sent (short links in place), for a resend on another route."""
+    route: str | None = None
+    signature: str | None = None
+    cost: float | None = None
+    currency: str | None = None
+    defer_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
 
@@ -137,6 +144,34 @@ class Click(SQLModel, table=True):
     at: datetime = _ts(nullable=False)
 
 
+class InboundMessage(SQLModel, table=True):
+    """A reply from a customer (STOP, 退订, R, HELP...), as a provider delivered it."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (UniqueConstraint("provider", "provider_ref"),)
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str
+    provider_ref: str = Field(max_length=200)
+    """The provider's id for the reply (MessageSid, sequence_id...); redeliveries share it."""
+    from_number: str = Field(index=True)
+    to: str | None = None
+    """Our number, sign name or extension code the reply was sent to."""
+    text: str
+    keyword: str | None = None
+    """``stop``, ``start`` or ``help`` when the text is one of their keywords."""
+    received_at: datetime = _ts(nullable=False)
+    raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Suppression(SQLModel, table=True):
+    """A number that must not get marketing messages, and why (a STOP reply, a provider's opt-out)."""
+
+    phone: str = Field(primary_key=True)
+    reason: str
+    source: str
+    created_at: datetime = _ts(nullable=False)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the gateway and the worker write the same file; busy_timeout waits for the lock.
@@ -162,9 +197,24 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 async def init_db(engine: AsyncEngine) -> None:
-    """Create the tables that do not exist yet."""
+    """Create the tables that do not exist yet, and add nullable columns added since."""
     async with engine.begin() as conn:
         await conn.run_sync(SQLModel.metadata.create_all)
+        await conn.run_sync(_add_missing_columns)
+
+
+def _add_missing_columns(conn: Any) -> None:
+    """A small forward-only migration: columns added to a model later are nullable, so
+    ``ALTER TABLE ... ADD COLUMN`` brings an existing database up to date."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        existing = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in existing and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

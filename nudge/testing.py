@@ -86,23 +86,44 @@ class FakeCarrier:
         self.results: dict[str, SendResult] = {}
         self.block: dict[str, str] = {}
         """Template code -> reason, for sends the gate should refuse."""
+        self.defer: dict[str, timedelta] = {}
+        """Template code -> how long the first attempt is deferred (a provider frequency limit)."""
+        self.calls: list[SendRequest] = []
+        """Every call, retries and deferred re-sends included."""
         self.in_flight = 0
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
         self.in_flight += 1
+        self.calls.append(request)
         try:
-            for earlier in self.requests:
-                if earlier.idempotency_key == request.idempotency_key:
-                    return self.results[earlier.idempotency_key]
-            self.requests.append(request)
+            earlier = self.results.get(request.idempotency_key)
+            if earlier is not None and earlier.decision is not SendDecision.DEFERRED:
+                return earlier
+            if earlier is None:
+                self.requests.append(request)
+                message_id = f"m{len(self.requests)}"
+            else:
+                message_id = earlier.message_id
             reason = self.block.get(request.template)
-            result = SendResult(
-                message_id=f"m{len(self.requests)}",
-                decision=SendDecision.BLOCKED if reason else SendDecision.SENT,
-                reason=reason,
-                provider=None if reason else "fake",
-            )
+            delay = self.defer.get(request.template)
+            if earlier is None and delay is not None:
+                # Time as the (time-skipping) server sees it, not this process's clock.
+                retry_at = activity.info().current_attempt_scheduled_time + delay
+                result = SendResult(
+                    message_id=message_id,
+                    decision=SendDecision.DEFERRED,
+                    reason="deferred:frequency_limit",
+                    retry_at=retry_at,
+                )
+            else:
+                result = SendResult(
+                    message_id=message_id,
+                    decision=SendDecision.BLOCKED if reason else SendDecision.SENT,
+                    reason=reason,
+                    provider=None if reason else "fake",
+                    status=None if reason else MessageStatus.SUBMITTED,
+                )
             self.results[request.idempotency_key] = result
             return result
         finally:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
 from nudge.models import MessageStatus, MessageUpdate
-from nudge.store import Click, Link, Message, MessageStatusChange, utcnow
+from nudge.phone import mask
+from nudge.store import Click, InboundMessage, Link, Message, MessageStatusChange, Suppression, utcnow
 
 log = get_logger(__name__)
 
@@ -33,22 +36,20 @@ class Feedback:
         error_code: str | None,
         at: datetime | None,
         raw: dict[str, Any],
+        to: str | None = None,
     ) -> bool:
         """Store the receipt; apply it if it moves the message forward. Returns True if applied.
 
-        Every receipt is kept, even a duplicate or one for a message not recorded yet.
+        Every receipt is kept, even a duplicate, or one for a message whose send is not recorded
+        yet (``send_message`` applies it when it records the provider's answer). A message is
+        found by our id, or by the provider's id and the number (an Aliyun batch shares one id).
         """
         async with self._sessions() as session:
-            message = await session.get(Message, message_id) if message_id else None
-            if message is None and provider_message_id:
-                rows = await session.exec(
-                    select(Message).where(Message.provider_message_id == provider_message_id)
-                )
-                message = rows.first()
+            message = await self._match(session, message_id, provider_message_id, to)
             applied = message is not None and status.rank > MessageStatus(message.status).rank
             session.add(
                 MessageStatusChange(
-                    message_id=message.id if message else message_id,
+                    message_id=message.id if message else None,
                     provider=provider,
                     provider_message_id=provider_message_id,
                     status=status,
@@ -69,9 +70,11 @@ class Feedback:
         log.info(
             "receipt_stored",
             provider=provider,
-            message_id=message_id,
+            message_id=message.id if message else message_id,
+            provider_message_id=provider_message_id,
             status=status.value,
             applied=applied,
+            matched=message is not None,
         )
         if notify and workflow_id and message is not None:
             await self._signal(
@@ -79,6 +82,60 @@ class Feedback:
                 MessageUpdate(message_id=message.id, kind="receipt", status=status, error_code=error_code),
             )
         return applied
+
+    @staticmethod
+    async def _match(
+        session: AsyncSession, message_id: str | None, provider_message_id: str | None, to: str | None
+    ) -> Message | None:
+        if message_id:
+            message = await session.get(Message, message_id)
+            if message is not None and (to is None or message.to == to):
+                return message
+        if provider_message_id:
+            query = select(Message).where(Message.provider_message_id == provider_message_id)
+            if to is not None:
+                query = query.where(Message.to == to)
+            return (await session.exec(query)).first()
+        return None
+
+    async def reply(
+        self,
+        *,
+        provider: str,
+        provider_ref: str,
+        from_number: str,
+        to: str | None,
+        text: str,
+        raw: dict[str, Any],
+    ) -> tuple[bool, Keyword | None]:
+        """Store an inbound reply once (redeliveries share ``provider_ref``); a STOP-type reply
+        adds the number to the suppression list. Returns (new, keyword)."""
+        keyword = classify_reply(text)
+        async with self._sessions() as session:
+            session.add(
+                InboundMessage(
+                    provider=provider,
+                    provider_ref=provider_ref,
+                    from_number=from_number,
+                    to=to,
+                    text=text,
+                    keyword=keyword,
+                    raw=raw,
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                log.info("reply_duplicate", provider=provider, provider_ref=provider_ref)
+                return False, keyword
+            if keyword == "stop" and await session.get(Suppression, from_number) is None:
+                session.add(
+                    Suppression(phone=from_number, reason=f"reply:{text.strip()[:20]}", source=provider)
+                )
+                await session.commit()
+        log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
+        return True, keyword
 
     async def click(self, code: str, *, user_agent: str | None) -> str | None:
         """Record a click and return the target URL, or None for an unknown code."""

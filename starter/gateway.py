@@ -25,6 +25,7 @@ from nudge.store import Customer, create_engine, init_db, session_factory
 from starter.feedback import Feedback
 from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
+from starter.webhooks import router as webhooks
 from workflows import JOURNEYS
 from workflows.runtime import Journey
 
@@ -91,6 +92,7 @@ class Services:
             sessions=self.sessions,
             journeys=journeys,
             task_queue=settings.task_queue,
+            transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
         )
         self.feedback = Feedback(client=client, sessions=self.sessions)
@@ -128,6 +130,8 @@ def create_app(
         description="Behaviour events in; provider receipts, replies and link clicks back.",
         lifespan=lifespan,
     )
+
+    app.include_router(webhooks)
 
     @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
     async def post_event(event: Event, services: ServicesDep) -> EventAccepted:

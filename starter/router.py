@@ -26,7 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from nudge.logging import get_logger
-from nudge.models import Event, JourneyInput
+from nudge.models import Category, Event, JourneyInput
 from nudge.store import Customer, EventRecord, JourneyEntry, utcnow
 from workflows.runtime import SA_CUSTOMER, SA_JOURNEY, Journey, Reentry
 
@@ -59,12 +59,17 @@ class EventRouter:
         sessions: async_sessionmaker[AsyncSession],
         journeys: Iterable[type[Journey]],
         task_queue: str,
+        transactional_task_queue: str | None = None,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._journeys = tuple(journeys)
-        self._task_queue = task_queue
+        # The priority lane: transactional journeys (and so their sends) run on their own queue.
+        self._queues = {
+            Category.MARKETING: task_queue,
+            Category.TRANSACTIONAL: transactional_task_queue or task_queue,
+        }
         self._overrides = overrides or {}
 
     async def route(self, event: Event) -> RouteResult:
@@ -149,7 +154,7 @@ class EventRouter:
                     config=dict(self._overrides.get(journey.name, {})),
                 ),
                 id=workflow_id,
-                task_queue=self._task_queue,
+                task_queue=self._queues[journey.category],
                 id_reuse_policy=reuse,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 start_signal="event",

@@ -12,7 +12,7 @@ from temporalio import workflow
 from workflows.runtime import Journey, JourneyConfig, Reentry
 
 with workflow.unsafe.imports_passed_through():
-    from nudge.models import Category, Event
+    from nudge.models import Category, Event, MessageStatus
 
 
 class CartAbandonment(Journey):
@@ -57,12 +57,29 @@ class PaymentSuccess(Journey):
     reentry = Reentry.NEVER
     category = Category.TRANSACTIONAL
 
+    class Config(JourneyConfig):
+        receipt_window: timedelta = timedelta(minutes=30)
+        """How long to wait for the delivery receipt before the journey reports it undelivered."""
+
+    config: Config
+
     async def steps(self, event: Event) -> None:
         order_id = str(event.properties.get("order_id", "?"))
         amount = event.properties.get("amount", "")
-        confirmation = await self.send_sms("payment_success", order_id=order_id, amount=amount)
+        if not workflow.patched("payment-receipt"):
+            # Journeys started before receipts were awaited: send and end, as they did then.
+            confirmation = await self.send_sms("payment_success", order_id=order_id, amount=amount)
+            if not confirmation.sent:
+                self.exit(f"not_sent:{confirmation.reason}")
+            return
+        confirmation = await self.send_sms(
+            "payment_success", order_id=order_id, amount=amount, notify_receipt=True
+        )
         if not confirmation.sent:
             self.exit(f"not_sent:{confirmation.reason}")
+        status = await confirmation.receipt(within=self.config.receipt_window)
+        if status is not MessageStatus.DELIVERED:
+            self.exit(f"undelivered:{status or 'no_receipt'}")
 
 
 class Onboarding(Journey):

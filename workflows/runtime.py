@@ -302,9 +302,17 @@ class Journey:
         *,
         variant: str | None = None,
         notify_receipt: bool = False,
+        route: str | None = None,
+        signature: str | None = None,
         **kwargs: Any,
     ) -> SmsHandle:
-        """Send ``template`` through the gate; the handle says whether it went out and why not."""
+        """Send ``template`` through the gate; the handle says whether it went out and why not.
+
+        Keyword arguments are the template's variables, except ``variant`` (A/B attribution),
+        ``notify_receipt`` (signal the receipt to this journey), ``route`` (force a route by name)
+        and ``signature`` (override the route's signature). A send the provider defers (a
+        per-number frequency limit) sleeps until the time it gives and goes again.
+        """
         self._seq += 1
         step = f"send:{template}"
         self._set_step(step, f"sending {template}")
@@ -320,15 +328,21 @@ class Journey:
             category=self.category,
             variant=variant or self._variant,
             notify_receipt=notify_receipt,
+            route=route,
+            signature=signature,
         )
-        result = await workflow.execute_activity(
-            "send_message",
-            request,
-            result_type=SendResult,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=SEND_RETRY,
-            summary=f"send {template}",
-        )
+        result = await self._send(request)
+        while result.decision is SendDecision.DEFERRED and result.retry_at is not None:
+            if not workflow.patched("deferred-send"):
+                break
+            self._set_step(
+                f"deferred:{template}",
+                f"{template} deferred ({result.reason}) until {result.retry_at:%Y-%m-%d %H:%M:%S} UTC",
+            )
+            delta = result.retry_at - workflow.now()
+            if delta > timedelta(0):
+                await workflow.sleep(delta, summary=f"deferred {_human(delta)}")
+            result = await self._send(request)
         record = SentMessage(
             message_id=result.message_id,
             step=step,
@@ -336,16 +350,29 @@ class Journey:
             decision=result.decision,
             reason=result.reason,
             variant=request.variant,
-            status=MessageStatus.SUBMITTED if result.decision is SendDecision.SENT else None,
+            status=(result.status or MessageStatus.SUBMITTED)
+            if result.decision is SendDecision.SENT
+            else None,
         )
         # A receipt or click that raced ahead of the activity result is already buffered.
         early = self._records.get(result.message_id)
         if early is not None:
             record.clicked = early.clicked
-            record.status = early.status
+            if early.status is not None and (record.status is None or early.status.rank > record.status.rank):
+                record.status = early.status
         self._records[result.message_id] = record
         self._state.messages.append(record)
         return SmsHandle(self, record, result, notifies_receipt=notify_receipt)
+
+    async def _send(self, request: SendRequest) -> SendResult:
+        return await workflow.execute_activity(
+            "send_message",
+            request,
+            result_type=SendResult,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=SEND_RETRY,
+            summary=f"send {request.template}",
+        )
 
     def split(self, experiment: str, weights: Mapping[str, float]) -> str:
         """Assign this customer to a variant, deterministically; later sends are attributed to it."""

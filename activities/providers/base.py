@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from nudge.errors import ProviderError
 
 
 class OutboundSms(BaseModel):
@@ -13,27 +17,45 @@ class OutboundSms(BaseModel):
     message_id: str
     """Nudge's id; sent as the provider's client reference (OutId, SessionContext, ...)."""
     to: str
+    """E.164."""
     body: str
-    sender: str
+    """The rendered text, without the signature (what Twilio sends; the others render it)."""
+    signature: str
+    """Aliyun/Tencent SignName, or Twilio's ``From``."""
+    template_code: str | None = None
+    """The template's code in this provider's console (Aliyun ``SMS_...``, Tencent's id)."""
+    template_params: dict[str, str] = Field(default_factory=dict)
+    """Template variables in order of first appearance (Tencent's are positional)."""
+    status_callback: str | None = None
 
 
 class Submission(BaseModel):
     """A provider accepted a message."""
 
     provider: str
-    provider_message_id: str
-    segments: int = 1
+    provider_message_id: str | None
+    """BizId, SID or SerialNo; None when the provider's lookup does not say (Aliyun)."""
+    segments: int | None = None
+    """Billed parts, when the provider says."""
+
+
+BatchOutcome = Submission | ProviderError
 
 
 class Provider(Protocol):
-    """Send a message, or find one sent earlier by its client reference.
+    """Send messages, or find one sent earlier by its client reference.
 
-    Adapters raise ``RetryableProviderError`` or ``PermanentProviderError``; anything else
-    (a timeout, a dropped connection) is ambiguous and is reconciled with ``lookup`` first.
+    ``send`` raises a ``ProviderError`` subclass for a definite refusal; anything else (a
+    timeout, a dropped connection) is ambiguous and is reconciled with ``lookup`` first.
     """
 
     name: str
+    batch_limit: int
 
     async def send(self, sms: OutboundSms) -> Submission: ...
 
-    async def lookup(self, message_id: str) -> Submission | None: ...
+    async def send_batch(self, batch: Sequence[OutboundSms]) -> list[BatchOutcome]:
+        """Send many with the provider's batch API; one outcome per message, in order."""
+        ...
+
+    async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None: ...

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+
 import httpx
 
-from activities.providers.base import OutboundSms, Submission
-from nudge.errors import PermanentProviderError, RetryableProviderError
+from activities.providers.base import BatchOutcome, OutboundSms, Submission
+from nudge.errors import PermanentProviderError, ProviderError, RetryableProviderError
 
 PERMANENT_CODES = frozenset({"invalid_number", "blocked_content", "unknown_sender"})
 
@@ -14,8 +18,11 @@ class SimulatorProvider:
     """Talks to ``simulator.app`` over HTTP; ``status_callback`` is where receipts go."""
 
     name = "simulator"
+    batch_limit = 100
 
-    def __init__(self, client: httpx.AsyncClient, *, base_url: str, status_callback: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, *, base_url: str, status_callback: str | None = None
+    ) -> None:
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._status_callback = status_callback
@@ -26,9 +33,9 @@ class SimulatorProvider:
             json={
                 "client_ref": sms.message_id,
                 "to": sms.to,
-                "from": sms.sender,
+                "from": sms.signature,
                 "body": sms.body,
-                "status_callback": self._status_callback,
+                "status_callback": sms.status_callback or self._status_callback,
             },
         )
         if response.status_code in (200, 201, 202):
@@ -38,13 +45,26 @@ class SimulatorProvider:
             )
         code, message = self._error(response)
         if response.status_code == 429 or response.status_code >= 500:
-            raise RetryableProviderError(message, code=code, provider=self.name)
+            raise RetryableProviderError(
+                message, code=code, provider=self.name, ambiguous=response.status_code >= 500
+            )
         if code in PERMANENT_CODES or 400 <= response.status_code < 500:
             raise PermanentProviderError(message, code=code, provider=self.name)
         raise RetryableProviderError(message, code=code, provider=self.name)
 
-    async def lookup(self, message_id: str) -> Submission | None:
-        response = await self._client.get(f"{self._base_url}/v1/messages", params={"client_ref": message_id})
+    async def send_batch(self, batch: Sequence[OutboundSms]) -> list[BatchOutcome]:
+        async def one(sms: OutboundSms) -> BatchOutcome:
+            try:
+                return await self.send(sms)
+            except ProviderError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(sms) for sms in batch)))
+
+    async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
+        response = await self._client.get(
+            f"{self._base_url}/v1/messages", params={"client_ref": sms.message_id}
+        )
         if response.status_code == 404:
             return None
         response.raise_for_status()

@@ -8,8 +8,9 @@ from httpx_aiohttp import AiohttpTransport
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.providers.simulator import SimulatorProvider
+from activities.routing import build_router
 from activities.send import SendActivities
+from nudge.routes import RouteConfig
 from nudge.store import session_factory
 from simulator.app import SimConfig, create_app
 from tests.servers import serve
@@ -73,9 +74,9 @@ def sends(
     sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier_url: str
 ) -> SendActivities:
     """The real send gate on the real store and the real simulator provider."""
-    provider = SimulatorProvider(
+    router = build_router(
+        [RouteConfig(name="sim", provider="simulator", base_url=carrier_url, signature=SENDER)],
         http,
-        base_url=carrier_url,
-        status_callback="http://127.0.0.1:9/v1/webhooks/simulator/status",
+        simulator_callback="http://127.0.0.1:9/v1/webhooks/simulator/status",
     )
-    return SendActivities(sessions, provider, link_base_url=LINK_BASE_URL, sender=SENDER)
+    return SendActivities(sessions, router, link_base_url=LINK_BASE_URL)

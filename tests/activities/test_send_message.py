@@ -99,6 +99,9 @@ async def test_send_message_renders_tracks_links_and_submits(
         provider="simulator",
         provider_message_id=entry["id"],
         segments=1,
+        route="sim",
+        cost=0.0,
+        status=MessageStatus.SUBMITTED,
     )
     [change] = await rows(sessions, MessageStatusChange)
     assert (change.message_id, change.status, change.applied) == (message.id, "submitted", True)
@@ -213,7 +216,7 @@ async def test_send_message_carrier_unavailable_is_retryable(
 
     assert failure.value.type == "RetryableProviderError"
     assert failure.value.non_retryable is False
-    assert failure.value.message == "simulator unavailable: carrier busy"
+    assert failure.value.message == "sim unavailable: carrier busy"
     [message] = await rows(sessions, Message)
     assert message.status == MessageStatus.PENDING
     assert await ledger(http, carrier_url) == []

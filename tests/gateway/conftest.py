@@ -42,7 +42,13 @@ async def gateway(env: WorkflowEnvironment, engine: AsyncEngine, db_url: str) ->
     carrier = FakeCarrier()
     sessions = session_factory(engine)
     # Everything the tests rely on is explicit, so a developer's NUDGE_* variables cannot change it.
-    settings = Settings(database_url=db_url, task_queue=task_queue, default_region="CN", journey_overrides={})
+    settings = Settings(
+        database_url=db_url,
+        task_queue=task_queue,
+        transactional_task_queue=task_queue,
+        default_region="CN",
+        journey_overrides={},
+    )
     app = create_app(settings, client=env.client)
     worker = Worker(
         env.client,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -8,7 +9,7 @@ from sqlmodel import col, func, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from nudge.models import JourneyResult, JourneyState
+from nudge.models import JourneyResult, JourneyState, MessageStatus, MessageUpdate
 from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange
 from tests.gateway.conftest import Gateway
 from workflows.runtime import SA_CUSTOMER, SA_JOURNEY
@@ -190,10 +191,19 @@ async def test_post_event_order_paid_converts_cart_and_confirms_payment(
     touched = {(t["workflow_id"], t["action"]) for t in response.json()["touched"]}
     assert touched == {(cart_id, "signalled"), (payment_id, "started")}
     cart = await gateway.client.get_workflow_handle(cart_id, result_type=JourneyResult).result()
-    payment = await gateway.client.get_workflow_handle(payment_id, result_type=JourneyResult).result()
     assert (cart.outcome, cart.reason, cart.messages) == ("converted", "order_paid", [])
-    assert payment.outcome == "completed"
+    for _ in range(100):
+        if gateway.carrier.requests:
+            break
+        await asyncio.sleep(0.05)
     [confirmation] = gateway.carrier.requests
+    sent = gateway.carrier.results[confirmation.idempotency_key]
+    handle = gateway.client.get_workflow_handle(payment_id, result_type=JourneyResult)
+    await handle.signal(
+        "message", MessageUpdate(message_id=sent.message_id, kind="receipt", status=MessageStatus.DELIVERED)
+    )
+    payment = await handle.result()
+    assert payment.outcome == "completed"
     assert (confirmation.template, confirmation.params) == (
         "payment_success",
         {"order_id": "o1", "amount": "9.90"},

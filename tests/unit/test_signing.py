@@ -129,7 +129,10 @@ def test_aliyun_acs3_sendsms_vector_computed_by_hand() -> None:
 
     Headers that ACS3 does not sign (accept, user-agent) must not change the result.
     """
-    body = "PhoneNumbers=13800138000&SignName=Nudge&TemplateCode=SMS_1&TemplateParam=%7B%22name%22%3A%22Ada%22%7D"
+    body = (
+        "PhoneNumbers=13800138000&SignName=Nudge&TemplateCode=SMS_1"
+        "&TemplateParam=%7B%22name%22%3A%22Ada%22%7D"
+    )
     body_hash = hashlib.sha256(body.encode()).hexdigest()
     headers = {
         "host": "dysmsapi.aliyuncs.com",
@@ -185,10 +188,16 @@ def test_twilio_signature_port_variants() -> None:
     )
     assert twilio_signature_valid(TWILIO_URL, TWILIO_PARAMS, "kvajT1Ptam85bY51eRf/AJRuM3w=", "12345")
     assert twilio_signature_valid(
-        "https://mycompany.com:443/myapp.php?foo=1&bar=2", TWILIO_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "12345"
+        "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+        TWILIO_PARAMS,
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+        "12345",
     )
     assert not twilio_signature_valid(
-        "http://mycompany.com:1234/myapp.php?foo=1&bar=2", TWILIO_PARAMS, "0ZXoZLH/DfblKGATFgpif+LLRf4=", "12345"
+        "http://mycompany.com:1234/myapp.php?foo=1&bar=2",
+        TWILIO_PARAMS,
+        "0ZXoZLH/DfblKGATFgpif+LLRf4=",
+        "12345",
     )
 
 
@@ -223,14 +232,22 @@ def test_twilio_json_body_vector() -> None:
     body = '{"property": "value", "boolean": true}'
     digest = hashlib.sha256(body.encode()).hexdigest()
     assert digest == "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
-    assert twilio_signature(f"{TWILIO_URL}&bodySHA256={digest}", [], "12345") == "a9nBmqA0ju/hNViExpshrM61xv4="
+    assert (
+        twilio_signature(f"{TWILIO_URL}&bodySHA256={digest}", [], "12345") == "a9nBmqA0ju/hNViExpshrM61xv4="
+    )
 
 
 def test_tencent_tc3_matches_documentation_example() -> None:
     """Vector C1: Tencent's DescribeInstances example signs to 72e494ea…5168."""
     payload = json.dumps({"Limit": 1, "Filters": [{"Values": ["未命名"], "Name": "instance-name"}]}).encode()
-    assert payload == b'{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}'
-    assert hashlib.sha256(payload).hexdigest() == "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
+    assert (
+        payload
+        == b'{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}'
+    )
+    assert (
+        hashlib.sha256(payload).hexdigest()
+        == "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
+    )
     signature = tencent_tc3_signature(
         secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
         service="cvm",
@@ -249,5 +266,6 @@ def test_tencent_tc3_matches_documentation_example() -> None:
     )
     assert authorization == (
         "TC3-HMAC-SHA256 Credential=AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE/2019-02-25/cvm/tc3_request, "
-        "SignedHeaders=content-type;host, Signature=72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
+        "SignedHeaders=content-type;host, "
+        "Signature=72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
     )

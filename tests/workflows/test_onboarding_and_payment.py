@@ -1,23 +1,65 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from nudge.models import Profile
+from nudge.models import MessageStatus, Profile, SendDecision
 from nudge.testing import JourneyTester
 from workflows import Onboarding, PaymentSuccess
 from workflows.runtime import bucket
 
 
 async def test_payment_success_sends_confirmation_at_once(journeys: JourneyTester) -> None:
-    """A paid order gets its transactional confirmation without any wait."""
+    """A paid order gets its transactional confirmation without any wait, and completes on delivery."""
     run = await journeys.start(PaymentSuccess, customer="p1", order_id="o-1", amount="42.00")
-    result = await run.result()
-    assert result.outcome == "completed"
     assert run.sent_templates == ["payment_success"]
     assert run.requests[0].params == {"order_id": "o-1", "amount": "42.00"}
     assert run.requests[0].category == "transactional"
+    assert run.requests[0].notify_receipt is True
+    assert (await run.state()).step == "wait:receipt:payment_success"
+    await run.receipt(run.sent[0], MessageStatus.DELIVERED)
+    result = await run.result()
+    assert result.outcome == "completed"
+    assert result.messages[0].status is MessageStatus.DELIVERED
+
+
+async def test_payment_success_reports_an_undelivered_confirmation(journeys: JourneyTester) -> None:
+    """No delivery receipt within the window ends the journey as undelivered, for ops to see."""
+    run = await journeys.start(PaymentSuccess, customer="p3", order_id="o-3")
+    await run.receipt(run.sent[0], MessageStatus.UNDELIVERED)
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("exited", "undelivered:undelivered")
+
+
+async def test_payment_success_without_receipt_times_out(journeys: JourneyTester) -> None:
+    """Silence from the carrier for the whole receipt window is reported as no_receipt."""
+    run = await journeys.start(PaymentSuccess, customer="p4", order_id="o-4")
+    await run.advance(minutes=31)
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("exited", "undelivered:no_receipt")
+
+
+async def test_deferred_send_sleeps_until_retry_at_then_sends(journeys: JourneyTester) -> None:
+    """A provider deferral (frequency limit) parks the journey until retry_at, then the same
+    message (same idempotency key) goes out; nothing is sent twice."""
+    journeys.carrier.defer["payment_success"] = timedelta(hours=1)
+    run = await journeys.start(PaymentSuccess, customer="p5", order_id="o-5")
+    state = await run.state()
+    assert state.step == "deferred:payment_success"
+    assert "deferred:frequency_limit" in state.detail
+    calls = [c for c in journeys.carrier.calls if c.workflow_id == run.handle.id]
+    assert len(calls) == 1
+    await run.advance(minutes=59)
+    assert len([c for c in journeys.carrier.calls if c.workflow_id == run.handle.id]) == 1
+    await run.advance(minutes=2)
+    calls = [c for c in journeys.carrier.calls if c.workflow_id == run.handle.id]
+    assert len(calls) == 2
+    assert calls[0].idempotency_key == calls[1].idempotency_key
+    assert run.sent[0].decision is SendDecision.SENT
+    assert (await run.state()).step == "wait:receipt:payment_success"
 
 
 async def test_payment_success_reentry_refused_for_same_order(journeys: JourneyTester) -> None:
