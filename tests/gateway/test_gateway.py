@@ -30,21 +30,21 @@ async def count(gateway: Gateway, model: Any, *where: Any) -> int:
 
 
 async def add_message(gateway: Gateway, customer_id: str, **fields: Any) -> Message:
-    message = Message(
-        idempotency_key=f"{customer_id}/{uuid.uuid4().hex}",
-        workflow_id=f"journey:cart_abandonment:{customer_id}:gone",
-        journey="cart_abandonment",
-        step="send:cart_reminder",
-        customer_id=customer_id,
-        template="cart_reminder",
-        category="marketing",
-        to="+8613800138000",
-        body="Ada, your cart is waiting",
-        status="submitted",
-        provider="simulator",
-        provider_message_id=f"SIM{uuid.uuid4().hex[:20]}",
-        **fields,
-    )
+    defaults: dict[str, Any] = {
+        "idempotency_key": f"{customer_id}/{uuid.uuid4().hex}",
+        "workflow_id": f"journey:cart_abandonment:{customer_id}:gone",
+        "journey": "cart_abandonment",
+        "step": "send:cart_reminder",
+        "customer_id": customer_id,
+        "template": "cart_reminder",
+        "category": "marketing",
+        "to": "+8613800138000",
+        "body": "Ada, your cart is waiting",
+        "status": "submitted",
+        "provider": "simulator",
+        "provider_message_id": f"SIM{uuid.uuid4().hex[:20]}",
+    }
+    message = Message(**(defaults | fields))
     async with gateway.sessions() as session:
         session.add(message)
         await session.commit()

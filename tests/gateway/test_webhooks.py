@@ -1,0 +1,271 @@
+"""Provider callbacks in their real formats: Aliyun, Twilio and Tencent receipts and replies."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlmodel import select
+
+from nudge.models import JourneyResult, MessageStatus
+from nudge.routes import DEV_TWILIO_ACCOUNTS
+from nudge.signing import twilio_signature
+from nudge.store import InboundMessage, Message, MessageStatusChange, Suppression
+from tests.gateway.conftest import Gateway
+from tests.gateway.test_gateway import add_message, event
+
+TOKEN = "nudge-dev-callback-token"
+((TWILIO_SID, TWILIO_TOKEN),) = DEV_TWILIO_ACCOUNTS.items()
+PUBLIC = "http://127.0.0.1:8000"  # the gateway_url the test settings sign against
+
+
+def aliyun_report(message: Message, **fields: Any) -> dict[str, Any]:
+    return {
+        "phone_number": (message.to or "")[3:],
+        "send_time": "2026-11-25 10:00:00",
+        "report_time": "2026-11-25 10:00:05",
+        "success": True,
+        "err_code": "DELIVERED",
+        "err_msg": "用户接收成功",
+        "sms_size": "1",
+        "biz_id": message.provider_message_id,
+        "out_id": message.id,
+        **fields,
+    }
+
+
+async def status_of(gateway: Gateway, message_id: str) -> str:
+    async with gateway.sessions() as session:
+        message = await session.get(Message, message_id)
+        assert message is not None
+        return message.status
+
+
+async def post_twilio(gateway: Gateway, path: str, form: dict[str, str], *, token: str = TWILIO_TOKEN) -> Any:
+    signature = twilio_signature(PUBLIC + path, list(form.items()), token)
+    return await gateway.http.post(
+        path,
+        content=urlencode(form),
+        headers={"content-type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+    )
+
+
+async def test_aliyun_report_applies_receipt_and_answers_like_aliyun_expects(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """An SmsReport array marks the message delivered and gets {"code":0,"msg":"接收成功"}."""
+    message = await add_message(gateway, customer_id, provider="aliyun", provider_message_id="900^0")
+    response = await gateway.http.post(f"/v1/webhooks/aliyun/{TOKEN}/report", json=[aliyun_report(message)])
+    assert (response.status_code, response.json()) == (200, {"code": 0, "msg": "接收成功"})
+    assert await status_of(gateway, message.id) == "delivered"
+
+
+async def test_aliyun_report_with_wrong_token_is_rejected(gateway: Gateway, customer_id: str) -> None:
+    """Aliyun does not sign pushes; a wrong token in the URL gets 403 and changes nothing."""
+    message = await add_message(gateway, customer_id, provider="aliyun", provider_message_id="901^0")
+    response = await gateway.http.post("/v1/webhooks/aliyun/guess/report", json=[aliyun_report(message)])
+    assert response.status_code == 403
+    assert await status_of(gateway, message.id) == "submitted"
+
+
+async def test_aliyun_report_redelivery_is_idempotent_and_monotonic(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """Aliyun pushes again after a timeout: the second copy is stored but changes nothing."""
+    message = await add_message(gateway, customer_id, provider="aliyun", provider_message_id="902^0")
+    url = f"/v1/webhooks/aliyun/{TOKEN}/report"
+    for _ in range(2):
+        assert (await gateway.http.post(url, json=[aliyun_report(message)])).status_code == 200
+    failed = aliyun_report(message, success=False, err_code="MK:0001")
+    assert (await gateway.http.post(url, json=[failed])).status_code == 200
+    assert await status_of(gateway, message.id) == "delivered"
+    async with gateway.sessions() as session:
+        changes = (
+            await session.exec(
+                select(MessageStatusChange).where(MessageStatusChange.message_id == message.id)
+            )
+        ).all()
+    assert [c.applied for c in changes] == [True, False, False]
+
+
+async def test_aliyun_batch_receipts_match_by_biz_id_and_number(gateway: Gateway, customer_id: str) -> None:
+    """SendBatchSms shares one BizId and OutId: each receipt finds its message by number."""
+    first = await add_message(gateway, customer_id, provider="aliyun", provider_message_id="903^0")
+    second = await add_message(
+        gateway, customer_id, provider="aliyun", provider_message_id="903^0", to="+8613800138009"
+    )
+    report = aliyun_report(second, out_id=first.id)  # the batch's OutId is the first message's
+    assert (await gateway.http.post(f"/v1/webhooks/aliyun/{TOKEN}/report", json=[report])).status_code == 200
+    assert (await status_of(gateway, first.id), await status_of(gateway, second.id)) == (
+        "submitted",
+        "delivered",
+    )
+
+
+async def test_aliyun_report_rejects_malformed_body(gateway: Gateway) -> None:
+    """A body that is not an SmsReport array gets 422 naming the problem."""
+    response = await gateway.http.post(f"/v1/webhooks/aliyun/{TOKEN}/report", json={"biz_id": "x"})
+    assert response.status_code == 422
+
+
+async def test_twilio_status_callback_with_valid_signature_is_applied(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """A signed status callback moves the message to delivered; the answer is 204."""
+    sid = "SM" + uuid.uuid4().hex
+    message = await add_message(
+        gateway, customer_id, provider="twilio", provider_message_id=sid, to="+15005550001"
+    )
+    form = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": "delivered",
+        "SmsStatus": "delivered",
+        "AccountSid": TWILIO_SID,
+        "From": "+15005550006",
+        "To": "+15005550001",
+        "ApiVersion": "2010-04-01",
+        "RawDlrDoneDate": "2611251000",
+    }
+    response = await post_twilio(gateway, "/v1/webhooks/twilio/status", form)
+    assert response.status_code == 204
+    assert await status_of(gateway, message.id) == "delivered"
+    # Out of order: a late "sent" after "delivered" is stored, and the status stays delivered.
+    response = await post_twilio(gateway, "/v1/webhooks/twilio/status", form | {"MessageStatus": "sent"})
+    assert response.status_code == 204
+    assert await status_of(gateway, message.id) == "delivered"
+
+
+async def test_twilio_status_callback_with_bad_or_missing_signature_gets_403(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """A forged signature, a wrong token or no signature at all is refused and changes nothing."""
+    sid = "SM" + uuid.uuid4().hex
+    message = await add_message(gateway, customer_id, provider="twilio", provider_message_id=sid)
+    form = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": TWILIO_SID}
+    forged = await post_twilio(gateway, "/v1/webhooks/twilio/status", form, token="not-the-token")
+    missing = await gateway.http.post("/v1/webhooks/twilio/status", data=form)
+    signature = twilio_signature(PUBLIC + "/v1/webhooks/twilio/status", list(form.items()), TWILIO_TOKEN)
+    tampered = await gateway.http.post(
+        "/v1/webhooks/twilio/status",
+        content=urlencode(form | {"MessageStatus": "failed"}),
+        headers={"content-type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+    )
+    assert [r.status_code for r in (forged, missing, tampered)] == [403, 403, 403]
+    assert await status_of(gateway, message.id) == "submitted"
+
+
+async def test_twilio_inbound_stop_is_stored_once_and_suppresses(gateway: Gateway) -> None:
+    """An inbound STOP is stored (a redelivery is not) and the number is suppressed."""
+    number = f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    form = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "AccountSid": TWILIO_SID,
+        "From": number,
+        "To": "+15005550006",
+        "Body": " stop ",
+        "OptOutType": "STOP",
+        "NumMedia": "0",
+    }
+    for _ in range(2):
+        response = await post_twilio(gateway, "/v1/webhooks/twilio/inbound", form)
+        assert response.status_code == 200
+        assert "<Response/>" in response.text
+    async with gateway.sessions() as session:
+        replies = (
+            await session.exec(select(InboundMessage).where(InboundMessage.from_number == number))
+        ).all()
+        suppression = await session.get(Suppression, number)
+    assert [(r.keyword, r.text) for r in replies] == [("stop", " stop ")]
+    assert suppression is not None and suppression.source == "twilio"
+
+
+async def test_tencent_report_and_reply(gateway: Gateway, customer_id: str) -> None:
+    """A Tencent status report applies by SerialNo; a 退订 reply suppresses; both answer result 0."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    message = await add_message(gateway, customer_id, provider="tencent", provider_message_id=serial)
+    report = {
+        "user_receive_time": "2026-11-25 10:00:03",
+        "nationcode": "86",
+        "mobile": "13800138000",
+        "report_status": "FAIL",
+        "errmsg": "MK:0005",
+        "description": "用户号码关机",
+        "sid": serial,
+    }
+    response = await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/report", json=[report])
+    assert (response.status_code, response.json()) == (200, {"result": 0, "errmsg": "OK"})
+    async with gateway.sessions() as session:
+        row = await session.get(Message, message.id)
+    assert row is not None and (row.status, row.error_code) == ("undelivered", "MK:0005")
+
+    mobile = f"139{uuid.uuid4().int % 10**8:08d}"
+    reply = {
+        "extend": "",
+        "mobile": mobile,
+        "nationcode": "86",
+        "sign": "Nudge",
+        "text": "退订",
+        "time": 1764036000,
+    }
+    response = await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/reply", json=[reply])
+    assert response.json() == {"result": 0, "errmsg": "OK"}
+    async with gateway.sessions() as session:
+        assert await session.get(Suppression, f"+86{mobile}") is not None
+    forged = await gateway.http.post("/v1/webhooks/tencent/wrong/reply", json=[reply])
+    assert forged.status_code == 403
+
+
+async def test_receipt_before_send_is_kept_and_applied_later(gateway: Gateway, customer_id: str) -> None:
+    """A Tencent report for a SerialNo not recorded yet is stored unmatched, not lost."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    report = {
+        "mobile": "13800138000",
+        "nationcode": "86",
+        "report_status": "SUCCESS",
+        "errmsg": "DELIVRD",
+        "sid": serial,
+    }
+    response = await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/report", json=[report])
+    assert response.status_code == 200
+    async with gateway.sessions() as session:
+        [change] = (
+            await session.exec(
+                select(MessageStatusChange).where(MessageStatusChange.provider_message_id == serial)
+            )
+        ).all()
+    assert (change.message_id, change.status, change.applied) == (None, "delivered", False)
+
+
+async def test_receipt_signals_the_waiting_journey(gateway: Gateway, customer_id: str) -> None:
+    """The payment confirmation waits for its receipt; a Tencent report completes it."""
+    await gateway.http.post("/v1/events", json=event(customer_id, "order_paid", order_id="o9", amount="1"))
+    for _ in range(100):
+        if gateway.carrier.requests:
+            break
+        await asyncio.sleep(0.05)
+    [request] = gateway.carrier.requests
+    sent = gateway.carrier.results[request.idempotency_key]
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    await add_message(
+        gateway,
+        customer_id,
+        id=sent.message_id,
+        workflow_id=request.workflow_id,
+        provider="tencent",
+        provider_message_id=serial,
+        notify_receipt=True,
+    )
+    report = {
+        "mobile": "13800138000",
+        "nationcode": "86",
+        "report_status": "SUCCESS",
+        "errmsg": "DELIVRD",
+        "sid": serial,
+    }
+    assert (await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/report", json=[report])).status_code == 200
+    result = await gateway.client.get_workflow_handle(request.workflow_id, result_type=JourneyResult).result()
+    assert result.outcome == "completed"
+    assert result.messages[0].status is MessageStatus.DELIVERED
