@@ -43,7 +43,7 @@ def provider_client(settings: Settings) -> httpx.AsyncClient:
 def status_callbacks(settings: Settings) -> dict[str, str]:
     """Per-message receipt URLs, for the providers that take one with each send."""
     return {
-        "twilio": f"{settings.gateway_url}/v1/webhooks/twilio/status",
+        "twilio": settings.callback_url("twilio", "status"),
         "simulator": f"{settings.gateway_url}/v1/webhooks/simulator/status",
     }
 
@@ -67,36 +67,32 @@ async def build_workers(
     journeys: Sequence[type[Journey]] = JOURNEYS,
 ) -> list[Worker]:
     """The main worker and the transactional lane's, sharing one store, router and HTTP client."""
-    engine = create_engine(settings.sqlalchemy_url)
-    stack.push_async_callback(engine.dispose)
-    await init_db(engine)
-    sessions = session_factory(engine)
     http = await stack.enter_async_context(provider_client(settings))
-    sends = SendActivities(
-        sessions,
-        router_for(settings, http),
-        link_base_url=settings.gateway_url,
-        status_callbacks=status_callbacks(settings),
-    )
-    crm = CrmActivities(sessions)
-    activities: list[Callable[..., Any]] = [sends.send_message, crm.get_profile]
-    workers = [
-        Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=list(journeys),
-            activities=activities,
-            max_concurrent_activities=MARKETING_SLOTS,
-        )
-    ]
+    # One router for both lanes: they share each route's rate limit (where the transactional lane
+    # goes first) and its circuit breaker.
+    router = router_for(settings, http)
+    lanes = [(settings.task_queue, MARKETING_SLOTS)]
     if settings.transactional_task_queue != settings.task_queue:
+        lanes.append((settings.transactional_task_queue, TRANSACTIONAL_SLOTS))
+    workers = []
+    for task_queue, slots in lanes:
+        # Each lane has its own connection pool too, so a flood never queues a payment
+        # confirmation behind it for a database connection.
+        engine = create_engine(settings.sqlalchemy_url)
+        stack.push_async_callback(engine.dispose)
+        await init_db(engine)
+        sessions = session_factory(engine)
+        sends = SendActivities(
+            sessions, router, link_base_url=settings.gateway_url, status_callbacks=status_callbacks(settings)
+        )
+        activities: list[Callable[..., Any]] = [sends.send_message, CrmActivities(sessions).get_profile]
         workers.append(
             Worker(
                 client,
-                task_queue=settings.transactional_task_queue,
+                task_queue=task_queue,
                 workflows=list(journeys),
                 activities=activities,
-                max_concurrent_activities=TRANSACTIONAL_SLOTS,
+                max_concurrent_activities=slots,
             )
         )
     return workers

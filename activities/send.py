@@ -74,13 +74,15 @@ class SendActivities:
     async def send_message(self, request: SendRequest) -> SendResult:
         template = _template(request.template)
         fresh = False
+        customer: Customer | None = None
         message = await self._find(request.idempotency_key)
         if message is None:
-            message, fresh = await self._create(request, template)
+            message, fresh, customer = await self._create(request, template)
         if message.status != MessageStatus.PENDING:
             return self._result(message)
 
-        customer = await self._customer(message.customer_id)
+        if customer is None:
+            customer = await self._customer(message.customer_id)
         recipient = _recipient(message.to or "", customer)
         if not fresh and message.route and not (message.reason or "").startswith((NOT_SENT, DEFERRED)):
             reconciled = await self._reconcile(message, template)
@@ -181,7 +183,9 @@ class SendActivities:
         async with self._sessions() as session:
             return await session.get(Customer, customer_id)
 
-    async def _create(self, request: SendRequest, template: Template) -> tuple[Message, bool]:
+    async def _create(
+        self, request: SendRequest, template: Template
+    ) -> tuple[Message, bool, Customer | None]:
         message = Message(
             idempotency_key=request.idempotency_key,
             workflow_id=request.workflow_id,
@@ -227,8 +231,8 @@ class SendActivities:
                 existing = await self._find(request.idempotency_key)
                 if existing is None:
                     raise
-                return existing, False
-        return message, True
+                return existing, False, customer
+        return message, True, customer
 
     def _track_links(self, message_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[Link]]:
         """Replace every URL parameter with a tracked short link."""

@@ -111,6 +111,15 @@ class Settings(BaseSettings):
         """The configured routes, or the local simulator's when none are."""
         return self.routes or local_routes(self.carrier_url)
 
+    def callback_url(self, provider: str, kind: str) -> str:
+        """Where a provider posts receipts (``report``/``status``) or replies (``up``/``reply``/``inbound``).
+
+        Aliyun and Tencent URLs carry the secret callback token; Twilio's are signed instead.
+        """
+        if provider == "twilio":
+            return f"{self.gateway_url}/v1/webhooks/twilio/{kind}"
+        return f"{self.gateway_url}/v1/webhooks/{provider}/{self.callback_token.get_secret_value()}/{kind}"
+
     @property
     def carrier_url(self) -> str:
         return self.simulator_url.rstrip("/") or f"http://{self.simulator_host}:{self.simulator_port}"

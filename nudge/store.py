@@ -5,6 +5,7 @@ Table families follow the ``XBase`` / table ``X`` pattern. Timestamps are timezo
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -196,11 +198,23 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-async def init_db(engine: AsyncEngine) -> None:
-    """Create the tables that do not exist yet, and add nullable columns added since."""
-    async with engine.begin() as conn:
-        await conn.run_sync(SQLModel.metadata.create_all)
-        await conn.run_sync(_add_missing_columns)
+async def init_db(engine: AsyncEngine, *, attempts: int = 5) -> None:
+    """Create the tables that do not exist yet, and add nullable columns added since.
+
+    The gateway and the worker start together on a fresh database; when the other process
+    creates a table between our check and our CREATE, we lose the race and simply check again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(SQLModel.metadata.create_all)
+                await conn.run_sync(_add_missing_columns)
+            return
+        except DBAPIError as exc:
+            lost_race = "already exists" in str(exc) or "duplicate" in str(exc).lower()
+            if not lost_race or attempt == attempts:
+                raise
+            await asyncio.sleep(0.2 * attempt)
 
 
 def _add_missing_columns(conn: Any) -> None:

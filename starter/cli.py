@@ -209,6 +209,12 @@ def simulator(
         latency_ms=settings.simulator_latency_ms,
         receipt_delay_ms=settings.simulator_receipt_delay_ms,
         failure_rate=settings.simulator_failure_rate,
+        # The provider consoles' callback settings, pointed at this stack's gateway.
+        aliyun_report_url=settings.callback_url("aliyun", "report"),
+        aliyun_up_url=settings.callback_url("aliyun", "up"),
+        tencent_report_url=settings.callback_url("tencent", "report"),
+        tencent_reply_url=settings.callback_url("tencent", "reply"),
+        twilio_inbound_url=settings.callback_url("twilio", "inbound"),
     )
     uvicorn.run(
         create_app(config),

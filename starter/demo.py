@@ -30,6 +30,7 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
         "conversion_window": "PT5S",
     },
     Onboarding.name: {"welcome_delay": "PT1S", "activation_window": "PT4S"},
+    PaymentSuccess.name: {"receipt_window": "PT20S"},
 }
 """Journey delays shrunk to seconds: the same journeys, configured, not patched."""
 

@@ -256,10 +256,11 @@ async def tencent_report(
 
 @router.post("/tencent/{token}/reply", summary="Tencent replies (customers' replies)")
 async def tencent_reply(
-    token: Token, replies: list[TencentReply], feedback: FeedbackDep, settings: SettingsDep
+    token: Token, replies: list[TencentReply] | TencentReply, feedback: FeedbackDep, settings: SettingsDep
 ) -> dict[str, Any]:
+    """Tencent's reference shows one object per reply; batched pushes arrive as an array."""
     _check_token(token, settings)
-    for reply in replies:
+    for reply in replies if isinstance(replies, list) else [replies]:
         number = mainland_e164(reply.mobile, reply.nationcode)
         await feedback.reply(
             provider="tencent",

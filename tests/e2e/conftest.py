@@ -24,6 +24,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env_overrides={
             "NUDGE_JOURNEY_OVERRIDES": json.dumps(overrides),
             "NUDGE_SIMULATOR_RECEIPT_DELAY_MS": "100",
+            # A route paused by an account-level error probes again after 2 s, not 5 min.
+            "NUDGE_ACCOUNT_PAUSE": "PT2S",
         },
         ui=False,
     )

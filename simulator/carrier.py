@@ -1,0 +1,271 @@
+"""The carrier's state and behaviour shared by every API: ledger, limits, faults, receipts, clicks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import httpx
+from fastapi import Depends, Request
+
+from nudge.logging import get_logger
+from nudge.phone import mask
+from simulator.config import Fault, SimConfig
+from simulator.ledger import LedgerEntry, now
+from simulator.numbers import same_number
+
+log = get_logger("simulator")
+_LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_\-]+")
+RECEIPT_ATTEMPTS = 4
+RETRY_BASE_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """One HTTP POST the carrier makes to the sender: a receipt or a reply."""
+
+    url: str
+    content: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, url: str, payload: Any) -> Callback:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        return cls(url, body, {"content-type": "application/json; charset=utf-8"})
+
+    @classmethod
+    def form(cls, url: str, pairs: list[tuple[str, str]], headers: dict[str, str] | None = None) -> Callback:
+        return cls(
+            url,
+            urlencode(pairs).encode(),
+            {"content-type": "application/x-www-form-urlencoded", **(headers or {})},
+        )
+
+
+ReceiptBuilder = Callable[[LedgerEntry, SimConfig], list[Callback]]
+"""The receipts for a settled entry, in the order the provider posts them; [] when none is wanted."""
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    tokens: float
+    updated: float = field(default_factory=time.monotonic)
+
+    def take(self, rate: float) -> bool:
+        burst = max(1.0, rate)
+        moment = time.monotonic()
+        self.tokens = min(burst, self.tokens + (moment - self.updated) * rate)
+        self.updated = moment
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Carrier:
+    """State of the simulated carrier."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.ledger: list[LedgerEntry] = []
+        self.by_ref: dict[str, LedgerEntry] = {}
+        self._nonces: set[tuple[str, str]] = set()
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client = httpx.AsyncClient(timeout=10, trust_env=False)
+
+    # ----- lifecycle ----------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self._client.aclose()
+
+    def reset(self) -> int:
+        """Forget every message, nonce and rate bucket; returns how many messages were dropped.
+
+        Receipts and clicks still pending for the forgotten messages are cancelled.
+        """
+        for task in list(self._tasks):
+            task.cancel()
+        dropped = len(self.ledger)
+        self.ledger.clear()
+        self.by_ref.clear()
+        self._nonces.clear()
+        self._buckets.clear()
+        return dropped
+
+    # ----- request handling ---------------------------------------------------------------------
+
+    @staticmethod
+    def chance(rate: float) -> bool:
+        return rate >= 1 or (rate > 0 and random.random() < rate)
+
+    async def latency(self) -> None:
+        mean = self.config.latency_ms
+        if mean <= 0:
+            return
+        delay = {
+            "exponential": lambda: random.expovariate(1 / mean),
+            "fixed": lambda: mean,
+            "uniform": lambda: random.uniform(0, 2 * mean),
+        }[self.config.latency_distribution]()
+        await asyncio.sleep(delay / 1000)
+
+    def allow(self, provider: str, account: str) -> bool:
+        """Take a token from the account's bucket; False means the provider throttles this send."""
+        tps = self.config.rate_limit_tps
+        if tps is None:
+            return True
+        bucket = self._buckets.setdefault((provider, account), TokenBucket(tokens=max(1.0, tps)))
+        return bucket.take(tps)
+
+    def use_nonce(self, account: str, nonce: str) -> bool:
+        """Record a signature nonce; False if the account used it before."""
+        if (account, nonce) in self._nonces:
+            return False
+        self._nonces.add((account, nonce))
+        return True
+
+    def pick_fault(self, provider: str, account: str, numbers: list[str]) -> Fault | None:
+        """The first configured fault that matches this send and fires."""
+        for fault in self.config.faults:
+            if fault.provider not in (provider, "*"):
+                continue
+            if fault.account is not None and fault.account != account:
+                continue
+            if fault.numbers and not any(same_number(n, f) for n in numbers for f in fault.numbers):
+                continue
+            if self.chance(fault.rate):
+                return fault
+        return None
+
+    async def hold(self, request: Request) -> None:
+        """Keep the answer back for ``timeout_s``, or until the client has given up and gone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_s
+        while (remaining := deadline - loop.time()) > 0:
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(min(0.05, remaining))
+
+    async def commit(
+        self,
+        request: Request,
+        entries: list[LedgerEntry],
+        receipts: ReceiptBuilder,
+        *,
+        early: bool = False,
+        reverse: bool = False,
+    ) -> None:
+        """Record accepted messages, start their receipts and clicks, maybe hold the answer back.
+
+        ``early`` posts the receipts now, before the send is answered; ``reverse`` posts a
+        message's receipts in the opposite order.
+        """
+        for entry in entries:
+            self.ledger.append(entry)
+            if entry.provider == "native":
+                self.by_ref.setdefault(entry.client_ref, entry)
+            if any(same_number(entry.to, n) for n in self.config.click_numbers) or self.chance(
+                self.config.click_rate
+            ):
+                self.spawn(self.click(entry))
+        for entry in entries:
+            if early:
+                await self._receipts(entry, receipts, delay=False, reverse=reverse)
+            else:
+                self.spawn(self._receipts(entry, receipts, delay=True, reverse=reverse))
+        if self.chance(self.config.timeout_rate):
+            await self.hold(request)
+
+    # ----- receipts and replies -----------------------------------------------------------------
+
+    def settle(self, entry: LedgerEntry) -> None:
+        """Decide the message's fate: undelivered for ``fail_numbers``, else delivered."""
+        failed = any(same_number(entry.to, n) for n in self.config.fail_numbers)
+        entry.status = "undelivered" if failed else "delivered"
+        entry.reported_at = now()
+
+    async def _receipts(
+        self, entry: LedgerEntry, build: ReceiptBuilder, *, delay: bool, reverse: bool
+    ) -> None:
+        if delay:
+            await asyncio.sleep(self.config.receipt_delay_ms / 1000)
+        self.settle(entry)
+        if self.chance(self.config.receipt_drop_rate):
+            log.info("receipt_dropped", message_id=entry.id)
+            return
+        callbacks = build(entry, self.config)
+        if callbacks and self.chance(self.config.receipt_duplicate_rate):
+            callbacks.append(callbacks[-1])
+        if reverse:
+            callbacks.reverse()
+        for callback in callbacks:
+            if delay:
+                await self._deliver(entry, callback)
+            elif not await self._attempt(entry, callback):
+                # Answering the send must not wait for the receiver's retries.
+                self.spawn(self._deliver(entry, callback, attempt=1))
+
+    async def _attempt(self, entry: LedgerEntry | None, callback: Callback) -> bool:
+        try:
+            response = await self._client.post(
+                callback.url, content=callback.content, headers=callback.headers
+            )
+        except httpx.HTTPError as exc:
+            log.warning("callback_failed", url=callback.url, error=str(exc))
+            return False
+        if response.is_success:
+            if entry is not None:
+                entry.receipts_posted += 1
+            return True
+        log.warning("callback_refused", url=callback.url, status=response.status_code)
+        return False
+
+    async def _deliver(self, entry: LedgerEntry, callback: Callback, *, attempt: int = 0) -> None:
+        while attempt < RECEIPT_ATTEMPTS:
+            if attempt:
+                await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
+            if await self._attempt(entry, callback):
+                return
+            attempt += 1
+        log.warning("receipt_undeliverable", message_id=entry.id)
+
+    async def post_once(self, callback: Callback) -> int:
+        """POST a reply once; the receiver's HTTP status (httpx errors propagate)."""
+        response = await self._client.post(callback.url, content=callback.content, headers=callback.headers)
+        return response.status_code
+
+    # ----- the simulated customer ---------------------------------------------------------------
+
+    async def click(self, entry: LedgerEntry) -> None:
+        await asyncio.sleep(self.config.click_delay_ms / 1000)
+        for url in _LINK.findall(entry.body):
+            try:
+                response = await self._client.get(url, follow_redirects=False)
+                if response.status_code in (301, 302, 303, 307):
+                    entry.clicked.append(url)
+                    log.info("link_clicked", message_id=entry.id, to=mask(entry.to))
+            except httpx.HTTPError as exc:
+                log.warning("click_failed", message_id=entry.id, error=str(exc))
+
+
+def get_carrier(request: Request) -> Carrier:
+    carrier: Carrier = request.app.state.carrier
+    return carrier
+
+
+CarrierDep = Annotated[Carrier, Depends(get_carrier)]
