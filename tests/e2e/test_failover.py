@@ -6,12 +6,12 @@ import uuid
 
 import httpx
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from nudge.models import JourneyResult, MessageStatus
 from nudge.routes import DEV_ALIYUN_KEYS
 from nudge.settings import Settings
-from nudge.store import Message, create_engine, session_factory
+from nudge.store import Message, MessageStatusChange, create_engine, session_factory
 from starter.stack import Stack
 from tests.e2e.test_cart_journey import _client, _wait_for
 
@@ -81,3 +81,37 @@ async def test_account_error_fails_over_and_delivers_once(stack: Stack) -> None:
             await _wait_for(probe_went_to_aliyun, timeout=30, every=1)
     finally:
         await engine.dispose()
+
+
+async def test_receipt_that_beats_the_send_answer_still_reaches_the_journey(stack: Stack) -> None:
+    """Tencent's receipt arrives before its SendSms answer (the gateway cannot match it yet): it
+    is kept, applied when the send is recorded, and the journey completes as delivered."""
+    customer = f"rb-{uuid.uuid4().hex[:6]}"
+    phone = f"+86137{uuid.uuid4().int % 10**8:08d}"
+    client = await _client(stack)
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
+        httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
+    ):
+        fault = {"provider": "aliyun", "account": PRIMARY_KEY, "code": "isv.AMOUNT_NOT_ENOUGH"}
+        await sim.post("/_sim/config", json={"faults": [fault], "receipt_reorder_rate": 1.0})
+        try:
+            workflow_id = await _pay(gw, customer, phone, "o1")
+            result = await client.get_workflow_handle(workflow_id, result_type=JourneyResult).result()
+        finally:
+            await sim.post("/_sim/config", json={"faults": [], "receipt_reorder_rate": 0.0})
+    assert (result.outcome, result.messages[0].status) == ("completed", MessageStatus.DELIVERED)
+    engine = create_engine(Settings(state_dir=stack.state_dir).sqlalchemy_url)
+    try:
+        async with session_factory(engine)() as session:
+            changes = (
+                await session.exec(
+                    select(MessageStatusChange)
+                    .where(MessageStatusChange.message_id == result.messages[0].message_id)
+                    .order_by(col(MessageStatusChange.id))
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    # Stored first (unmatched), then the send's answer was recorded and applied it.
+    assert [(c.status, c.applied) for c in changes] == [("delivered", True), ("submitted", True)]

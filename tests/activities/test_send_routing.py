@@ -1,0 +1,258 @@
+"""The send gate over real provider protocols: routes, failover, deferral, opt-outs, reconciling.
+
+The real ``send_message`` with the real router and adapters, against the carrier simulator's
+Aliyun, Tencent and Twilio APIs over loopback, on the real store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_aiohttp import AiohttpTransport
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.routing import BreakerState, Router, build_router
+from activities.send import SendActivities
+from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.routes import DEV_ALIYUN_KEYS, local_routes
+from nudge.store import Customer, Message, Suppression
+from simulator.app import SimConfig, create_app
+from tests.servers import serve
+
+CN = "+8613800138000"
+US = "+14155550100"
+PRIMARY = next(iter(DEV_ALIYUN_KEYS))
+
+
+@pytest.fixture
+async def carrier() -> AsyncIterator[str]:
+    async with serve(create_app(SimConfig(latency_ms=0, receipt_delay_ms=600_000))) as url:
+        yield url
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=httpx.Timeout(2.0)) as client:
+        yield client
+
+
+@pytest.fixture
+def router(http: httpx.AsyncClient, carrier: str) -> Router:
+    """The default local routes: Aliyun, then Tencent, then Aliyun backup for CN; Twilio for all."""
+    return build_router(local_routes(carrier), http, breaker_threshold=2)
+
+
+@pytest.fixture
+def sends(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendActivities:
+    return SendActivities(
+        sessions,
+        router,
+        link_base_url="https://nudge.example.com",
+        status_callbacks={"twilio": "https://nudge.example.com/v1/webhooks/twilio/status"},
+    )
+
+
+@pytest.fixture
+async def customers(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        session.add(Customer(id="cn", name="Ada", phone=CN))
+        session.add(Customer(id="us", name="Bo", phone=US))
+        session.add(Customer(id="zh", name="Cy", phone="+8613900139000", attributes={"language": "zh"}))
+        await session.commit()
+
+
+def request(customer: str = "cn", **overrides: Any) -> SendRequest:
+    fields: dict[str, Any] = {
+        "idempotency_key": f"wf-{customer}/run/1",
+        "workflow_id": f"wf-{customer}",
+        "journey": "payment_success",
+        "step": "send:payment_success",
+        "customer_id": customer,
+        "template": "payment_success",
+        "params": {"order_id": "o-1", "amount": "9.90"},
+        "category": Category.TRANSACTIONAL,
+    }
+    return SendRequest(**(fields | overrides))
+
+
+async def run(sends: SendActivities, req: SendRequest, *, attempt: int = 1) -> SendResult:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt, activity_type="send_message")
+    result: SendResult = await env.run(sends.send_message, req)
+    return result
+
+
+async def configure(http: httpx.AsyncClient, carrier: str, **update: Any) -> None:
+    assert (await http.post(f"{carrier}/_sim/config", json=update)).status_code == 200
+
+
+async def ledger(http: httpx.AsyncClient, carrier: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = (await http.get(f"{carrier}/_sim/ledger")).json()
+    return entries
+
+
+async def message(sessions: async_sessionmaker[AsyncSession]) -> Message:
+    async with sessions() as session:
+        return (await session.exec(select(Message))).one()
+
+
+@pytest.mark.usefixtures("customers")
+async def test_rules_pick_aliyun_for_mainland_and_twilio_elsewhere(
+    sends: SendActivities, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier: str
+) -> None:
+    """A mainland number goes out on Aliyun with 【Nudge】 counted; a US number on Twilio."""
+    cn = await run(sends, request("cn"))
+    us = await run(sends, request("us"))
+    assert (cn.route, cn.provider, us.route, us.provider) == ("aliyun-cn", "aliyun", "twilio-intl", "twilio")
+    entries = {e["to"]: e for e in await ledger(http, carrier)}
+    assert entries[CN]["body"].startswith("【Nudge】Payment received")
+    assert entries[US]["signature"] == "+15005550006"
+    assert cn.cost == pytest.approx(0.045 * cn.segments)
+
+
+@pytest.mark.usefixtures("customers")
+async def test_language_picks_the_signature_variant(
+    sends: SendActivities, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """A customer whose language is zh gets the route's 努济 signature."""
+    await run(sends, request("zh"))
+    [entry] = await ledger(http, carrier)
+    assert entry["signature"] == "努济" and entry["body"].startswith("【努济】")
+
+
+@pytest.mark.usefixtures("customers")
+async def test_account_error_fails_over_in_the_same_attempt(
+    sends: SendActivities,
+    router: Router,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,
+) -> None:
+    """isv.AMOUNT_NOT_ENOUGH on the primary account pauses that route and the message goes out
+    once, on Tencent, within the same activity attempt."""
+    await configure(
+        http, carrier, faults=[{"provider": "aliyun", "account": PRIMARY, "code": "isv.AMOUNT_NOT_ENOUGH"}]
+    )
+    result = await run(sends, request())
+    assert (result.decision, result.route) == (SendDecision.SENT, "tencent-cn")
+    assert [e["provider"] for e in await ledger(http, carrier)] == ["tencent"]
+    assert router.by_name["aliyun-cn"].breaker.state is BreakerState.OPEN
+    row = await message(sessions)
+    assert (row.route, row.provider, row.status) == ("tencent-cn", "tencent", "submitted")
+    # The next message skips the paused route without calling it.
+    await run(sends, request("zh", idempotency_key="k2"))
+    assert [e["provider"] for e in await ledger(http, carrier)] == ["tencent", "tencent"]
+
+
+@pytest.mark.usefixtures("customers")
+async def test_retryable_errors_open_the_breaker_then_traffic_moves(
+    sends: SendActivities, router: Router, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """Throttling fails the attempt (Temporal retries); after two in a row the breaker opens and
+    the retry goes to the next route."""
+    await configure(
+        http, carrier, faults=[{"provider": "aliyun", "account": PRIMARY, "code": "Throttling.User"}]
+    )
+    for attempt in (1, 2):
+        with pytest.raises(ApplicationError) as failure:
+            await run(sends, request(), attempt=attempt)
+        assert failure.value.type == "RetryableProviderError" and not failure.value.non_retryable
+    assert router.by_name["aliyun-cn"].breaker.state is BreakerState.OPEN
+    result = await run(sends, request(), attempt=3)
+    assert result.route == "tencent-cn"
+    assert len(await ledger(http, carrier)) == 1
+
+
+@pytest.mark.usefixtures("customers")
+async def test_frequency_limit_defers_without_failing(
+    sends: SendActivities, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier: str
+) -> None:
+    """isv.BUSINESS_LIMIT_CONTROL returns DEFERRED with retry_at; the row waits as pending and the
+    call after the window sends it."""
+    fault = {"provider": "aliyun", "code": "isv.BUSINESS_LIMIT_CONTROL", "message": "触发分钟级流控Permits:1"}
+    await configure(http, carrier, faults=[fault])
+    deferred = await run(sends, request())
+    assert deferred.decision is SendDecision.DEFERRED and deferred.retry_at is not None
+    assert deferred.reason == "deferred:isv.BUSINESS_LIMIT_CONTROL"
+    row = await message(sessions)
+    assert (row.status, row.defer_until) == ("pending", deferred.retry_at)
+    await configure(http, carrier, faults=[])
+    sent = await run(sends, request())
+    assert (sent.decision, sent.message_id) == (SendDecision.SENT, deferred.message_id)
+    assert len(await ledger(http, carrier)) == 1
+
+
+@pytest.mark.usefixtures("customers")
+async def test_twilio_opt_out_blocks_and_suppresses(
+    sends: SendActivities, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier: str
+) -> None:
+    """21610 (the recipient texted STOP to Twilio) fails the message for good and suppresses the number."""
+    await configure(http, carrier, faults=[{"provider": "twilio", "code": "21610"}])
+    result = await run(sends, request("us"))
+    assert (result.decision, result.reason) == (SendDecision.BLOCKED, "provider:21610")
+    async with sessions() as session:
+        suppression = await session.get(Suppression, US)
+    assert suppression is not None and suppression.reason == "provider:21610"
+
+
+@pytest.mark.usefixtures("customers")
+async def test_lost_answer_is_reconciled_not_resent(
+    sends: SendActivities, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier: str
+) -> None:
+    """Aliyun accepts but the answer times out: the retry finds it with QuerySendDetails and
+    records it; the carrier received it exactly once."""
+    await configure(http, carrier, timeout_rate=1.0, timeout_s=5)
+    with pytest.raises(ApplicationError) as failure:
+        await run(sends, request())
+    assert failure.value.type == "ProviderUnreachable"
+    await configure(http, carrier, timeout_rate=0.0)
+    result = await run(sends, request(), attempt=2)
+    assert (result.decision, result.route, result.status) == (
+        SendDecision.SENT,
+        "aliyun-cn",
+        MessageStatus.SUBMITTED,
+    )
+    assert len(await ledger(http, carrier)) == 1
+
+
+@pytest.mark.usefixtures("customers")
+async def test_forced_route_and_signature(
+    sends: SendActivities, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """A journey's route= and signature= override the rules."""
+    result = await run(sends, request(route="tencent-cn", signature="努济"))
+    [entry] = await ledger(http, carrier)
+    assert (result.route, entry["provider"], entry["signature"]) == ("tencent-cn", "tencent", "努济")
+
+
+@pytest.mark.usefixtures("customers")
+async def test_unknown_forced_route_blocks_with_reason(
+    sends: SendActivities, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """A route name no one configured blocks the message, saying why; nothing is sent."""
+    result = await run(sends, request(route="nope"))
+    assert result.decision is SendDecision.BLOCKED
+    assert result.reason == "no_route: unknown route 'nope'"
+    assert await ledger(http, carrier) == []
+
+
+@pytest.mark.usefixtures("customers")
+async def test_every_route_paused_is_retryable(
+    sends: SendActivities, router: Router, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """When every candidate's breaker is open the attempt fails retryably, naming the routes."""
+    for route in router.routes:
+        route.breaker.trip("test")
+    with pytest.raises(ApplicationError) as failure:
+        await run(sends, request())
+    assert failure.value.type == "NoRouteAvailable" and not failure.value.non_retryable
+    assert "aliyun-cn (test)" in failure.value.message
+    assert await ledger(http, carrier) == []
