@@ -30,7 +30,9 @@ lint: $(STAMP)
 
 ## bench: journeys/s under a backlog, then event -> provider latency at 10 events/s (prints, writes bench/results/)
 bench: $(STAMP)
+	$(BIN)/python -m bench.raw --events 500
 	$(BIN)/python -m bench.journeys --events 500
+	$(BIN)/python -m bench.raw --events 300 --rate 10
 	$(BIN)/python -m bench.journeys --events 300 --rate 10
 
 clean:

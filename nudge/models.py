@@ -146,6 +146,8 @@ class SentMessage(BaseModel):
     status: MessageStatus | None = None
     clicked: bool = False
     variant: str | None = None
+    route: str | None = None
+    """The provider route it went out on."""
 
 
 class JourneyState(BaseModel):

@@ -23,6 +23,8 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "NudgeOutcome": "Keyword",
 }
 """Search attributes the Temporal UI filters on; registered when the dev server starts."""
+DEV_CALLBACK_TOKEN = "nudge-dev-callback-token"
+"""The default callback token: fine on loopback, and the gateway warns when it is used elsewhere."""
 
 
 class Settings(BaseSettings):
@@ -56,7 +58,7 @@ class Settings(BaseSettings):
 
     routes: Annotated[list[RouteConfig], NoDecode] = Field(default_factory=list)
     """Provider routes as a JSON list (see README, "Providers"). Empty means the local simulator's."""
-    callback_token: SecretStr = SecretStr("nudge-dev-callback-token")
+    callback_token: SecretStr = SecretStr(DEV_CALLBACK_TOKEN)
     """Secret path segment of the Aliyun and Tencent receipt URLs (they do not sign their pushes)."""
     breaker_threshold: int = 5
     """Retryable failures in a row that open a route's circuit breaker."""

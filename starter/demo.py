@@ -202,7 +202,8 @@ async def _await_end(client: Client, expectation: Expectation, deadline: float) 
     status = description.status.name if description.status else "UNKNOWN"
     if description.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
-        return Row(expectation, status, result.outcome, result.reason, [m.template for m in result.messages])
+        sent = [f"{m.template} ({m.route})" if m.route else m.template for m in result.messages]
+        return Row(expectation, status, result.outcome, result.reason, sent)
     return Row(expectation, status, None, None, [])
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
@@ -20,7 +21,7 @@ from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
 from nudge.phone import to_e164
-from nudge.settings import Settings, get_settings
+from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
 from nudge.store import Customer, create_engine, init_db, session_factory
 from starter.feedback import Feedback
 from starter.router import EventRouter, RouteResult
@@ -106,6 +107,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -121,6 +127,13 @@ def create_app(
         temporal = client or await connect(settings, wait=30)
         app.state.services = Services(settings=settings, engine=engine, client=temporal, journeys=journeys)
         log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
+        if settings.callback_token.get_secret_value() == DEV_CALLBACK_TOKEN and not _is_loopback(
+            settings.gateway_url
+        ):
+            log.warning(
+                "callback_token_is_the_default",
+                detail="set NUDGE_CALLBACK_TOKEN: the Aliyun and Tencent receipt URLs are as secret as it is",
+            )
         yield
         await engine.dispose()
 

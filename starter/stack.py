@@ -88,16 +88,23 @@ class Stack:
 
     def start(self) -> None:
         """Start every child and wait until each answers; on any failure stop them all."""
+        self.start_parts("temporal", "simulator", "gateway", "worker")
+
+    def start_parts(self, *parts: str) -> None:
+        """Start some of the children (in the stack's order), e.g. a benchmark's baseline."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         try:
-            self._spawn("temporal", self._temporal_command())
-            self._wait_port("temporal", self.ports.temporal, timeout=60)
-            self._spawn("simulator", self._nudge_command("simulator"))
-            self._spawn("gateway", self._nudge_command("gateway"))
-            self._spawn("worker", self._nudge_command("worker"))
-            self._wait_http("simulator", f"{self.simulator_url}/healthz", timeout=30)
-            self._wait_http("gateway", f"{self.gateway_url}/healthz", timeout=60)
+            if "temporal" in parts:
+                self._spawn("temporal", self._temporal_command())
+                self._wait_port("temporal", self.ports.temporal, timeout=60)
+            for name in ("simulator", "gateway", "worker"):
+                if name in parts:
+                    self._spawn(name, self._nudge_command(name))
+            if "simulator" in parts:
+                self._wait_http("simulator", f"{self.simulator_url}/healthz", timeout=30)
+            if "gateway" in parts:
+                self._wait_http("gateway", f"{self.gateway_url}/healthz", timeout=60)
         except BaseException:
             self.stop()
             raise

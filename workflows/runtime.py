@@ -350,6 +350,7 @@ class Journey:
             decision=result.decision,
             reason=result.reason,
             variant=request.variant,
+            route=result.route,
             status=(result.status or MessageStatus.SUBMITTED)
             if result.decision is SendDecision.SENT
             else None,

@@ -1,40 +1,76 @@
-"""Record journey histories for the replay test: ``python -m tests.workflows.record_histories``.
+"""Record journey histories for the replay test: ``python -m tests.workflows.record_histories [NAME...]``.
 
-Run it only when a journey changes *on purpose* in a way that old runs need not replay (a new
-journey, or after every old run has finished); otherwise guard the change with ``workflow.patched``.
+With names, only those histories are (re)recorded; the others are left as they are. Keep the
+histories of older journey versions: they prove that ``workflow.patched`` guards still replay
+(``payment_success__sent`` predates the receipt wait, for example). Re-record one only when a
+journey changes *on purpose* in a way that old runs need not replay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
-from nudge.models import Profile
-from nudge.testing import journey_tester, time_skipping_environment
+from nudge.models import MessageStatus, Profile
+from nudge.testing import JourneyRun, JourneyTester, journey_tester, time_skipping_environment
 from workflows import JOURNEYS, CartAbandonment, Onboarding, PaymentSuccess
 
 OUT = Path(__file__).parent / "histories"
 
 
-async def main() -> None:
+async def cart_clicked_then_converted(tester: JourneyTester) -> JourneyRun:
+    run = await tester.start(
+        CartAbandonment, customer="h1", cart_id="k1", profile=Profile(customer_id="h1", name="Ada")
+    )
+    await run.advance(hours=1)
+    await run.click(run.sent[-1])
+    await run.advance(hours=3)
+    await run.event("order_paid")
+    return run
+
+
+async def cart_no_reaction(tester: JourneyTester) -> JourneyRun:
+    return await tester.start(CartAbandonment, customer="h2", cart_id="k2")
+
+
+async def payment_delivered(tester: JourneyTester) -> JourneyRun:
+    run = await tester.start(PaymentSuccess, customer="h5", order_id="o5", amount="9.90")
+    await run.receipt(run.sent[0], MessageStatus.DELIVERED)
+    return run
+
+
+async def payment_deferred_then_delivered(tester: JourneyTester) -> JourneyRun:
+    tester.carrier.defer["payment_success"] = timedelta(minutes=1)
+    run = await tester.start(PaymentSuccess, customer="h6", order_id="o6", amount="9.90")
+    await run.advance(minutes=2)
+    await run.receipt(run.sent[0], MessageStatus.DELIVERED)
+    tester.carrier.defer.clear()
+    return run
+
+
+async def onboarding_new_customer(tester: JourneyTester) -> JourneyRun:
+    return await tester.start(Onboarding, customer="h4")
+
+
+RECORDERS: dict[str, Callable[[JourneyTester], Awaitable[JourneyRun]]] = {
+    "cart_abandonment__clicked_then_converted": cart_clicked_then_converted,
+    "cart_abandonment__no_reaction": cart_no_reaction,
+    "payment_success__delivered": payment_delivered,
+    "payment_success__deferred_then_delivered": payment_deferred_then_delivered,
+    "onboarding__new_customer": onboarding_new_customer,
+}
+
+
+async def main(names: list[str]) -> None:
+    unknown = set(names) - RECORDERS.keys()
+    if unknown:
+        raise SystemExit(f"unknown history {sorted(unknown)}; known: {', '.join(RECORDERS)}")
     async with time_skipping_environment() as env, journey_tester(env, JOURNEYS) as tester:
-        runs = {}
-        run = await tester.start(
-            CartAbandonment, customer="h1", cart_id="k1", profile=Profile(customer_id="h1", name="Ada")
-        )
-        await run.advance(hours=1)
-        await run.click(run.sent[-1])
-        await run.advance(hours=3)
-        await run.event("order_paid")
-        runs["cart_abandonment__clicked_then_converted"] = run
-        runs["cart_abandonment__no_reaction"] = await tester.start(
-            CartAbandonment, customer="h2", cart_id="k2"
-        )
-        runs["payment_success__sent"] = await tester.start(
-            PaymentSuccess, customer="h3", order_id="o1", amount="9.90"
-        )
-        runs["onboarding__new_customer"] = await tester.start(Onboarding, customer="h4")
-        for name, run in runs.items():
+        for name in names or list(RECORDERS):
+            run = await RECORDERS[name](tester)
             await run.result()
             history = await run.handle.fetch_history()
             (OUT / f"{name}.json").write_text(history.to_json())
@@ -42,4 +78,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
