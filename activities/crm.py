@@ -7,12 +7,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from nudge.models import Profile
-from nudge.store import Customer
+from nudge.store import Customer, read_sessions
 
 
 class CrmActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+        self._sessions = read_sessions(sessions)
 
     @activity.defn(name="get_profile")
     async def get_profile(self, customer_id: str) -> Profile:

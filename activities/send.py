@@ -42,7 +42,7 @@ from nudge.logging import get_logger
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import mask
 from nudge.segments import count_billed_segments
-from nudge.store import Customer, Link, Message, MessageStatusChange, Suppression, utcnow
+from nudge.store import Customer, Link, Message, MessageStatusChange, Suppression, read_sessions, utcnow
 from nudge.templates import Template, get_template
 
 log = get_logger(__name__)
@@ -65,6 +65,7 @@ class SendActivities:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sessions = sessions
+        self._reads = read_sessions(sessions)
         self._router = router
         self._link_base_url = link_base_url.rstrip("/")
         self._callbacks = dict(status_callbacks or {})
@@ -175,12 +176,12 @@ class SendActivities:
     # ----- the store -----------------------------------------------------------------------
 
     async def _find(self, key: str) -> Message | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             result = await session.exec(select(Message).where(Message.idempotency_key == key))
             return result.first()
 
     async def _customer(self, customer_id: str) -> Customer | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.get(Customer, customer_id)
 
     async def _create(

@@ -26,9 +26,12 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        mask_phone_numbers,
     ]
+    if as_json:
+        # Tracebacks (ours and uvicorn's) as text, so they are masked too and readable in the file.
+        shared.append(structlog.processors.format_exc_info)
+    # Mask before stamping the time: a timestamp's digits look like a phone number.
+    shared += [mask_phone_numbers, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json

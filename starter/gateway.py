@@ -22,7 +22,7 @@ from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
 from nudge.phone import to_e164
 from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
-from nudge.store import Customer, create_engine, init_db, session_factory
+from nudge.store import Customer, create_engine, init_db, read_sessions, session_factory
 from starter.feedback import Feedback
 from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
@@ -197,7 +197,7 @@ def create_app(
 
     @app.get("/v1/customers/{customer_id}", tags=["customers"])
     async def get_customer(customer_id: str, services: ServicesDep) -> dict[str, Any]:
-        async with services.sessions() as session:
+        async with read_sessions(services.sessions)() as session:
             customer = await session.get(Customer, customer_id)
         if customer is None:
             raise HTTPException(404, detail=f"unknown customer {customer_id!r}")

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from nudge.logging import get_logger
 from nudge.models import Category, Event, JourneyInput
-from nudge.store import Customer, EventRecord, JourneyEntry, utcnow
+from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
 from workflows.runtime import SA_CUSTOMER, SA_JOURNEY, Journey, Reentry
 
 log = get_logger(__name__)
@@ -64,6 +64,7 @@ class EventRouter:
     ) -> None:
         self._client = client
         self._sessions = sessions
+        self._reads = read_sessions(sessions)
         self._journeys = tuple(journeys)
         # The priority lane: transactional journeys (and so their sends) run on their own queue.
         self._queues = {
@@ -76,7 +77,7 @@ class EventRouter:
         if event.occurred_at is None:
             event = event.model_copy(update={"occurred_at": utcnow()})
         if not await self._store(event):
-            async with self._sessions() as session:
+            async with self._reads() as session:
                 stored = await session.get(EventRecord, event.event_id)
             touched = (
                 [Touch(workflow_id=w, journey="", action="earlier") for w in stored.workflow_ids]
@@ -92,11 +93,12 @@ class EventRouter:
             elif event.name in journey.listened_events():
                 result.touched.extend(await self._signal_running(journey, event))
         async with self._sessions() as session:
-            stored = await session.get(EventRecord, event.event_id)
-            if stored is not None:
-                stored.workflow_ids = result.workflow_ids
-                session.add(stored)
-                await session.commit()
+            await session.exec(
+                update(EventRecord)
+                .where(col(EventRecord.event_id) == event.event_id)
+                .values(workflow_ids=result.workflow_ids)
+            )
+            await session.commit()
         log.info(
             "event_routed",
             event_id=event.event_id,
@@ -142,7 +144,7 @@ class EventRouter:
                 )
             key = str(raw)
         workflow_id = journey.workflow_id(event.customer_id, key)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             entry = await session.get(JourneyEntry, workflow_id)
         reuse = self._reuse_policy(journey.reentry, entry)
         try:
@@ -219,7 +221,7 @@ class EventRouter:
                 await session.rollback()  # a concurrent event recorded the same entry
 
     async def _signal_running(self, journey: type[Journey], event: Event) -> list[Touch]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.exec(
                 select(JourneyEntry).where(
                     JourneyEntry.customer_id == event.customer_id,

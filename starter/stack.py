@@ -71,7 +71,13 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.ui}"
 
     def child_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
+        # PYTHONDONTWRITEBYTECODE (set on some CI machines) would make the worker compile the
+        # journeys' source again for every workflow run, because the sandbox re-imports them.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("NUDGE_") and k != "PYTHONDONTWRITEBYTECODE"
+        }
         env.update(
             NUDGE_STATE_DIR=str(self.state_dir),
             NUDGE_TEMPORAL_ADDRESS=self.temporal_address,

@@ -55,3 +55,15 @@ def test_configure_logging_masks_phone_numbers_in_rendered_json(
         ("retrying +16*****0000", None),
     ]
     assert "13800138000" not in json.dumps(lines)
+
+
+def test_json_logs_keep_timestamps_and_render_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
+    """The timestamp is not mistaken for a phone number, and a stdlib exception is logged as text."""
+    configure_logging(level="INFO", json=True)
+    try:
+        raise RuntimeError("boom for +8613800138000")
+    except RuntimeError:
+        logging.getLogger("tests.foreign").exception("Exception in ASGI application")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["timestamp"][:4].isdigit() and "*" not in line["timestamp"]
+    assert "RuntimeError: boom for +86*******8000" in line["exception"]
