@@ -107,8 +107,11 @@ class CircuitBreaker:
             self.state = BreakerState.HALF_OPEN
             self._probing = False
             log.info("route_probing", route=self.route)
-        if self.state is BreakerState.HALF_OPEN and not self._probing:
+        if self.state is BreakerState.HALF_OPEN and (not self._probing or self.clock() >= self._retry_at):
+            # One probe at a time; a probe that never reported back (its activity was cancelled)
+            # gives way to a new one after another cool-down.
             self._probing = True
+            self._retry_at = self.clock() + self.cooldown
             return True
         return False
 

@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.journeys --events 500 --concurrency 20
 
 Starts a throwaway stack (dev server with a WAL state file, worker, gateway, simulator), posts
-``order_paid`` events (the PaymentSuccess journey sends at once), and reads the carrier's ledger.
+``order_paid`` events (the PaymentSuccess journey sends at once; by default it does not wait for
+the receipt, so it does the same work as ``bench.raw``'s journey), and reads the carrier's ledger.
 Prints a table and writes JSON under ``bench/results/``. A script, never a timed test.
 """
 
@@ -96,11 +97,22 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=0.0, help="events per second (0: as fast as possible, a backlog)"
     )
+    parser.add_argument(
+        "--await-receipt",
+        action="store_true",
+        help="let PaymentSuccess wait for its delivery receipt (off: the same work as bench.raw's journey)",
+    )
     args = parser.parse_args()
     console = Console()
     state_dir = Path(tempfile.mkdtemp(prefix="nudge-bench-"))
     stack = Stack(
-        state_dir=state_dir, ports=Ports.free(), ui=False, env_overrides={"NUDGE_LOG_LEVEL": "WARNING"}
+        state_dir=state_dir,
+        ports=Ports.free(),
+        ui=False,
+        env_overrides={
+            "NUDGE_LOG_LEVEL": "WARNING",
+            "NUDGE_JOURNEY_OVERRIDES": json.dumps({"payment_success": {"await_receipt": args.await_receipt}}),
+        },
     )
     try:
         with console.status("starting a throwaway stack..."):

@@ -58,6 +58,8 @@ class PaymentSuccess(Journey):
     category = Category.TRANSACTIONAL
 
     class Config(JourneyConfig):
+        await_receipt: bool = True
+        """Wait for the delivery receipt, so that ops see undelivered confirmations."""
         receipt_window: timedelta = timedelta(minutes=30)
         """How long to wait for the delivery receipt before the journey reports it undelivered."""
 
@@ -73,10 +75,12 @@ class PaymentSuccess(Journey):
                 self.exit(f"not_sent:{confirmation.reason}")
             return
         confirmation = await self.send_sms(
-            "payment_success", order_id=order_id, amount=amount, notify_receipt=True
+            "payment_success", order_id=order_id, amount=amount, notify_receipt=self.config.await_receipt
         )
         if not confirmation.sent:
             self.exit(f"not_sent:{confirmation.reason}")
+        if not self.config.await_receipt:
+            return
         status = await confirmation.receipt(within=self.config.receipt_window)
         if status is not MessageStatus.DELIVERED:
             self.exit(f"undelivered:{status or 'no_receipt'}")

@@ -177,3 +177,15 @@ async def test_rate_limiter_serves_priority_first() -> None:
     transactional = asyncio.create_task(take("t", True))
     await asyncio.gather(*marketing, transactional)
     assert order.index("t") <= 1
+
+
+def test_breaker_probe_that_never_reports_gives_way_to_a_new_one() -> None:
+    """A probe whose send was cancelled does not leave the route half-open for ever."""
+    clock = Clock()
+    breaker = CircuitBreaker("r", threshold=1, cooldown=30, clock=clock)
+    breaker.record_failure("Throttling.User")
+    clock.now += 31
+    assert breaker.allow()  # the probe, which then vanishes
+    assert not breaker.allow()
+    clock.now += 31
+    assert breaker.allow()

@@ -138,3 +138,11 @@ async def test_journey_wait_for_undeclared_event_fails_clearly(env) -> None:  # 
         with pytest.raises(WorkflowFailureError) as info:
             await run.result()
         assert "does not declare" in str(info.value.cause)
+
+
+async def test_payment_success_without_receipt_wait_completes_on_send(journeys: JourneyTester) -> None:
+    """With await_receipt off, the confirmation completes as soon as it is sent (no receipt signal)."""
+    run = await journeys.start(PaymentSuccess, customer="p6", order_id="o-6", config={"await_receipt": False})
+    result = await run.result()
+    assert result.outcome == "completed"
+    assert run.requests[0].notify_receipt is False
