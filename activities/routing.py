@@ -116,6 +116,8 @@ class CircuitBreaker:
         return False
 
     def record_success(self) -> None:
+        if self.state is BreakerState.OPEN:
+            return  # a call that started before the breaker opened: only a probe may close it
         if self.state is not BreakerState.CLOSED:
             log.info("route_recovered", route=self.route, after=self.reason)
         self.state, self.failures, self.reason, self._probing = BreakerState.CLOSED, 0, None, False

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -41,6 +42,7 @@ from nudge.errors import (
 from nudge.logging import get_logger
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import mask
+from nudge.receipts import attach_unmatched, has_unmatched
 from nudge.segments import count_billed_segments
 from nudge.store import Customer, Link, Message, MessageStatusChange, Suppression, read_sessions, utcnow
 from nudge.templates import Template, get_template
@@ -85,7 +87,8 @@ class SendActivities:
         if customer is None:
             customer = await self._customer(message.customer_id)
         recipient = _recipient(message.to or "", customer)
-        if not fresh and message.route and not (message.reason or "").startswith((NOT_SENT, DEFERRED)):
+        if not fresh and message.route and message.reason is None:
+            # An earlier attempt called this route and never learned the answer.
             reconciled = await self._reconcile(message, template)
             if reconciled is not None:
                 return reconciled
@@ -104,8 +107,9 @@ class SendActivities:
         for route in candidates:
             if not route.breaker.allow():
                 continue
-            if route.name != message.route:
-                message = await self._switch_route(message, route, request, recipient)
+            if route.name != message.route or message.reason is not None:
+                # Claim the route before calling it: a later attempt must know where to look.
+                message = await self._claim_route(message, route, request, recipient)
             sms = self._outbound(message, route, template)
             await route.limiter.acquire(priority=priority)
             try:
@@ -126,15 +130,14 @@ class SendActivities:
                 raise ApplicationError(
                     f"{route.name} {exc.code}: {exc}", type="RetryableProviderError"
                 ) from exc
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                route.breaker.record_failure(type(exc).__name__)
-                await self._mark(message.id, f"{NOT_SENT}{type(exc).__name__}")
-                raise ApplicationError(
-                    f"{route.name} unreachable ({type(exc).__name__})", type="ProviderUnreachable"
-                ) from exc
             except httpx.HTTPError as exc:
-                # Ambiguous: the carrier may have accepted it. The retry reconciles before resending.
                 route.breaker.record_failure(type(exc).__name__)
+                if never_reached(exc):
+                    await self._mark(message.id, f"{NOT_SENT}{type(exc).__name__}")
+                    raise ApplicationError(
+                        f"{route.name} unreachable ({type(exc).__name__})", type="ProviderUnreachable"
+                    ) from exc
+                # Ambiguous: the carrier may have accepted it. The retry reconciles before resending.
                 raise ApplicationError(
                     f"{route.name} call failed ({type(exc).__name__}); will reconcile and retry",
                     type="ProviderUnreachable",
@@ -147,17 +150,47 @@ class SendActivities:
         raise ApplicationError(f"every route for this message is paused: {paused}", type="NoRouteAvailable")
 
     async def _reconcile(self, message: Message, template: Template) -> SendResult | None:
-        """Ask the route an earlier attempt used whether it has the message already."""
+        """Ask the route an earlier attempt called whether it has the message already.
+
+        Providers' lookups lag behind their sends (Tencent lists a message only once it has a
+        report). "Not found" counts as "not sent" only after the route's ``lookup_grace`` since
+        that attempt; before then the attempt fails retryably and comes back when it is over.
+        """
         route = self._router.by_name.get(message.route or "")
         if route is None:
             return None
-        submission = await route.provider.lookup(
-            self._outbound(message, route, template), since=message.created_at
+        since = message.updated_at - timedelta(seconds=5)
+        submission = await route.provider.lookup(self._outbound(message, route, template), since=since)
+        if submission is not None and not await self._claimed_by_another(message, submission):
+            log.info(
+                "send_reconciled", message_id=message.id, route=route.name, attempt=activity.info().attempt
+            )
+            return self._result(await self._record_submission(message.id, route, submission))
+        waited = (self._clock() - message.updated_at).total_seconds()
+        grace = route.provider.lookup_grace
+        if waited < grace:
+            raise ApplicationError(
+                f"{route.name} does not list the message yet; looking again in {grace - waited:.0f} s "
+                "before sending it again",
+                type="ReconcilePending",
+                next_retry_delay=timedelta(seconds=max(1.0, grace - waited)),
+            )
+        log.warning(
+            "send_not_found_resending", message_id=message.id, route=route.name, waited_s=round(waited)
         )
-        if submission is None:
-            return None
-        log.info("send_reconciled", message_id=message.id, route=route.name, attempt=activity.info().attempt)
-        return self._result(await self._record_submission(message.id, route, submission))
+        return None
+
+    async def _claimed_by_another(self, message: Message, submission: Submission) -> bool:
+        """A lookup that matched by content (Twilio) must not claim another message's send."""
+        if not submission.provider_message_id:
+            return False
+        async with self._reads() as session:
+            rows = await session.exec(
+                select(Message.id).where(
+                    Message.provider_message_id == submission.provider_message_id, Message.id != message.id
+                )
+            )
+            return rows.first() is not None
 
     def _outbound(self, message: Message, route: Route, template: Template) -> OutboundSms:
         params: dict[str, Any] = dict(message.params or {})
@@ -248,10 +281,11 @@ class SendActivities:
                 rendered[name] = value
         return rendered, links
 
-    async def _switch_route(
+    async def _claim_route(
         self, message: Message, route: Route, request: SendRequest, recipient: Recipient
     ) -> Message:
-        """Move a pending message to another route before calling it, so a retry asks the right one."""
+        """Put a pending message on ``route`` and clear an earlier attempt's reason, before the call:
+        from now on a retry that finds it pending asks this route, about sends since now."""
         async with self._sessions() as session:
             row = await session.get(Message, message.id)
             assert row is not None
@@ -261,7 +295,7 @@ class SendActivities:
             row.updated_at = utcnow()
             session.add(row)
             await session.commit()
-        if previous:
+        if previous and previous != route.name:
             log.warning("message_rerouted", message_id=message.id, route=route.name, previous=previous)
         return row
 
@@ -323,26 +357,23 @@ class SendActivities:
                     applied=message.status == MessageStatus.PENDING,
                 )
             )
-            if submission.provider_message_id:
-                early = await session.exec(
-                    select(MessageStatusChange).where(
-                        col(MessageStatusChange.message_id).is_(None),
-                        MessageStatusChange.provider == submission.provider,
-                        MessageStatusChange.provider_message_id == submission.provider_message_id,
-                    )
-                )
-                for change in early.all():
-                    change.message_id = message_id
-                    received = MessageStatus(change.status)
-                    if received.rank > status.rank:
-                        status, change.applied = received, True
-                        message.error_code = change.error_code or message.error_code
-                    session.add(change)
             message.status = status
+            await attach_unmatched(session, message)
             message.updated_at = utcnow()
             session.add(message)
             await session.commit()
-            return message
+        if message.provider_message_id and submission.provider:
+            # A receipt committed while we were recording (and that could not see our row yet).
+            async with self._reads() as session:
+                late = await has_unmatched(session, submission.provider, message.provider_message_id)
+            if late:
+                async with self._sessions() as session:
+                    row = await session.get(Message, message_id)
+                    assert row is not None
+                    await attach_unmatched(session, row)
+                    await session.commit()
+                    message = row
+        return message
 
     async def _record_failure(self, message: Message, exc: PermanentProviderError) -> Message:
         async with self._sessions() as session:
@@ -409,6 +440,18 @@ class SendActivities:
             status=status,
             retry_at=message.defer_until if decision is SendDecision.DEFERRED else None,
         )
+
+
+def never_reached(exc: httpx.HTTPError) -> bool:
+    """True only when the request cannot have reached the provider (the connection never opened).
+
+    The aiohttp transport reports a connection dropped mid-request as ``ConnectTimeout`` too, so
+    look at the aiohttp error underneath: only a failure to connect is certain.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, aiohttp.ClientConnectorError)
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 def _template(code: str) -> Template:

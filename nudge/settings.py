@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     log_json: bool | None = None
     """JSON logs; ``None`` means JSON whenever stderr is not a TTY."""
 
-    send_timeout: timedelta = timedelta(seconds=30)
+    send_timeout: timedelta = timedelta(seconds=10)
+    """HTTP timeout of a provider call; well under the send activity's 30 s, so a slow provider
+    fails as a timeout (counted by its circuit breaker) instead of a cancelled activity."""
 
     @field_validator("routes", mode="before")
     @classmethod

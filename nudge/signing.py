@@ -118,12 +118,13 @@ def twilio_signature(url: str, params: Iterable[tuple[str, str]], auth_token: st
     """``X-Twilio-Signature`` for a form POST to ``url``.
 
     The data is the URL followed by every parameter name and value, sorted by name; a name that
-    repeats contributes each of its values in sorted order.
+    repeats contributes each of its distinct values in sorted order.
     """
     by_name: dict[str, list[str]] = {}
     for name, value in params:
         by_name.setdefault(name, []).append(value)
-    data = url + "".join(name + value for name in sorted(by_name) for value in sorted(by_name[name]))
+    # Twilio's own validator drops a value repeated under the same name (``sorted(set(values))``).
+    data = url + "".join(name + value for name in sorted(by_name) for value in sorted(set(by_name[name])))
     digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 

@@ -16,7 +16,17 @@ from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
 from nudge.models import MessageStatus, MessageUpdate
 from nudge.phone import mask
-from nudge.store import Click, InboundMessage, Link, Message, MessageStatusChange, Suppression, utcnow
+from nudge.receipts import attach_unmatched
+from nudge.store import (
+    Click,
+    InboundMessage,
+    Link,
+    Message,
+    MessageStatusChange,
+    Suppression,
+    read_sessions,
+    utcnow,
+)
 
 log = get_logger(__name__)
 
@@ -25,6 +35,7 @@ class Feedback:
     def __init__(self, *, client: Client, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._client = client
         self._sessions = sessions
+        self._reads = read_sessions(sessions)
 
     async def receipt(
         self,
@@ -45,7 +56,7 @@ class Feedback:
         found by our id, or by the provider's id and the number (an Aliyun batch shares one id).
         """
         async with self._sessions() as session:
-            message = await self._match(session, message_id, provider_message_id, to)
+            message = await self._match(session, provider, message_id, provider_message_id, to)
             applied = message is not None and status.rank > MessageStatus(message.status).rank
             session.add(
                 MessageStatusChange(
@@ -67,6 +78,11 @@ class Feedback:
             await session.commit()
             notify = message is not None and applied and message.notify_receipt
             workflow_id = message.workflow_id if message else None
+        if message is None and provider_message_id:
+            # The send may have been recorded while we stored this (it could not see our row).
+            message, applied = await self._attach_late(provider, provider_message_id)
+            notify = message is not None and applied and message.notify_receipt
+            workflow_id = message.workflow_id if message else None
         log.info(
             "receipt_stored",
             provider=provider,
@@ -83,16 +99,45 @@ class Feedback:
             )
         return applied
 
+    async def _attach_late(self, provider: str, provider_message_id: str) -> tuple[Message | None, bool]:
+        async with self._reads() as session:
+            rows = await session.exec(
+                select(Message.id).where(
+                    Message.provider_message_id == provider_message_id, Message.provider == provider
+                )
+            )
+            found = rows.first()
+        if found is None:
+            return None, False
+        async with self._sessions() as session:
+            message = await session.get(Message, found)
+            if message is None:
+                return None, False
+            moved = await attach_unmatched(session, message)
+            await session.commit()
+        return message, moved is not None
+
     @staticmethod
     async def _match(
-        session: AsyncSession, message_id: str | None, provider_message_id: str | None, to: str | None
+        session: AsyncSession,
+        provider: str,
+        message_id: str | None,
+        provider_message_id: str | None,
+        to: str | None,
     ) -> Message | None:
+        """Our message for a receipt, only ever among that provider's messages."""
         if message_id:
             message = await session.get(Message, message_id)
-            if message is not None and (to is None or message.to == to):
+            if (
+                message is not None
+                and message.provider in (provider, None)
+                and (to is None or message.to == to)
+            ):
                 return message
         if provider_message_id:
-            query = select(Message).where(Message.provider_message_id == provider_message_id)
+            query = select(Message).where(
+                Message.provider_message_id == provider_message_id, Message.provider == provider
+            )
             if to is not None:
                 query = query.where(Message.to == to)
             return (await session.exec(query)).first()

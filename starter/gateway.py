@@ -107,6 +107,28 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def _check_callback_token(settings: Settings) -> None:
+    """Refuse to take real Aliyun or Tencent receipts with the development token: anyone could
+    forge them (and suppress numbers with forged replies). On loopback it only matters less."""
+    if settings.callback_token.get_secret_value() != DEV_CALLBACK_TOKEN:
+        return
+    real = [
+        r.name
+        for r in settings.effective_routes
+        if r.provider in ("aliyun", "tencent") and not _is_loopback(r.endpoint)
+    ]
+    if real:
+        raise RuntimeError(
+            f"NUDGE_CALLBACK_TOKEN is the development default, but routes {', '.join(real)} send through "
+            "real providers whose receipts it would protect; set NUDGE_CALLBACK_TOKEN to a secret"
+        )
+    if not _is_loopback(settings.gateway_url):
+        log.warning(
+            "callback_token_is_the_default",
+            detail="set NUDGE_CALLBACK_TOKEN: the Aliyun and Tencent receipt URLs are as secret as it is",
+        )
+
+
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
@@ -127,13 +149,7 @@ def create_app(
         temporal = client or await connect(settings, wait=30)
         app.state.services = Services(settings=settings, engine=engine, client=temporal, journeys=journeys)
         log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
-        if settings.callback_token.get_secret_value() == DEV_CALLBACK_TOKEN and not _is_loopback(
-            settings.gateway_url
-        ):
-            log.warning(
-                "callback_token_is_the_default",
-                detail="set NUDGE_CALLBACK_TOKEN: the Aliyun and Tencent receipt URLs are as secret as it is",
-            )
+        _check_callback_token(settings)
         yield
         await engine.dispose()
 
@@ -158,9 +174,12 @@ def create_app(
             touched=[t.model_dump() for t in result.touched],
         )
 
-    @app.post("/v1/webhooks/simulator/status", tags=["webhooks"])
+    @app.post("/v1/webhooks/simulator/status", tags=["webhooks"], include_in_schema=False)
     async def simulator_status(receipt: SimulatorReceipt, services: ServicesDep) -> dict[str, Any]:
-        """Delivery receipts from the local carrier simulator."""
+        """Delivery receipts from the local carrier simulator's own API (unsigned: only served
+        when a ``simulator`` route is configured)."""
+        if not any(r.provider == "simulator" for r in services.settings.effective_routes):
+            raise HTTPException(404, detail="no simulator route is configured")
         applied = await services.feedback.receipt(
             provider="simulator",
             message_id=receipt.client_ref,

@@ -77,6 +77,14 @@ def mainland_e164(number: str, nationcode: str | None = "86") -> str:
     return f"+{code}{digits}"
 
 
+def aliyun_e164(number: str) -> str:
+    """Aliyun names mainland numbers by their 11 digits, others as country code + number."""
+    digits = number.strip().lstrip("+")
+    if len(digits) == 11 and digits.startswith("1"):
+        return f"+86{digits}"
+    return f"+{digits}"
+
+
 def _cst(value: str | None) -> datetime | None:
     """Aliyun and Tencent stamp ``yyyy-MM-dd HH:mm:ss`` in Beijing time."""
     if not value:
@@ -121,7 +129,7 @@ async def aliyun_report(
             provider="aliyun",
             message_id=report.out_id or None,
             provider_message_id=report.biz_id,
-            to=mainland_e164(report.phone_number),
+            to=aliyun_e164(report.phone_number),
             status=MessageStatus.DELIVERED if report.success else MessageStatus.UNDELIVERED,
             error_code=None if report.success else report.err_code,
             at=_cst(report.report_time),
@@ -139,7 +147,7 @@ async def aliyun_up(
         await feedback.reply(
             provider="aliyun",
             provider_ref=str(reply.sequence_id),
-            from_number=mainland_e164(reply.phone_number),
+            from_number=aliyun_e164(reply.phone_number),
             to=reply.sign_name or reply.dest_code,
             text=reply.content,
             raw=reply.model_dump(mode="json"),

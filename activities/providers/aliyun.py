@@ -73,6 +73,9 @@ def classify(code: str, message: str, *, http_status: int, now: datetime) -> Pro
         return DeferredProviderError(text, code=code, provider="aliyun", retry_at=retry_at)
     if code in ACCOUNT_CODES:
         return AccountProviderError(text, code=code, provider="aliyun")
+    if code in ("SignatureNonceUsed", "InvalidTimeStamp.Expired"):
+        # Every call is signed afresh (new nonce, current time), so the retry is a new request.
+        return RetryableProviderError(text, code=code, provider="aliyun")
     if code.startswith(RETRYABLE_PREFIXES) or http_status >= 500:
         # isp.SYSTEM_ERROR and 5xx may have been processed: reconcile before sending again.
         ambiguous = not code.startswith("Throttling")
@@ -85,6 +88,11 @@ class AliyunProvider:
 
     name = "aliyun"
     batch_limit = 100
+    lookup_grace = 60.0
+    """Seconds after a lost answer before "not found" means "not sent".
+
+    QuerySendDetails lags the send by seconds.
+    """
 
     def __init__(
         self,
@@ -192,6 +200,8 @@ class AliyunProvider:
         response = await self._client.send(request)
         data = json_or_none(response)
         if not isinstance(data, dict):
+            if response.status_code == 429:
+                raise RetryableProviderError("HTTP 429", code="429", provider=self.name)
             if response.status_code >= 500:
                 raise RetryableProviderError(
                     f"HTTP {response.status_code}",

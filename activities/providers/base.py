@@ -51,6 +51,8 @@ class Provider(Protocol):
 
     name: str
     batch_limit: int
+    lookup_grace: float
+    """Seconds after a lost answer before ``lookup`` finding nothing proves nothing was sent."""
 
     async def send(self, sms: OutboundSms) -> Submission: ...
 

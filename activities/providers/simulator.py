@@ -19,6 +19,11 @@ class SimulatorProvider:
 
     name = "simulator"
     batch_limit = 100
+    lookup_grace = 0.0
+    """Seconds after a lost answer before "not found" means "not sent".
+
+    The simulator lists a message the moment it accepts it.
+    """
 
     def __init__(
         self, client: httpx.AsyncClient, *, base_url: str, status_callback: str | None = None

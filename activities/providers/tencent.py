@@ -58,6 +58,10 @@ def classify(code: str, message: str, *, now: datetime) -> ProviderError:
         return DeferredProviderError(
             text, code=code, provider="tencent", retry_at=next_local_time(now, time(8))
         )
+    if code == "UnauthorizedOperation.IndividualUserMarketingSmsPermissionDeny":
+        # Only marketing is refused to individual accounts: pausing the route would stop receipts
+        # and payment confirmations too.
+        return PermanentProviderError(text, code=code, provider="tencent")
     if code in ACCOUNT_CODES or code.startswith(ACCOUNT_PREFIXES):
         return AccountProviderError(text, code=code, provider="tencent")
     if code.startswith(RETRYABLE_PREFIXES):
@@ -73,6 +77,11 @@ class TencentProvider:
 
     name = "tencent"
     batch_limit = 200
+    lookup_grace = 300.0
+    """Seconds after a lost answer before "not found" means "not sent".
+
+    PullSmsSendStatusByPhoneNumber lists a message only once it has a delivery report.
+    """
 
     def __init__(
         self,

@@ -56,6 +56,11 @@ class TwilioProvider:
 
     name = "twilio"
     batch_limit = 50
+    lookup_grace = 30.0
+    """Seconds after a lost answer before "not found" means "not sent".
+
+    A new message shows in the list at once; allow for clock skew and paging.
+    """
     """Twilio has no batch API; a batch is this many concurrent creates."""
 
     def __init__(
@@ -105,14 +110,15 @@ class TwilioProvider:
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
         response = await self._client.get(
             self._messages_url,
-            params={"To": sms.to, "DateSent>": since.astimezone(UTC).strftime("%Y-%m-%d"), "PageSize": "100"},
+            # No DateSent filter: a message still queued has no date_sent. Newest come first.
+            params={"To": sms.to, "PageSize": "100"},
             auth=self._auth,
             headers={"accept": "application/json"},
         )
         data = self._check(response)
         for message in data.get("messages", []):
             created = message.get("date_created")
-            recent = created is None or parsedate_to_datetime(created) >= since - timedelta(minutes=1)
+            recent = created is not None and parsedate_to_datetime(created) >= since
             if message.get("body") == sms.body and recent:
                 return _submission(message)
         return None

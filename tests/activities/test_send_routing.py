@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -256,3 +257,65 @@ async def test_every_route_paused_is_retryable(
     assert failure.value.type == "NoRouteAvailable" and not failure.value.non_retryable
     assert "aliyun-cn (test)" in failure.value.message
     assert await ledger(http, carrier) == []
+
+
+@pytest.mark.usefixtures("customers")
+async def test_retry_after_throttle_then_timeout_reconciles(
+    sends: SendActivities, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """20429 says "not sent"; the next attempt's lost answer must still be reconciled, not resent."""
+    await configure(http, carrier, faults=[{"provider": "twilio", "code": "20429"}])
+    with pytest.raises(ApplicationError):
+        await run(sends, request("us"))
+    await configure(http, carrier, faults=[], timeout_rate=1.0, timeout_s=5)
+    with pytest.raises(ApplicationError) as lost:
+        await run(sends, request("us"), attempt=2)
+    assert lost.value.type == "ProviderUnreachable"
+    await configure(http, carrier, timeout_rate=0.0)
+    result = await run(sends, request("us"), attempt=3)
+    assert (result.decision, result.route) == (SendDecision.SENT, "twilio-intl")
+    assert len(await ledger(http, carrier)) == 1
+
+
+@pytest.mark.usefixtures("customers")
+async def test_not_found_counts_only_after_the_lookup_grace(
+    sessions: async_sessionmaker[AsyncSession], router: Router, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """After an ambiguous 5xx, a lookup that finds nothing within Aliyun's 60 s grace fails the
+    attempt retryably (ReconcilePending); after the grace the message is sent, once."""
+    now = [datetime.now(UTC)]
+    sends = SendActivities(sessions, router, link_base_url="https://n.example", clock=lambda: now[0])
+    await configure(http, carrier, failure_rate=1.0)  # isp.SYSTEM_ERROR, HTTP 500: ambiguous
+    with pytest.raises(ApplicationError) as first:
+        await run(sends, request())
+    assert first.value.type == "RetryableProviderError"
+    await configure(http, carrier, failure_rate=0.0)
+    with pytest.raises(ApplicationError) as pending:
+        await run(sends, request(), attempt=2)
+    assert pending.value.type == "ReconcilePending" and not pending.value.non_retryable
+    assert pending.value.next_retry_delay is not None
+    assert await ledger(http, carrier) == []
+    now[0] += timedelta(seconds=61)
+    result = await run(sends, request(), attempt=3)
+    assert result.decision is SendDecision.SENT
+    assert len(await ledger(http, carrier)) == 1
+
+
+def test_never_reached_only_for_connection_failures() -> None:
+    """A refused connection never reached the carrier; a connection dropped mid-request may have,
+    even though the aiohttp transport reports both as connect errors."""
+    import aiohttp
+
+    from activities.send import never_reached
+
+    def mapped(cause: BaseException, kind: type[httpx.HTTPError]) -> httpx.HTTPError:
+        try:
+            raise kind("mapped") from cause
+        except httpx.HTTPError as exc:
+            return exc
+
+    refused = aiohttp.ClientConnectorError(None, OSError(111, "refused"))  # type: ignore[arg-type]
+    assert never_reached(mapped(refused, httpx.ConnectError))
+    assert not never_reached(mapped(aiohttp.ServerDisconnectedError(), httpx.ConnectTimeout))
+    assert not never_reached(httpx.ReadTimeout("slow"))
+    assert never_reached(httpx.ConnectError("plain httpx transport"))

@@ -15,6 +15,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from nudge.routes import RouteConfig, local_routes
 from nudge.settings import Settings
 from nudge.store import JourneyEntry, session_factory
 from nudge.testing import FakeCarrier
@@ -48,6 +49,8 @@ async def gateway(env: WorkflowEnvironment, engine: AsyncEngine, db_url: str) ->
         transactional_task_queue=task_queue,
         default_region="CN",
         journey_overrides={},
+        # The local simulator's routes, plus its native API, whose receipt endpoint some tests use.
+        routes=[*local_routes("http://127.0.0.1:9"), RouteConfig(name="sim", provider="simulator")],
     )
     app = create_app(settings, client=env.client)
     worker = Worker(

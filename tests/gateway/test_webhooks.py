@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from sqlmodel import select
 
 from nudge.models import JourneyResult, MessageStatus
@@ -269,3 +270,36 @@ async def test_receipt_signals_the_waiting_journey(gateway: Gateway, customer_id
     result = await gateway.client.get_workflow_handle(request.workflow_id, result_type=JourneyResult).result()
     assert result.outcome == "completed"
     assert result.messages[0].status is MessageStatus.DELIVERED
+
+
+async def test_simulator_webhook_is_closed_without_a_simulator_route(db_url: str) -> None:
+    """The unsigned simulator endpoint answers 404 unless a simulator route is configured."""
+    from temporalio.client import Client
+
+    from nudge.settings import Settings
+    from starter.gateway import create_app
+    from tests.servers import serve
+
+    settings = Settings(database_url=db_url, routes=[])  # the local routes: no native simulator route
+    client = await Client.connect("127.0.0.1:1", lazy=True)
+    async with serve(create_app(settings, client=client)) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.post(
+            "/v1/webhooks/simulator/status", json={"id": "SIM1", "status": "delivered"}
+        )
+    assert response.status_code == 404
+
+
+def test_gateway_refuses_dev_token_with_real_providers() -> None:
+    """With a real Aliyun route, the development callback token stops the gateway at start."""
+    import pytest as _pytest
+    from pydantic import SecretStr
+
+    from nudge.routes import RouteConfig
+    from nudge.settings import Settings
+    from starter.gateway import _check_callback_token
+
+    real = RouteConfig(name="ali", provider="aliyun", access_key_id="AK", access_key_secret=SecretStr("s"))
+    with _pytest.raises(RuntimeError, match="routes ali send through real providers"):
+        _check_callback_token(Settings(routes=[real]))
+    _check_callback_token(Settings(routes=[real], callback_token=SecretStr("a-real-secret")))
+    _check_callback_token(Settings(routes=[]))  # the local simulator routes are fine
