@@ -34,11 +34,14 @@ MARKETING_SLOTS = 200
 TRANSACTIONAL_SLOTS = 50
 
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.runtime", "nudge")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "nudge")
 )
-"""The sandbox re-imports a workflow's modules for every new workflow run. The journey runtime and
-the shared kernel are deterministic and hold no per-run state, so they are imported once and
-shared: in a profile of the worker under load, re-importing them took a quarter of its CPU."""
+"""The sandbox re-imports a workflow's modules for every new workflow run: in a profile of this
+worker under load, re-creating the three journey classes (``workflow.defn`` and their pydantic
+``Config``) took a quarter of its CPU. The journeys, their runtime and the shared kernel hold no
+module state, so the production worker imports them once. The tests and the replayer run them
+fully sandboxed (``nudge.testing``, ``tests/workflows/test_replay.py``), where the sandbox's
+determinism checks still catch a clock, a random number or I/O in a journey."""
 
 
 def provider_client(settings: Settings) -> httpx.AsyncClient:

@@ -7,6 +7,7 @@ it declared (goal, exit events, ``listens``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -51,6 +52,17 @@ class RouteResult(BaseModel):
         return [t.workflow_id for t in self.touched if t.action != "refused"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A journey instance an event started or joined, to record in ``journey_entry``."""
+
+    workflow_id: str
+    journey: str
+    key: str | None
+    run_id: str | None
+    started: bool
+
+
 class EventRouter:
     def __init__(
         self,
@@ -87,18 +99,16 @@ class EventRouter:
             return RouteResult(event_id=event.event_id, duplicate=True, touched=touched)
 
         result = RouteResult(event_id=event.event_id)
+        entries: list[_Entry] = []
         for journey in self._journeys:
             if event.name == journey.trigger:
-                result.touched.append(await self._enter(journey, event))
+                touch, entry = await self._enter(journey, event)
+                result.touched.append(touch)
+                if entry is not None:
+                    entries.append(entry)
             elif event.name in journey.listened_events():
                 result.touched.extend(await self._signal_running(journey, event))
-        async with self._sessions() as session:
-            await session.exec(
-                update(EventRecord)
-                .where(col(EventRecord.event_id) == event.event_id)
-                .values(workflow_ids=result.workflow_ids)
-            )
-            await session.commit()
+        await self._record(event, entries, result.workflow_ids)
         log.info(
             "event_routed",
             event_id=event.event_id,
@@ -131,7 +141,41 @@ class EventRouter:
                     return False
         return True
 
-    async def _enter(self, journey: type[Journey], event: Event) -> Touch:
+    async def _record(self, event: Event, entries: list[_Entry], workflow_ids: list[str]) -> None:
+        """One transaction for what routing learned: the journey entries and the event's journeys."""
+        for attempt in (1, 2):
+            async with self._sessions() as session:
+                for item in entries:
+                    row = await session.get(JourneyEntry, item.workflow_id)
+                    if row is None:
+                        row = JourneyEntry(
+                            workflow_id=item.workflow_id,
+                            journey=item.journey,
+                            customer_id=event.customer_id,
+                            key=item.key,
+                            run_id=item.run_id,
+                        )
+                    elif item.started:
+                        row.entries += 1
+                        row.entered_at = utcnow()
+                        row.run_id = item.run_id
+                        row.closed = False
+                    session.add(row)
+                await session.exec(
+                    update(EventRecord)
+                    .where(col(EventRecord.event_id) == event.event_id)
+                    .values(workflow_ids=workflow_ids)
+                )
+                try:
+                    await session.commit()
+                    return
+                except IntegrityError:
+                    # A concurrent event recorded the same new entry first; go again as an update.
+                    await session.rollback()
+                    if attempt == 2:
+                        raise
+
+    async def _enter(self, journey: type[Journey], event: Event) -> tuple[Touch, _Entry | None]:
         key: str | None = None
         if journey.key:
             raw = event.properties.get(journey.key)
@@ -141,7 +185,7 @@ class EventRouter:
                     journey=journey.name,
                     action="refused",
                     reason=f"event has no {journey.key!r} property, which {journey.name} is keyed by",
-                )
+                ), None
             key = str(raw)
         workflow_id = journey.workflow_id(event.customer_id, key)
         async with self._reads() as session:
@@ -175,12 +219,12 @@ class EventRouter:
                 if journey.reentry == Reentry.NEVER
                 else f"re-entry cool-down ({journey.reentry}) not over"
             )
-            return Touch(workflow_id=workflow_id, journey=journey.name, action="refused", reason=reason)
+            return Touch(workflow_id=workflow_id, journey=journey.name, action="refused", reason=reason), None
         started = entry is None or entry.run_id != handle.result_run_id
-        await self._record_entry(journey, event, workflow_id, key, handle.result_run_id, started)
-        return Touch(
+        touch = Touch(
             workflow_id=workflow_id, journey=journey.name, action="started" if started else "signalled"
         )
+        return touch, _Entry(workflow_id, journey.name, key, handle.result_run_id, started)
 
     @staticmethod
     def _reuse_policy(reentry: str | timedelta, entry: JourneyEntry | None) -> WorkflowIDReusePolicy:
@@ -189,36 +233,6 @@ class EventRouter:
         if isinstance(reentry, timedelta) and (entry is None or utcnow() - entry.entered_at >= reentry):
             return WorkflowIDReusePolicy.ALLOW_DUPLICATE
         return WorkflowIDReusePolicy.REJECT_DUPLICATE
-
-    async def _record_entry(
-        self,
-        journey: type[Journey],
-        event: Event,
-        workflow_id: str,
-        key: str | None,
-        run_id: str | None,
-        started: bool,
-    ) -> None:
-        async with self._sessions() as session:
-            entry = await session.get(JourneyEntry, workflow_id)
-            if entry is None:
-                entry = JourneyEntry(
-                    workflow_id=workflow_id,
-                    journey=journey.name,
-                    customer_id=event.customer_id,
-                    key=key,
-                    run_id=run_id,
-                )
-            elif started:
-                entry.entries += 1
-                entry.entered_at = utcnow()
-                entry.run_id = run_id
-                entry.closed = False
-            session.add(entry)
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()  # a concurrent event recorded the same entry
 
     async def _signal_running(self, journey: type[Journey], event: Event) -> list[Touch]:
         async with self._reads() as session:

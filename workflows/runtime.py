@@ -234,6 +234,8 @@ class Journey:
         self._records: dict[str, SentMessage] = {}
         self._seq = 0
         self._variant: str | None = None
+        self._lean = False
+        """Upsert NudgeStep only where a journey parks, not for transient steps (set in ``_run``)."""
 
     # ----- the building blocks ------------------------------------------------------------
 
@@ -315,7 +317,7 @@ class Journey:
         """
         self._seq += 1
         step = f"send:{template}"
-        self._set_step(step, f"sending {template}")
+        self._set_step(step, f"sending {template}", transient=True)
         info = workflow.info()
         request = SendRequest(
             idempotency_key=f"{info.workflow_id}/{info.first_execution_run_id}/{self._seq}",
@@ -436,16 +438,31 @@ class Journey:
             return False
         return True
 
-    def _set_step(self, step: str, detail: str) -> None:
+    def _set_step(self, step: str, detail: str, *, transient: bool = False, **extra: str) -> None:
+        """Record the step for the ``state`` query and the UI's current details, and upsert it
+        as the NudgeStep search attribute. Every upsert is a visibility write on the server, so a
+        transient step (a send, over in milliseconds) is not upserted; where a journey parks is."""
         self._state.step = step
         self._state.detail = detail
-        workflow.upsert_search_attributes([SA_STEP.value_set(step)])
+        if not (transient and self._lean):
+            pairs = [SA_STEP.value_set(step)]
+            if extra.get("outcome"):
+                pairs.append(SA_OUTCOME.value_set(extra["outcome"]))
+            workflow.upsert_search_attributes(pairs)
         workflow.set_current_details(f"**{self.name}** for `{self.customer_id}`: {detail}")
 
     async def _run(self) -> JourneyResult:
-        workflow.upsert_search_attributes(
-            [SA_JOURNEY.value_set(self.name), SA_CUSTOMER.value_set(self.customer_id)]
-        )
+        self._lean = workflow.patched("lean-search-attributes")
+        present = workflow.info().typed_search_attributes
+        if not (
+            self._lean
+            and present.get(SA_JOURNEY) == self.name
+            and present.get(SA_CUSTOMER) == self.customer_id
+        ):
+            # The gateway sets these when it starts the journey; upsert only when it did not.
+            workflow.upsert_search_attributes(
+                [SA_JOURNEY.value_set(self.name), SA_CUSTOMER.value_set(self.customer_id)]
+            )
         await workflow.wait_condition(lambda: self._trigger is not None or self._ending is not None)
         started = workflow.now()
         outcome: str = "completed"
@@ -468,8 +485,11 @@ class Journey:
                 outcome, reason = self._ending
         self._state.outcome, self._state.reason = outcome, reason
         step = f"done:{outcome}"
-        self._set_step(step, f"{outcome}" + (f" ({reason})" if reason else ""))
-        workflow.upsert_search_attributes([SA_OUTCOME.value_set(outcome)])
+        if self._lean:
+            self._set_step(step, f"{outcome}" + (f" ({reason})" if reason else ""), outcome=outcome)
+        else:
+            self._set_step(step, f"{outcome}" + (f" ({reason})" if reason else ""))
+            workflow.upsert_search_attributes([SA_OUTCOME.value_set(outcome)])
         workflow.logger.info("journey ended: %s %s", outcome, reason or "")
         return JourneyResult(
             outcome=outcome,  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -22,8 +23,9 @@ OUT = Path(__file__).parent / "histories"
 
 
 async def cart_clicked_then_converted(tester: JourneyTester) -> JourneyRun:
+    customer = f"h1-{uuid.uuid4().hex[:4]}"  # the same recorder runs twice in one session
     run = await tester.start(
-        CartAbandonment, customer="h1", cart_id="k1", profile=Profile(customer_id="h1", name="Ada")
+        CartAbandonment, customer=customer, cart_id="k1", profile=Profile(customer_id=customer, name="Ada")
     )
     await run.advance(hours=1)
     await run.click(run.sent[-1])
@@ -37,7 +39,9 @@ async def cart_no_reaction(tester: JourneyTester) -> JourneyRun:
 
 
 async def payment_delivered(tester: JourneyTester) -> JourneyRun:
-    run = await tester.start(PaymentSuccess, customer="h5", order_id="o5", amount="9.90")
+    run = await tester.start(
+        PaymentSuccess, customer=f"h5-{uuid.uuid4().hex[:4]}", order_id="o5", amount="9.90"
+    )
     await run.receipt(run.sent[0], MessageStatus.DELIVERED)
     return run
 
@@ -52,7 +56,7 @@ async def payment_deferred_then_delivered(tester: JourneyTester) -> JourneyRun:
 
 
 async def onboarding_new_customer(tester: JourneyTester) -> JourneyRun:
-    return await tester.start(Onboarding, customer="h4")
+    return await tester.start(Onboarding, customer=f"h4-{uuid.uuid4().hex[:4]}")
 
 
 RECORDERS: dict[str, Callable[[JourneyTester], Awaitable[JourneyRun]]] = {
@@ -61,6 +65,10 @@ RECORDERS: dict[str, Callable[[JourneyTester], Awaitable[JourneyRun]]] = {
     "payment_success__delivered": payment_delivered,
     "payment_success__deferred_then_delivered": payment_deferred_then_delivered,
     "onboarding__new_customer": onboarding_new_customer,
+    # Recorded after the lean-search-attributes patch (transient steps no longer upserted).
+    "cart_abandonment__clicked_then_converted_lean": cart_clicked_then_converted,
+    "payment_success__delivered_lean": payment_delivered,
+    "onboarding__new_customer_lean": onboarding_new_customer,
 }
 
 
