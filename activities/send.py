@@ -23,9 +23,10 @@ from typing import Any
 
 import aiohttp
 import httpx
+from sqlalchemy import case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -333,46 +334,54 @@ class SendActivities:
         return row
 
     async def _record_submission(self, message_id: str, route: Route, submission: Submission) -> Message:
-        """Mark the message submitted, and apply any receipt that arrived before this answer."""
+        """Mark the message submitted, and apply any receipt that arrived before this answer.
+
+        Write-only statements (no read first): on SQLite a transaction holds the database's one
+        write lock from its first statement, and a send must not keep the transactional lane
+        waiting behind reads.
+        """
+        values: dict[str, Any] = {
+            "provider": submission.provider,
+            "route": route.name,
+            "reason": None,
+            "defer_until": None,
+            "updated_at": utcnow(),
+            # A receipt matched by our own id (Aliyun's OutId) may already have moved it on.
+            "status": case(
+                (col(Message.status) == MessageStatus.PENDING.value, MessageStatus.SUBMITTED.value),
+                else_=col(Message.status),
+            ),
+        }
+        if submission.provider_message_id:
+            values["provider_message_id"] = submission.provider_message_id
+        if submission.segments:
+            values["segments"] = submission.segments
+            values["cost"] = round(submission.segments * route.config.cost_per_segment, 6)
         async with self._sessions() as session:
-            message = await session.get(Message, message_id)
-            assert message is not None
-            message.provider = submission.provider
-            message.provider_message_id = submission.provider_message_id or message.provider_message_id
-            message.route = route.name
-            message.reason = None
-            message.defer_until = None
-            if submission.segments:
-                message.segments = submission.segments
-                message.cost = round(submission.segments * route.config.cost_per_segment, 6)
-            status = MessageStatus(message.status)
-            if status == MessageStatus.PENDING:
-                status = MessageStatus.SUBMITTED
+            await session.exec(update(Message).where(col(Message.id) == message_id).values(**values))
             session.add(
                 MessageStatusChange(
                     message_id=message_id,
                     provider=submission.provider,
                     provider_message_id=submission.provider_message_id,
                     status=MessageStatus.SUBMITTED,
-                    applied=message.status == MessageStatus.PENDING,
+                    applied=True,
                 )
             )
-            message.status = status
-            await attach_unmatched(session, message)
-            message.updated_at = utcnow()
-            session.add(message)
             await session.commit()
-        if message.provider_message_id and submission.provider:
-            # A receipt committed while we were recording (and that could not see our row yet).
+        if submission.provider_message_id:
+            # Receipts that came before the provider's id was stored are waiting unmatched.
             async with self._reads() as session:
-                late = await has_unmatched(session, submission.provider, message.provider_message_id)
-            if late:
+                early = await has_unmatched(session, submission.provider, submission.provider_message_id)
+            if early:
                 async with self._sessions() as session:
                     row = await session.get(Message, message_id)
                     assert row is not None
                     await attach_unmatched(session, row)
                     await session.commit()
-                    message = row
+        async with self._reads() as session:
+            message = await session.get(Message, message_id)
+        assert message is not None
         return message
 
     async def _record_failure(self, message: Message, exc: PermanentProviderError) -> Message:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -55,9 +56,24 @@ class Feedback:
         yet (``send_message`` applies it when it records the provider's answer). A message is
         found by our id, or by the provider's id and the number (an Aliyun batch shares one id).
         """
-        async with self._sessions() as session:
+        # Find the message without a lock, then write only: on SQLite a transaction holds the
+        # one write lock from its first statement, and receipts arrive as fast as sends go out.
+        async with self._reads() as session:
             message = await self._match(session, provider, message_id, provider_message_id, to)
-            applied = message is not None and status.rank > MessageStatus(message.status).rank
+        applied = False
+        async with self._sessions() as session:
+            if message is not None:
+                behind = [s.value for s in MessageStatus if s.rank < status.rank]
+                moved = await session.exec(
+                    update(Message)
+                    .where(col(Message.id) == message.id, col(Message.status).in_(behind))
+                    .values(
+                        status=status.value,
+                        error_code=func.coalesce(error_code, col(Message.error_code)),
+                        updated_at=utcnow(),
+                    )
+                )
+                applied = moved.rowcount == 1
             session.add(
                 MessageStatusChange(
                     message_id=message.id if message else None,
@@ -70,14 +86,9 @@ class Feedback:
                     raw=raw,
                 )
             )
-            if message is not None and applied:
-                message.status = status
-                message.error_code = error_code or message.error_code
-                message.updated_at = utcnow()
-                session.add(message)
             await session.commit()
-            notify = message is not None and applied and message.notify_receipt
-            workflow_id = message.workflow_id if message else None
+        notify = message is not None and applied and message.notify_receipt
+        workflow_id = message.workflow_id if message else None
         if message is None and provider_message_id:
             # The send may have been recorded while we stored this (it could not see our row).
             message, applied = await self._attach_late(provider, provider_message_id)
