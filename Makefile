@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy nudge workflows activities starter simulator worker.py
 
-## bench: journeys/s under a backlog, then event -> provider latency at 10 events/s (prints, writes bench/results/)
+## bench: journeys/s under a backlog, then event -> provider latency at 10 events/s, each next to a raw-Temporal baseline (prints, writes bench/results/)
 bench: $(STAMP)
 	$(BIN)/python -m bench.raw --events 500
 	$(BIN)/python -m bench.journeys --events 500

@@ -42,7 +42,7 @@ from nudge.errors import (
 )
 from nudge.logging import get_logger
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
-from nudge.phone import mask
+from nudge.phone import mask, phone_hash
 from nudge.receipts import attach_unmatched, has_unmatched
 from nudge.segments import count_billed_segments
 from nudge.store import Customer, Link, Message, MessageStatusChange, Suppression, read_sessions, utcnow
@@ -53,6 +53,7 @@ _URL = re.compile(r"^https?://\S+$")
 NOT_SENT = "not_sent:"
 """Reason prefix of a pending message that an attempt knows did not reach the provider."""
 DEFERRED = "deferred:"
+SUPPRESSED = "suppressed"
 
 
 class SendActivities:
@@ -85,6 +86,8 @@ class SendActivities:
         if message.status != MessageStatus.PENDING:
             return self._result(message)
 
+        if _is_marketing(request, template) and message.to and await self._suppressed(message.to):
+            return self._result(await self._block(message.id, SUPPRESSED))
         if customer is None:
             customer = await self._customer(message.customer_id)
         recipient = _recipient(message.to or "", customer)
@@ -213,6 +216,10 @@ class SendActivities:
         async with self._reads() as session:
             result = await session.exec(select(Message).where(Message.idempotency_key == key))
             return result.first()
+
+    async def _suppressed(self, to: str) -> bool:
+        async with self._reads() as session:
+            return await session.get(Suppression, phone_hash(to)) is not None
 
     async def _customer(self, customer_id: str) -> Customer | None:
         async with self._reads() as session:
@@ -403,8 +410,12 @@ class SendActivities:
                     raw={"message": str(exc)},
                 )
             )
-            if exc.opted_out and row.to and await session.get(Suppression, row.to) is None:
-                session.add(Suppression(phone=row.to, reason=f"provider:{exc.code}", source=exc.provider))
+            if exc.opted_out and row.to and await session.get(Suppression, phone_hash(row.to)) is None:
+                session.add(
+                    Suppression(
+                        phone_hash=phone_hash(row.to), reason=f"provider:{exc.code}", source=exc.provider
+                    )
+                )
             await session.commit()
         log.warning(
             "message_rejected",
@@ -433,6 +444,8 @@ class SendActivities:
         status = MessageStatus(message.status)
         if status == MessageStatus.PENDING and message.defer_until is not None:
             decision = SendDecision.DEFERRED
+        elif status == MessageStatus.BLOCKED and message.reason == SUPPRESSED:
+            decision = SendDecision.SUPPRESSED
         elif status in (MessageStatus.BLOCKED, MessageStatus.FAILED, MessageStatus.PENDING):
             decision = SendDecision.BLOCKED
         else:
@@ -461,6 +474,12 @@ def never_reached(exc: httpx.HTTPError) -> bool:
     if isinstance(cause, aiohttp.ClientError):
         return isinstance(cause, aiohttp.ClientConnectorError)
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def _is_marketing(request: SendRequest, template: Template) -> bool:
+    """Marketing when the template or the journey is: a payment template inside a marketing
+    journey still respects an opt-out."""
+    return Category.MARKETING in (request.category, template.category)
 
 
 def _template(code: str) -> Template:

@@ -105,6 +105,8 @@ class SendDecision(StrEnum):
     BLOCKED = "blocked"
     DEFERRED = "deferred"
     """Not now: try again at ``SendResult.retry_at`` (a frequency limit, later quiet hours)."""
+    SUPPRESSED = "suppressed"
+    """The number opted out of marketing (a STOP reply, a provider's opt-out)."""
 
 
 class SendResult(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import phonenumbers
@@ -37,3 +38,9 @@ def mask(number: str) -> str:
 def mask_in_text(text: str) -> str:
     """Mask every phone-number-looking run of digits inside free text."""
     return _DIGITS.sub(lambda m: mask(re.sub(r"[\s\-()]", "", m.group(0))), text)
+
+
+def phone_hash(e164: str) -> str:
+    """A stable hash of a number: the suppression list keeps this, not the number, so it outlives
+    the customer's deletion without keeping their number."""
+    return hashlib.sha256(f"nudge-suppression:{e164}".encode()).hexdigest()

@@ -166,9 +166,13 @@ class InboundMessage(SQLModel, table=True):
 
 
 class Suppression(SQLModel, table=True):
-    """A number that must not get marketing messages, and why (a STOP reply, a provider's opt-out)."""
+    """A number that must not get marketing messages, and why (a STOP reply, a provider's opt-out).
 
-    phone: str = Field(primary_key=True)
+    Keyed by ``nudge.phone.phone_hash``: it survives the customer's deletion without the number.
+    """
+
+    __tablename__ = "suppressed_number"
+    phone_hash: str = Field(primary_key=True, max_length=64)
     reason: str
     source: str
     created_at: datetime = _ts(nullable=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
 from nudge.models import MessageStatus, MessageUpdate
-from nudge.phone import mask
+from nudge.phone import mask, phone_hash
 from nudge.receipts import attach_unmatched
 from nudge.store import (
     Click,
@@ -33,7 +34,15 @@ log = get_logger(__name__)
 
 
 class Feedback:
-    def __init__(self, *, client: Client, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        *,
+        client: Client,
+        sessions: async_sessionmaker[AsyncSession],
+        on_opt_out: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._on_opt_out = on_opt_out
+        """Called with (number, reply id) after a new STOP-type reply: ends marketing journeys."""
         self._client = client
         self._sessions = sessions
         self._reads = read_sessions(sessions)
@@ -185,12 +194,24 @@ class Feedback:
                 await session.rollback()
                 log.info("reply_duplicate", provider=provider, provider_ref=provider_ref)
                 return False, keyword
-            if keyword == "stop" and await session.get(Suppression, from_number) is None:
+            if keyword == "start":
+                # START, UNSTOP, YES: the customer subscribes again.
+                existing = await session.get(Suppression, phone_hash(from_number))
+                if existing is not None:
+                    await session.delete(existing)
+                    await session.commit()
+            if keyword == "stop" and await session.get(Suppression, phone_hash(from_number)) is None:
                 session.add(
-                    Suppression(phone=from_number, reason=f"reply:{text.strip()[:20]}", source=provider)
+                    Suppression(
+                        phone_hash=phone_hash(from_number),
+                        reason=f"reply:{text.strip()[:20]}",
+                        source=provider,
+                    )
                 )
                 await session.commit()
         log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
+        if keyword == "stop" and self._on_opt_out is not None:
+            await self._on_opt_out(from_number, f"{provider}:{provider_ref}")
         return True, keyword
 
     async def click(self, code: str, *, user_agent: str | None) -> str | None:

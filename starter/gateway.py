@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 from temporalio.client import Client
 
 from nudge.errors import InvalidPhoneNumber
@@ -28,7 +29,7 @@ from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
 from starter.webhooks import router as webhooks
 from workflows import JOURNEYS
-from workflows.runtime import Journey
+from workflows.runtime import OPTED_OUT, Journey
 
 log = get_logger(__name__)
 
@@ -96,7 +97,22 @@ class Services:
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
         )
-        self.feedback = Feedback(client=client, sessions=self.sessions)
+        self.feedback = Feedback(client=client, sessions=self.sessions, on_opt_out=self.opted_out)
+
+    async def opted_out(self, number: str, reply_id: str) -> None:
+        """A STOP-type reply: every customer with this number leaves their marketing journeys
+        (the ``opted_out`` event, which marketing journeys listen for)."""
+        async with read_sessions(self.sessions)() as session:
+            customers = (await session.exec(select(Customer.id).where(Customer.phone == number))).all()
+        for customer_id in customers:
+            await self.router.route(
+                Event(
+                    event_id=f"opted_out:{reply_id}:{customer_id}",
+                    customer_id=customer_id,
+                    name=OPTED_OUT,
+                    properties={"reply": reply_id},
+                )
+            )
 
 
 def get_services(request: Request) -> Services:

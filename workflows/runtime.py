@@ -51,6 +51,9 @@ with workflow.unsafe.imports_passed_through():
         SentMessage,
     )
 
+OPTED_OUT = "opted_out"
+"""The event the gateway signals to a customer's marketing journeys when they opt out."""
+
 SA_JOURNEY = SearchAttributeKey.for_keyword("NudgeJourney")
 SA_CUSTOMER = SearchAttributeKey.for_keyword("NudgeCustomerId")
 SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")
@@ -215,7 +218,8 @@ class Journey:
     @classmethod
     def listened_events(cls) -> frozenset[str]:
         """Every event name a running instance of this journey wants to be signalled."""
-        return frozenset({cls.goal} if cls.goal else set()) | cls.exit_on | cls.listens
+        opt_out = {OPTED_OUT} if cls.category is Category.MARKETING else set()
+        return frozenset({cls.goal} if cls.goal else set()) | cls.exit_on | cls.listens | opt_out
 
     @classmethod
     def workflow_id(cls, customer_id: str, key: str | None = None) -> str:
@@ -400,6 +404,9 @@ class Journey:
             self._trigger = event
         elif event.name == self.goal:
             self._ending = self._ending or ("converted", event.name)
+        elif event.name == OPTED_OUT and self.category is Category.MARKETING:
+            # The customer replied STOP (or 退订, R...): marketing journeys end at once.
+            self._ending = self._ending or ("exited", OPTED_OUT)
         elif event.name in self.exit_on:
             self._ending = self._ending or ("exited", f"event:{event.name}")
         else:

@@ -23,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.routing import BreakerState, Router, build_router
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.phone import phone_hash
 from nudge.routes import DEV_ALIYUN_KEYS, local_routes
 from nudge.store import Customer, Message, Suppression
 from simulator.app import SimConfig, create_app
@@ -200,7 +201,7 @@ async def test_twilio_opt_out_blocks_and_suppresses(
     result = await run(sends, request("us"))
     assert (result.decision, result.reason) == (SendDecision.BLOCKED, "provider:21610")
     async with sessions() as session:
-        suppression = await session.get(Suppression, US)
+        suppression = await session.get(Suppression, phone_hash(US))
     assert suppression is not None and suppression.reason == "provider:21610"
 
 
@@ -319,3 +320,26 @@ def test_never_reached_only_for_connection_failures() -> None:
     assert not never_reached(mapped(aiohttp.ServerDisconnectedError(), httpx.ConnectTimeout))
     assert not never_reached(httpx.ReadTimeout("slow"))
     assert never_reached(httpx.ConnectError("plain httpx transport"))
+
+
+@pytest.mark.usefixtures("customers")
+async def test_suppressed_number_gets_no_marketing_but_transactional(
+    sends: SendActivities, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier: str
+) -> None:
+    """A number on the suppression list (stored hashed) gets no marketing message; a payment
+    confirmation still goes out."""
+    async with sessions() as session:
+        session.add(Suppression(phone_hash=phone_hash(CN), reason="reply:STOP", source="aliyun"))
+        await session.commit()
+    marketing = await run(
+        sends,
+        request(
+            template="cart_reminder",
+            params={"name": "Ada", "cart_url": "https://shop.example.com/c"},
+            category=Category.MARKETING,
+        ),
+    )
+    assert (marketing.decision, marketing.reason) == (SendDecision.SUPPRESSED, "suppressed")
+    confirmation = await run(sends, request(idempotency_key="k-txn"))
+    assert confirmation.decision is SendDecision.SENT
+    assert [e["template_code"] for e in await ledger(http, carrier)] == ["SMS_480003"]

@@ -11,6 +11,7 @@ import httpx
 from sqlmodel import select
 
 from nudge.models import JourneyResult, MessageStatus
+from nudge.phone import phone_hash
 from nudge.routes import DEV_TWILIO_ACCOUNTS
 from nudge.signing import twilio_signature
 from nudge.store import InboundMessage, Message, MessageStatusChange, Suppression
@@ -178,7 +179,7 @@ async def test_twilio_inbound_stop_is_stored_once_and_suppresses(gateway: Gatewa
         replies = (
             await session.exec(select(InboundMessage).where(InboundMessage.from_number == number))
         ).all()
-        suppression = await session.get(Suppression, number)
+        suppression = await session.get(Suppression, phone_hash(number))
     assert [(r.keyword, r.text) for r in replies] == [("stop", " stop ")]
     assert suppression is not None and suppression.source == "twilio"
 
@@ -214,7 +215,7 @@ async def test_tencent_report_and_reply(gateway: Gateway, customer_id: str) -> N
     response = await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/reply", json=[reply])
     assert response.json() == {"result": 0, "errmsg": "OK"}
     async with gateway.sessions() as session:
-        assert await session.get(Suppression, f"+86{mobile}") is not None
+        assert await session.get(Suppression, phone_hash(f"+86{mobile}")) is not None
     forged = await gateway.http.post("/v1/webhooks/tencent/wrong/reply", json=[reply])
     assert forged.status_code == 403
 
@@ -303,3 +304,28 @@ def test_gateway_refuses_dev_token_with_real_providers() -> None:
         _check_callback_token(Settings(routes=[real]))
     _check_callback_token(Settings(routes=[real], callback_token=SecretStr("a-real-secret")))
     _check_callback_token(Settings(routes=[]))  # the local simulator routes are fine
+
+
+async def test_stop_reply_ends_marketing_journeys_and_start_resubscribes(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """STOP from a customer's number: the number is suppressed (hashed), their running marketing
+    journey exits as opted_out; START removes the suppression again."""
+    number = f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    r = await gateway.http.put(f"/v1/customers/{customer_id}", json={"id": customer_id, "phone": number})
+    assert r.status_code == 200, r.text
+    await gateway.http.post("/v1/events", json=event(customer_id, "cart_abandoned", cart_id="k1"))
+    form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": number, "Body": "STOP"}
+    assert (await post_twilio(gateway, "/v1/webhooks/twilio/inbound", form)).status_code == 200
+
+    workflow_id = f"journey:cart_abandonment:{customer_id}:k1"
+    result = await gateway.client.get_workflow_handle(workflow_id, result_type=JourneyResult).result()
+    assert (result.outcome, result.reason) == ("exited", "opted_out")
+    async with gateway.sessions() as session:
+        assert await session.get(Suppression, phone_hash(number)) is not None
+        assert await session.get(Suppression, number) is None  # never the number itself
+
+    start = form | {"MessageSid": "SM" + uuid.uuid4().hex, "Body": "start"}
+    assert (await post_twilio(gateway, "/v1/webhooks/twilio/inbound", start)).status_code == 200
+    async with gateway.sessions() as session:
+        assert await session.get(Suppression, phone_hash(number)) is None

@@ -91,3 +91,14 @@ async def test_cart_abandonment_config_override_shrinks_delays(journeys: Journey
     run = await journeys.start(CartAbandonment, customer="c8", cart_id="k8", config={"first_wait": "PT10S"})
     await run.advance(seconds=11)
     assert run.sent_templates == ["cart_reminder"]
+
+
+async def test_opted_out_event_ends_marketing_journey(journeys: JourneyTester) -> None:
+    """A STOP reply reaches a waiting marketing journey as opted_out: it exits at once."""
+    run = await journeys.start(CartAbandonment, customer="stop1", cart_id="k1")
+    await run.advance(hours=1)
+    assert run.sent_templates == ["cart_reminder"]
+    await run.event("opted_out")
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("exited", "opted_out")
+    assert "opted_out" in CartAbandonment.listened_events()

@@ -146,3 +146,9 @@ async def test_payment_success_without_receipt_wait_completes_on_send(journeys: 
     result = await run.result()
     assert result.outcome == "completed"
     assert run.requests[0].notify_receipt is False
+
+
+def test_transactional_journeys_do_not_listen_for_opt_outs() -> None:
+    """An opt-out is about marketing: payment confirmations are not signalled with it."""
+    assert "opted_out" not in PaymentSuccess.listened_events()
+    assert "opted_out" in Onboarding.listened_events()
