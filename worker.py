@@ -94,7 +94,11 @@ async def build_workers(
         await init_db(engine)
         sessions = session_factory(engine)
         sends = SendActivities(
-            sessions, router, link_base_url=settings.gateway_url, status_callbacks=status_callbacks(settings)
+            sessions,
+            router,
+            link_base_url=settings.gateway_url,
+            status_callbacks=status_callbacks(settings),
+            quiet_hours=settings.quiet_hours,
         )
         activities: list[Callable[..., Any]] = [sends.send_message, CrmActivities(sessions).get_profile]
         workers.append(

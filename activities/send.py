@@ -43,6 +43,7 @@ from nudge.errors import (
 from nudge.logging import get_logger
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import mask, phone_hash
+from nudge.quiet_hours import DEFAULT_WINDOWS, Window, next_allowed
 from nudge.receipts import attach_unmatched, has_unmatched
 from nudge.segments import count_billed_segments
 from nudge.store import Customer, Link, Message, MessageStatusChange, Suppression, read_sessions, utcnow
@@ -66,8 +67,10 @@ class SendActivities:
         *,
         link_base_url: str,
         status_callbacks: Mapping[str, str] | None = None,
+        quiet_hours: Mapping[str, Window] = DEFAULT_WINDOWS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._windows = dict(quiet_hours)
         self._sessions = sessions
         self._reads = read_sessions(sessions)
         self._router = router
@@ -86,10 +89,20 @@ class SendActivities:
         if message.status != MessageStatus.PENDING:
             return self._result(message)
 
-        if _is_marketing(request, template) and message.to and await self._suppressed(message.to):
+        marketing = _is_marketing(request, template)
+        if marketing and message.to and await self._suppressed(message.to):
             return self._result(await self._block(message.id, SUPPRESSED))
         if customer is None:
             customer = await self._customer(message.customer_id)
+        if marketing and message.to:
+            opens = next_allowed(
+                self._clock(),
+                message.to,
+                profile_zone=customer.timezone if customer else None,
+                windows=self._windows,
+            )
+            if opens is not None:
+                return self._result(await self._defer(message.id, "quiet_hours", opens))
         recipient = _recipient(message.to or "", customer)
         if not fresh and message.route and message.reason is None:
             # An earlier attempt called this route and never learned the answer.
@@ -123,7 +136,7 @@ class SendActivities:
                 continue  # refused outright: the next route is safe
             except DeferredProviderError as exc:
                 route.breaker.record_success()
-                return self._result(await self._defer(message.id, exc))
+                return self._result(await self._defer(message.id, exc.code, exc.retry_at))
             except PermanentProviderError as exc:
                 route.breaker.record_success()
                 return self._result(await self._record_failure(message, exc))
@@ -328,16 +341,16 @@ class SendActivities:
         log.warning("message_blocked", message_id=message_id, reason=reason)
         return row
 
-    async def _defer(self, message_id: str, exc: DeferredProviderError) -> Message:
+    async def _defer(self, message_id: str, code: str, retry_at: datetime) -> Message:
         async with self._sessions() as session:
             row = await session.get(Message, message_id)
             assert row is not None
-            row.reason = f"{DEFERRED}{exc.code}"
-            row.defer_until = exc.retry_at
+            row.reason = f"{DEFERRED}{code}"
+            row.defer_until = retry_at
             row.updated_at = utcnow()
             session.add(row)
             await session.commit()
-        log.info("message_deferred", message_id=message_id, code=exc.code, until=exc.retry_at.isoformat())
+        log.info("message_deferred", message_id=message_id, code=code, until=retry_at.isoformat())
         return row
 
     async def _record_submission(self, message_id: str, route: Route, submission: Submission) -> Message:

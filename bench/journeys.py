@@ -25,6 +25,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from starter.demo import PLAYGROUND_ENV
 from starter.stack import Ports, Stack
 
 
@@ -112,6 +113,7 @@ def main() -> None:
         env_overrides={
             "NUDGE_LOG_LEVEL": "WARNING",
             "NUDGE_JOURNEY_OVERRIDES": json.dumps({"payment_success": {"await_receipt": args.await_receipt}}),
+            "NUDGE_QUIET_HOURS": PLAYGROUND_ENV["NUDGE_QUIET_HOURS"],
         },
     )
     try:

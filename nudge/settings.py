@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.routes import RouteConfig, local_routes
 
 SEARCH_ATTRIBUTES: dict[str, str] = {
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     """Provider routes as a JSON list (see README, "Providers"). Empty means the local simulator's."""
     callback_token: SecretStr = SecretStr(DEV_CALLBACK_TOKEN)
     """Secret path segment of the Aliyun and Tencent receipt URLs (they do not sign their pushes)."""
+    quiet_hours: Annotated[dict[str, Window], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_WINDOWS))
+    """Marketing send windows by country calling code (``*`` for the rest), as JSON, e.g.
+    ``{"86": {"start": "08:00", "end": "20:00", "zone": "Asia/Shanghai"},
+    "*": {"start": "09:00", "end": "20:00"}}``. A window without a zone is the recipient's."""
     breaker_threshold: int = 5
     """Retryable failures in a row that open a route's circuit breaker."""
     breaker_cooldown: timedelta = timedelta(seconds=30)
@@ -78,6 +83,13 @@ class Settings(BaseSettings):
     send_timeout: timedelta = timedelta(seconds=10)
     """HTTP timeout of a provider call; well under the send activity's 30 s, so a slow provider
     fails as a timeout (counted by its circuit breaker) instead of a cancelled activity."""
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _parse_quiet_hours(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else dict(DEFAULT_WINDOWS)
+        return value
 
     @field_validator("routes", mode="before")
     @classmethod

@@ -57,11 +57,11 @@ def up(
     Starts the Temporal dev server (UI on :8233), the worker, the gateway (:8000) and the
     carrier simulator (:8100). State is kept in [bold].nudge/[/] and reused on the next run.
     """
-    from starter.demo import DEMO_OVERRIDES
+    from starter.demo import PLAYGROUND_ENV
     from starter.stack import Ports, Stack, StackError
 
     settings = get_settings()
-    overrides = {} if real_delays else {"NUDGE_JOURNEY_OVERRIDES": json.dumps(DEMO_OVERRIDES)}
+    overrides = {} if real_delays else dict(PLAYGROUND_ENV)
     stack = Stack(
         state_dir=settings.state_dir.resolve(),
         ports=Ports(
@@ -109,14 +109,14 @@ def demo(
 
     Uses free ports and a temporary state directory, so it runs beside `nudge up`.
     """
-    from starter.demo import DEMO_OVERRIDES
+    from starter.demo import PLAYGROUND_ENV
     from starter.stack import Ports, Stack, StackError
 
     state_dir = Path(tempfile.mkdtemp(prefix="nudge-demo-"))
     stack = Stack(
         state_dir=state_dir,
         ports=Ports.free(),
-        env_overrides={"NUDGE_JOURNEY_OVERRIDES": json.dumps(DEMO_OVERRIDES)},
+        env_overrides=dict(PLAYGROUND_ENV),
         ui=False,
     )
     ok = False

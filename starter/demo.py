@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from nudge.models import JourneyResult
+from nudge.quiet_hours import ALWAYS_OPEN
 from workflows import CartAbandonment, Onboarding, PaymentSuccess
 
 DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -33,6 +35,13 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
     PaymentSuccess.name: {"receipt_window": "PT20S"},
 }
 """Journey delays shrunk to seconds: the same journeys, configured, not patched."""
+
+PLAYGROUND_ENV: dict[str, str] = {
+    "NUDGE_JOURNEY_OVERRIDES": json.dumps(DEMO_OVERRIDES),
+    # A playground runs at any hour: quiet hours would park its marketing messages until morning.
+    "NUDGE_QUIET_HOURS": json.dumps({k: v.model_dump(mode="json") for k, v in ALWAYS_OPEN.items()}),
+}
+"""The environment ``nudge up`` and ``nudge demo`` give the stack."""
 
 
 @dataclass(frozen=True)

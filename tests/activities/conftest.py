@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.routing import build_router
 from activities.send import SendActivities
+from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import RouteConfig
 from nudge.store import session_factory
 from simulator.app import SimConfig, create_app
@@ -79,4 +80,4 @@ def sends(
         http,
         simulator_callback="http://127.0.0.1:9/v1/webhooks/simulator/status",
     )
-    return SendActivities(sessions, router, link_base_url=LINK_BASE_URL)
+    return SendActivities(sessions, router, link_base_url=LINK_BASE_URL, quiet_hours=ALWAYS_OPEN)

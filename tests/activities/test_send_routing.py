@@ -24,6 +24,7 @@ from activities.routing import BreakerState, Router, build_router
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import phone_hash
+from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import DEV_ALIYUN_KEYS, local_routes
 from nudge.store import Customer, Message, Suppression
 from simulator.app import SimConfig, create_app
@@ -59,6 +60,7 @@ def sends(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendAct
         router,
         link_base_url="https://nudge.example.com",
         status_callbacks={"twilio": "https://nudge.example.com/v1/webhooks/twilio/status"},
+        quiet_hours=ALWAYS_OPEN,
     )
 
 
@@ -285,7 +287,9 @@ async def test_not_found_counts_only_after_the_lookup_grace(
     """After an ambiguous 5xx, a lookup that finds nothing within Aliyun's 60 s grace fails the
     attempt retryably (ReconcilePending); after the grace the message is sent, once."""
     now = [datetime.now(UTC)]
-    sends = SendActivities(sessions, router, link_base_url="https://n.example", clock=lambda: now[0])
+    sends = SendActivities(
+        sessions, router, link_base_url="https://n.example", clock=lambda: now[0], quiet_hours=ALWAYS_OPEN
+    )
     await configure(http, carrier, failure_rate=1.0)  # isp.SYSTEM_ERROR, HTTP 500: ambiguous
     with pytest.raises(ApplicationError) as first:
         await run(sends, request())
@@ -343,3 +347,26 @@ async def test_suppressed_number_gets_no_marketing_but_transactional(
     confirmation = await run(sends, request(idempotency_key="k-txn"))
     assert confirmation.decision is SendDecision.SENT
     assert [e["template_code"] for e in await ledger(http, carrier)] == ["SMS_480003"]
+
+
+@pytest.mark.usefixtures("customers")
+async def test_quiet_hours_defer_marketing_not_transactional(
+    sessions: async_sessionmaker[AsyncSession], router: Router, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """At 01:00 in Shanghai a cart reminder is deferred until 08:00 there; a payment confirmation
+    goes out at once; after 08:00 the deferred reminder goes out, once."""
+    now = [datetime(2026, 11, 25, 17, 0, tzinfo=UTC)]  # 01:00 in Shanghai
+    sends = SendActivities(sessions, router, link_base_url="https://n.example", clock=lambda: now[0])
+    reminder = request(
+        template="cart_reminder",
+        params={"name": "Ada", "cart_url": "https://shop.example.com/c"},
+        category=Category.MARKETING,
+    )
+    deferred = await run(sends, reminder)
+    assert (deferred.decision, deferred.reason) == (SendDecision.DEFERRED, "deferred:quiet_hours")
+    assert deferred.retry_at == datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+    assert (await run(sends, request(idempotency_key="txn"))).decision is SendDecision.SENT
+    now[0] = datetime(2026, 11, 26, 0, 1, tzinfo=UTC)
+    sent = await run(sends, reminder)
+    assert (sent.decision, sent.message_id) == (SendDecision.SENT, deferred.message_id)
+    assert len(await ledger(http, carrier)) == 2

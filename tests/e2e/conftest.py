@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from starter.demo import DEMO_OVERRIDES
+from starter.demo import DEMO_OVERRIDES, PLAYGROUND_ENV
 from starter.stack import Ports, Stack
 
 
@@ -23,6 +23,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ports=Ports.free(),
         env_overrides={
             "NUDGE_JOURNEY_OVERRIDES": json.dumps(overrides),
+            # The stack runs on the real clock, at any hour; quiet hours have tests of their own.
+            "NUDGE_QUIET_HOURS": PLAYGROUND_ENV["NUDGE_QUIET_HOURS"],
             "NUDGE_SIMULATOR_RECEIPT_DELAY_MS": "100",
             # A route paused by an account-level error probes again after 2 s, not 5 min.
             "NUDGE_ACCOUNT_PAUSE": "PT2S",
