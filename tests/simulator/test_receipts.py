@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,16 @@ from tests.simulator.conftest import Receiver, Sim
 from tests.simulator.signed import TWILIO_TOKEN, aliyun_send, send_payload, tencent_call, twilio_send
 
 TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
+
+
+async def settled(sim: Sim, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first ledger entry once ``done`` holds for it (state moves just after a post returns)."""
+    for _ in range(100):
+        entry: dict[str, Any] = (await sim.ledger())[0]
+        if done(entry):
+            return entry
+        await asyncio.sleep(0.05)
+    return entry
 
 
 async def test_aliyun_receipt_is_posted_as_sms_report(sim: Sim, receiver: Receiver) -> None:
@@ -24,8 +36,7 @@ async def test_aliyun_receipt_is_posted_as_sms_report(sim: Sim, receiver: Receiv
     assert (item["success"], item["err_code"], item["err_msg"]) == (True, "DELIVERED", "用户接收成功")
     assert (item["sms_size"], item["biz_id"], item["out_id"]) == ("1", answer["BizId"], "out-1")
     assert re.fullmatch(TIME, item["send_time"]) and re.fullmatch(TIME, item["report_time"])
-    await asyncio.sleep(0.05)
-    [entry] = await sim.ledger()
+    entry = await settled(sim, lambda e: e["receipts_posted"] == 1)
     assert (entry["status"], entry["receipts_posted"]) == ("delivered", 1)
 
 
@@ -81,7 +92,10 @@ async def test_receipt_duplicate_rate_posts_twice(sim: Sim, receiver: Receiver) 
     await aliyun_send(sim.http)
     first, second = await receiver.wait_for("/aliyun/report", 2)
     assert first.body == second.body
-    await asyncio.sleep(0.05)
+    for _ in range(100):  # the counter moves once the second post has returned
+        if (await sim.ledger())[0]["receipts_posted"] == 2:
+            break
+        await asyncio.sleep(0.05)
     assert (await sim.ledger())[0]["receipts_posted"] == 2
 
 
@@ -89,9 +103,12 @@ async def test_receipt_drop_rate_posts_nothing_but_settles(sim: Sim, receiver: R
     """A dropped receipt is never posted, though the message still reaches its final status."""
     await sim.configure(receipt_drop_rate=1)
     await tencent_call(sim.http, sim.host, "SendSms", send_payload())
-    await asyncio.sleep(0.2)
+    for _ in range(100):
+        [entry] = await sim.ledger()
+        if entry["status"] == "delivered":
+            break
+        await asyncio.sleep(0.05)
     assert receiver.received == []
-    [entry] = await sim.ledger()
     assert (entry["status"], entry["receipts_posted"]) == ("delivered", 0)
 
 
@@ -121,8 +138,7 @@ async def test_receipt_is_retried_after_a_receiver_error(sim: Sim, receiver: Rec
     receiver.fail_next = 1
     await aliyun_send(sim.http)
     await receiver.wait_for("/aliyun/report")
-    await asyncio.sleep(0.05)
-    assert (await sim.ledger())[0]["receipts_posted"] == 1
+    assert (await settled(sim, lambda e: e["receipts_posted"] == 1))["receipts_posted"] == 1
 
 
 async def test_provider_message_links_are_clicked(sim: Sim, receiver: Receiver) -> None:
@@ -132,5 +148,4 @@ async def test_provider_message_links_are_clicked(sim: Sim, receiver: Receiver) 
     await aliyun_send(sim.http, template="SMS_480001", params={"name": "Ann", "cart_url": link})
     await receiver.until(lambda: bool(receiver.clicks))
     assert receiver.clicks == ["abc123"]
-    await asyncio.sleep(0.05)
-    assert (await sim.ledger())[0]["clicked"] == [link]
+    assert (await settled(sim, lambda e: bool(e["clicked"])))["clicked"] == [link]
