@@ -90,6 +90,8 @@ class FakeCarrier:
         """Template code -> how long the first attempt is deferred (a provider frequency limit)."""
         self.calls: list[SendRequest] = []
         """Every call, retries and deferred re-sends included."""
+        self.hold: asyncio.Event | None = None
+        """When set, sends wait for this event: a send still in flight."""
         self.in_flight = 0
 
     @activity.defn(name="send_message")
@@ -97,6 +99,8 @@ class FakeCarrier:
         self.in_flight += 1
         self.calls.append(request)
         try:
+            if self.hold is not None:
+                await self.hold.wait()
             earlier = self.results.get(request.idempotency_key)
             if earlier is not None and earlier.decision is not SendDecision.DEFERRED:
                 return earlier

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict
@@ -480,7 +480,8 @@ class Journey:
             assert self._trigger is not None
             task = asyncio.create_task(self.steps(self._trigger))
             await workflow.wait_condition(lambda: task.done() or self._ending is not None)
-            if not task.done():
+            cancelled = not task.done()
+            if cancelled:
                 task.cancel()
             try:
                 await task
@@ -488,6 +489,11 @@ class Journey:
                 pass
             except _JourneyExit as exit_:
                 outcome, reason = "exited", exit_.reason
+            except ActivityError:
+                # A goal or exit event (an opt-out, say) cancelled steps during a send: the
+                # activity reports its cancellation as an error, and the ending decides.
+                if not cancelled:
+                    raise
             if self._ending is not None:
                 outcome, reason = self._ending
         self._state.outcome, self._state.reason = outcome, reason

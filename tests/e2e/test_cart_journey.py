@@ -135,6 +135,13 @@ async def test_cli_event_and_journeys_show_a_running_journey(stack: Stack) -> No
     assert out.returncode == 0, out.stderr
     assert "Onboarding" in out.stdout and "running" in out.stdout
 
+    # The gate's decision shows per message: this customer came from an event, with no phone.
+    deadline = time.monotonic() + 30
+    while "blocked (no_phone)" not in out.stdout and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        out = await listed()
+    assert "blocked (no_phone)" in out.stdout, out.stdout
+
     bad = await asyncio.to_thread(
         subprocess.run,
         [*cli, "event", customer, "Not A Name"],

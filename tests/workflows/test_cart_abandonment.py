@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from nudge.models import Profile
+import asyncio
+
+from nudge.models import Event, Profile
 from nudge.testing import JourneyTester
 from workflows import CartAbandonment
 
@@ -102,3 +104,21 @@ async def test_opted_out_event_ends_marketing_journey(journeys: JourneyTester) -
     result = await run.result()
     assert (result.outcome, result.reason) == ("exited", "opted_out")
     assert "opted_out" in CartAbandonment.listened_events()
+
+
+async def test_goal_during_a_send_converts_instead_of_failing(journeys: JourneyTester) -> None:
+    """A goal that arrives while a send is still in flight ends the journey as converted.
+
+    (On the real server the cancelled send can surface as an ActivityError; the e2e opt-out test
+    covers that path.)"""
+    gate = asyncio.Event()
+    journeys.carrier.hold = gate  # the reminder stays in flight until released below
+    run = await journeys.start(CartAbandonment, customer="busy1", cart_id="k1")
+    await run.advance(hours=1)
+    await run.handle.signal(
+        "event",
+        Event(event_id="paid-1", customer_id="busy1", name="order_paid", properties={}),
+    )
+    gate.set()
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("converted", "order_paid")
