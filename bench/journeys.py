@@ -29,6 +29,19 @@ from starter.demo import PLAYGROUND_ENV
 from starter.stack import Ports, Stack
 
 
+def report(figures: dict[str, float], *, title: str, name: str, console: Console) -> None:
+    """Print the figures as a table and write them as JSON under ``bench/results/``."""
+    table = Table("figure", "value", title=title)
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,.1f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    console.print(f"written to {path}")
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -124,15 +137,7 @@ def main() -> None:
     finally:
         stack.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
-    table = Table("figure", "value", title="Nudge journeys on the dev server")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:,.1f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"journeys-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(figures, indent=2))
-    console.print(f"written to {path}")
+    report(figures, title="Nudge journeys on the dev server", name="journeys", console=console)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import subprocess
@@ -27,13 +26,12 @@ from pathlib import Path
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from rich.console import Console
-from rich.table import Table
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
-from bench.journeys import _percentile
+from bench.journeys import _percentile, report
 from starter.stack import Ports, Stack
 
 TASK_QUEUE = "raw-bench"
@@ -164,15 +162,7 @@ def main() -> None:
             worker.wait(timeout=10)
         stack.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
-    table = Table("figure", "value", title="Raw Temporal baseline on the dev server")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:,.1f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"raw-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(figures, indent=2))
-    console.print(f"written to {path}")
+    report(figures, title="Raw Temporal baseline on the dev server", name="raw", console=console)
 
 
 if __name__ == "__main__":

@@ -100,15 +100,20 @@ def aliyun_acs3_authorization(
     return f"{ACS3} Credential={access_key_id},SignedHeaders={signed_names},Signature={signature}"
 
 
-def parse_acs3_authorization(value: str) -> dict[str, str]:
-    """Split ``ACS3-HMAC-SHA256 Credential=..,SignedHeaders=..,Signature=..`` into its fields."""
-    scheme, _, rest = value.partition(" ")
-    if scheme != ACS3:
-        raise ValueError(f"not an {ACS3} authorization")
+def _parse_authorization(value: str, scheme: str) -> dict[str, str]:
+    """Split ``<scheme> Credential=..,SignedHeaders=..,Signature=..`` into its fields."""
+    given, _, rest = value.partition(" ")
+    if given != scheme:
+        raise ValueError(f"not a {scheme} authorization")
     fields = dict(part.strip().split("=", 1) for part in rest.split(",") if "=" in part)
     if not {"Credential", "SignedHeaders", "Signature"} <= fields.keys():
         raise ValueError("authorization lacks Credential, SignedHeaders or Signature")
     return fields
+
+
+def parse_acs3_authorization(value: str) -> dict[str, str]:
+    """The fields of an ACS3-HMAC-SHA256 ``Authorization`` header."""
+    return _parse_authorization(value, ACS3)
 
 
 # ----- Twilio ---------------------------------------------------------------------------------
@@ -223,11 +228,5 @@ def tencent_tc3_authorization(
 
 
 def parse_tc3_authorization(value: str) -> dict[str, str]:
-    """Split a TC3 ``Authorization`` header into Credential, SignedHeaders and Signature."""
-    scheme, _, rest = value.partition(" ")
-    if scheme != TC3:
-        raise ValueError(f"not a {TC3} authorization")
-    fields = dict(part.strip().split("=", 1) for part in rest.split(",") if "=" in part)
-    if not {"Credential", "SignedHeaders", "Signature"} <= fields.keys():
-        raise ValueError("authorization lacks Credential, SignedHeaders or Signature")
-    return fields
+    """The fields of a TC3-HMAC-SHA256 ``Authorization`` header."""
+    return _parse_authorization(value, TC3)

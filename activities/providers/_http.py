@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from nudge.errors import PermanentProviderError, ProviderError, RetryableProviderError
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -33,3 +35,19 @@ def next_local_time(now: datetime, at: time, zone: ZoneInfo = SHANGHAI) -> datet
     if candidate <= local:
         candidate += timedelta(days=1)
     return candidate.astimezone(now.tzinfo)
+
+
+def unexpected_response(response: httpx.Response, provider: str) -> ProviderError:
+    """An answer that is not the provider's JSON (a proxy's page, an empty 5xx).
+
+    429 was never processed; a 5xx may have been, so the retry reconciles first; anything else is
+    a request the provider will not take as it is.
+    """
+    status = response.status_code
+    if status == 429:
+        return RetryableProviderError("HTTP 429", code="429", provider=provider)
+    if status >= 500:
+        return RetryableProviderError(f"HTTP {status}", code=str(status), provider=provider, ambiguous=True)
+    return PermanentProviderError(
+        f"HTTP {status}: {response.text[:200]}", code=str(status), provider=provider
+    )

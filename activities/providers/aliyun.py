@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from activities.providers._http import SHANGHAI, json_or_none, next_hour, next_minute
+from activities.providers._http import SHANGHAI, json_or_none, next_hour, next_minute, unexpected_response
 from activities.providers.base import BatchOutcome, OutboundSms, Submission
 from nudge.errors import (
     AccountProviderError,
@@ -200,20 +200,7 @@ class AliyunProvider:
         response = await self._client.send(request)
         data = json_or_none(response)
         if not isinstance(data, dict):
-            if response.status_code == 429:
-                raise RetryableProviderError("HTTP 429", code="429", provider=self.name)
-            if response.status_code >= 500:
-                raise RetryableProviderError(
-                    f"HTTP {response.status_code}",
-                    code=str(response.status_code),
-                    provider=self.name,
-                    ambiguous=True,
-                )
-            raise PermanentProviderError(
-                f"HTTP {response.status_code}: {response.text[:200]}",
-                code=str(response.status_code),
-                provider=self.name,
-            )
+            raise unexpected_response(response, self.name)
         code = str(data.get("Code", ""))
         if response.status_code == 200 and code == "OK":
             return data

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from activities.providers._http import json_or_none, next_hour, next_local_time
+from activities.providers._http import json_or_none, next_hour, next_local_time, unexpected_response
 from activities.providers.base import BatchOutcome, OutboundSms, Submission
 from nudge.errors import (
     AccountProviderError,
@@ -209,18 +209,7 @@ class TencentProvider:
         data = json_or_none(response)
         envelope = data.get("Response") if isinstance(data, dict) else None
         if not isinstance(envelope, dict):
-            if response.status_code >= 500:
-                raise RetryableProviderError(
-                    f"HTTP {response.status_code}",
-                    code=str(response.status_code),
-                    provider=self.name,
-                    ambiguous=True,
-                )
-            raise PermanentProviderError(
-                f"HTTP {response.status_code}: {response.text[:200]}",
-                code=str(response.status_code),
-                provider=self.name,
-            )
+            raise unexpected_response(response, self.name)
         error = envelope.get("Error")
         if error:
             raise classify(str(error.get("Code")), str(error.get("Message", "")), now=self._clock())
