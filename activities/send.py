@@ -389,18 +389,18 @@ class SendActivities:
                 )
             )
             await session.commit()
-        if submission.provider_message_id:
-            # Receipts that came before the provider's id was stored are waiting unmatched.
-            async with self._reads() as session:
-                early = await has_unmatched(session, submission.provider, submission.provider_message_id)
-            if early:
-                async with self._sessions() as session:
-                    row = await session.get(Message, message_id)
-                    assert row is not None
-                    await attach_unmatched(session, row)
-                    await session.commit()
         async with self._reads() as session:
             message = await session.get(Message, message_id)
+            # Receipts that came before the provider's id was stored are waiting unmatched.
+            early = bool(submission.provider_message_id) and await has_unmatched(
+                session, submission.provider, submission.provider_message_id or ""
+            )
+        if early:
+            async with self._sessions() as session:
+                message = await session.get(Message, message_id)
+                assert message is not None
+                await attach_unmatched(session, message)
+                await session.commit()
         assert message is not None
         return message
 

@@ -38,6 +38,19 @@ async def _wait_for(predicate: Any, *, timeout: float = 30, every: float = 0.2) 
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+async def _customer_event(
+    gw: httpx.AsyncClient, customer: str, phone: str, name: str, **properties: Any
+) -> dict[str, Any]:
+    """Create the customer with a phone, then post one event for them; both must be accepted."""
+    r = await gw.put(f"/v1/customers/{customer}", json={"id": customer, "name": "Eli", "phone": phone})
+    assert r.status_code == 200, r.text
+    body = {"event_id": uuid.uuid4().hex, "customer_id": customer, "name": name, "properties": properties}
+    r = await gw.post("/v1/events", json=body)
+    assert r.status_code == 202, r.text
+    accepted: dict[str, Any] = r.json()
+    return accepted
+
+
 async def test_cart_journey_clicked_reminder_earns_coupon_end_to_end(stack: Stack) -> None:
     """cart_abandoned -> SMS in the carrier's ledger -> simulated click -> coupon -> end state."""
     customer, cart = f"e2e-{uuid.uuid4().hex[:6]}", "k1"
@@ -46,21 +59,12 @@ async def test_cart_journey_clicked_reminder_earns_coupon_end_to_end(stack: Stac
         httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
         httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
     ):
-        r = await gw.put(f"/v1/customers/{customer}", json={"id": customer, "name": "Eli", "phone": phone})
-        assert r.status_code == 200, r.text
         await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 100})
-        r = await gw.post(
-            "/v1/events",
-            json={
-                "event_id": uuid.uuid4().hex,
-                "customer_id": customer,
-                "name": "cart_abandoned",
-                "properties": {"cart_id": cart, "url": "https://shop.example.com/cart/k1"},
-            },
+        accepted = await _customer_event(
+            gw, customer, phone, "cart_abandoned", cart_id=cart, url="https://shop.example.com/cart/k1"
         )
-        assert r.status_code == 202, r.text
         workflow_id = CartAbandonment.workflow_id(customer, cart)
-        assert r.json()["workflow_ids"] == [workflow_id]
+        assert accepted["workflow_ids"] == [workflow_id]
 
         async def ledger_for_customer() -> list[dict[str, Any]]:
             entries = (await sim.get("/_sim/ledger")).json()

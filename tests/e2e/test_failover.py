@@ -13,25 +13,14 @@ from nudge.routes import DEV_ALIYUN_KEYS
 from nudge.settings import Settings
 from nudge.store import Message, MessageStatusChange, create_engine, session_factory
 from starter.stack import Stack
-from tests.e2e.test_cart_journey import _client, _wait_for
+from tests.e2e.test_cart_journey import _client, _customer_event, _wait_for
 
 pytestmark = pytest.mark.e2e
 PRIMARY_KEY = next(iter(DEV_ALIYUN_KEYS))
 
 
 async def _pay(gw: httpx.AsyncClient, customer: str, phone: str, order: str) -> str:
-    r = await gw.put(f"/v1/customers/{customer}", json={"id": customer, "name": "Fei", "phone": phone})
-    assert r.status_code == 200, r.text
-    r = await gw.post(
-        "/v1/events",
-        json={
-            "event_id": uuid.uuid4().hex,
-            "customer_id": customer,
-            "name": "order_paid",
-            "properties": {"order_id": order, "amount": "88.00"},
-        },
-    )
-    assert r.status_code == 202, r.text
+    await _customer_event(gw, customer, phone, "order_paid", order_id=order, amount="88.00")
     return f"journey:payment_success:{customer}:{order}"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from nudge.models import JourneyResult
 from starter.stack import Stack
-from tests.e2e.test_cart_journey import _client, _wait_for
+from tests.e2e.test_cart_journey import _client, _customer_event, _wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +25,10 @@ async def test_stop_reply_ends_marketing_and_nothing_more_is_sent(stack: Stack) 
         httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
         httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
     ):
-        r = await gw.put(f"/v1/customers/{customer}", json={"id": customer, "name": "Oli", "phone": phone})
-        assert r.status_code == 200, r.text
         await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 2500})
-        r = await gw.post(
-            "/v1/events",
-            json={
-                "event_id": uuid.uuid4().hex,
-                "customer_id": customer,
-                "name": "cart_abandoned",
-                "properties": {"cart_id": "k1", "url": "https://shop.example.com/cart/k1"},
-            },
+        await _customer_event(
+            gw, customer, phone, "cart_abandoned", cart_id="k1", url="https://shop.example.com/cart/k1"
         )
-        assert r.status_code == 202, r.text
 
         async def mine() -> list[dict[str, object]]:
             return [e for e in (await sim.get("/_sim/ledger")).json() if e["to"] == phone]
