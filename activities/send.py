@@ -89,11 +89,16 @@ class SendActivities:
         if message.status != MessageStatus.PENDING:
             return self._result(message)
 
+        # The gate, in order. Each check that refuses records its decision on the message.
+        # gate: template and signature approval (the registry)
+        # gate: invalid or carrier-blocked number (every category)
         marketing = _is_marketing(request, template)
         if marketing and message.to and await self._suppressed(message.to):
             return self._result(await self._block(message.id, SUPPRESSED))
         if customer is None:
             customer = await self._customer(message.customer_id)
+        # gate: consent (marketing)
+        # gate: paused scopes (complaint-rate breaker, nudge pause)
         if marketing and message.to:
             opens = next_allowed(
                 self._clock(),
@@ -103,6 +108,7 @@ class SendActivities:
             )
             if opens is not None:
                 return self._result(await self._defer(message.id, "quiet_hours", opens))
+        # gate: frequency caps (an atomic reservation)
         recipient = _recipient(message.to or "", customer)
         if not fresh and message.route and message.reason is None:
             # An earlier attempt called this route and never learned the answer.

@@ -178,6 +178,18 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
 
 
+# ----- consent (issue 4) ---------------------------------------------------------------------
+
+
+# ----- frequency caps (issue 4) ---------------------------------------------------------------
+
+
+# ----- template and signature registry (issue 4) ---------------------------------------------
+
+
+# ----- complaints and pauses (issue 4) --------------------------------------------------------
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the gateway and the worker write the same file; busy_timeout waits for the lock.
