@@ -99,6 +99,7 @@ async def build_workers(
             link_base_url=settings.gateway_url,
             status_callbacks=status_callbacks(settings),
             quiet_hours=settings.quiet_hours,
+            caps=settings.frequency_caps,
         )
         activities: list[Callable[..., Any]] = [sends.send_message, CrmActivities(sessions).get_profile]
         workers.append(

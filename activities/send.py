@@ -17,7 +17,8 @@ and moves the message to the next one at once, which is safe because that provid
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.providers.base import OutboundSms, Submission
 from activities.routing import NoRoute, Recipient, Route, Router
+from nudge.caps import CAPPED, DEFAULT_CAPS, Reservation, applicable, full_cap
 from nudge.errors import (
     AccountProviderError,
     DeferredProviderError,
@@ -41,20 +43,65 @@ from nudge.errors import (
     TemplateError,
 )
 from nudge.logging import get_logger
-from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import mask, phone_hash
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window, next_allowed
 from nudge.receipts import attach_unmatched, has_unmatched
 from nudge.segments import count_billed_segments
-from nudge.store import Customer, Link, Message, MessageStatusChange, Suppression, read_sessions, utcnow
+from nudge.store import (
+    SUPPRESS_ALL,
+    Consent,
+    Customer,
+    Link,
+    Message,
+    MessageStatusChange,
+    Suppression,
+    consent_key,
+    read_sessions,
+    suppress,
+    utcnow,
+)
 from nudge.templates import Template, get_template
 
 log = get_logger(__name__)
 _URL = re.compile(r"^https?://\S+$")
+UNREACHABLE = "unreachable:"
+"""Reason prefix of a message to a number that is invalid or blocked by its carrier."""
 NOT_SENT = "not_sent:"
 """Reason prefix of a pending message that an attempt knows did not reach the provider."""
 DEFERRED = "deferred:"
 SUPPRESSED = "suppressed"
+NO_CONSENT = "no_consent"
+CONSENT_WITHDRAWN = "consent_withdrawn"
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """The recipient as the gate sees them: suppression, consent and profile."""
+
+    suppression: Suppression | None
+    consent: Consent | None
+    customer: Customer | None
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why nothing at all may go to this number (invalid, carrier-blocked), or None."""
+        if self.suppression is not None and self.suppression.scope == SUPPRESS_ALL:
+            return self.suppression.reason
+        return None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.suppression is not None
+
+    @property
+    def consent_refusal(self) -> str | None:
+        """Why marketing may not go to this customer for want of consent, or None."""
+        if self.consent is None:
+            return NO_CONSENT
+        if not self.consent.granted:
+            return f"{CONSENT_WITHDRAWN}:{self.consent.source}"
+        return None
 
 
 class SendActivities:
@@ -68,9 +115,12 @@ class SendActivities:
         link_base_url: str,
         status_callbacks: Mapping[str, str] | None = None,
         quiet_hours: Mapping[str, Window] = DEFAULT_WINDOWS,
+        caps: Sequence[FrequencyCap] = DEFAULT_CAPS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._windows = dict(quiet_hours)
+        self._caps = list(caps)
+        self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         self._sessions = sessions
         self._reads = read_sessions(sessions)
         self._router = router
@@ -91,13 +141,17 @@ class SendActivities:
 
         # The gate, in order. Each check that refuses records its decision on the message.
         # gate: template and signature approval (the registry)
-        # gate: invalid or carrier-blocked number (every category)
         marketing = _is_marketing(request, template)
-        if marketing and message.to and await self._suppressed(message.to):
+        standing = await self._standing(message)
+        customer = customer or standing.customer
+        # gate: invalid or carrier-blocked number (every category)
+        if standing.unreachable is not None:
+            return self._result(await self._block(message.id, f"{UNREACHABLE}{standing.unreachable}"))
+        if marketing and standing.suppressed:
             return self._result(await self._block(message.id, SUPPRESSED))
-        if customer is None:
-            customer = await self._customer(message.customer_id)
         # gate: consent (marketing)
+        if marketing and standing.consent_refusal is not None:
+            return self._result(await self._block(message.id, standing.consent_refusal))
         # gate: paused scopes (complaint-rate breaker, nudge pause)
         if marketing and message.to:
             opens = next_allowed(
@@ -109,6 +163,11 @@ class SendActivities:
             if opens is not None:
                 return self._result(await self._defer(message.id, "quiet_hours", opens))
         # gate: frequency caps (an atomic reservation)
+        caps = applicable([*self._caps, *request.caps], Category(message.category))
+        if caps and message.cap_reserved_at is None:
+            capped = await self._reserve(message, caps)
+            if capped is not None:
+                return self._result(capped)
         recipient = _recipient(message.to or "", customer)
         if not fresh and message.route and message.reason is None:
             # An earlier attempt called this route and never learned the answer.
@@ -236,9 +295,62 @@ class SendActivities:
             result = await session.exec(select(Message).where(Message.idempotency_key == key))
             return result.first()
 
-    async def _suppressed(self, to: str) -> bool:
+    async def _standing(self, message: Message) -> Standing:
+        """What the gate needs to know about the recipient, in one lock-free read."""
         async with self._reads() as session:
-            return await session.get(Suppression, phone_hash(to)) is not None
+            suppression = await session.get(Suppression, phone_hash(message.to)) if message.to else None
+            consent = await session.get(Consent, consent_key(message.customer_id))
+            customer = await session.get(Customer, message.customer_id)
+        return Standing(suppression=suppression, consent=consent, customer=customer)
+
+    async def _reserve(self, message: Message, caps: list[FrequencyCap]) -> Message | None:
+        """Take a place under every cap that applies, or record which one is full.
+
+        Counting and reserving happen in one transaction that holds the customer's row lock on
+        PostgreSQL (``SELECT ... FOR UPDATE``) and the write lock on SQLite (``BEGIN IMMEDIATE``),
+        so racing sends for one customer queue here and each counts the others' reservations.
+        """
+        now = self._clock()
+        longest = max(cap.window for cap in caps)
+        async with self._sessions() as session:
+            if self._postgres:
+                lock = select(Customer.id).where(Customer.id == message.customer_id).with_for_update()
+                await session.exec(lock)
+            rows = await session.exec(
+                select(Message.cap_reserved_at, Message.workflow_id).where(
+                    Message.customer_id == message.customer_id,
+                    Message.category == message.category,
+                    col(Message.cap_reserved_at) > now - longest,
+                    col(Message.status).not_in([MessageStatus.BLOCKED.value, MessageStatus.FAILED.value]),
+                    Message.id != message.id,
+                )
+            )
+            held = [Reservation(at, workflow_id) for at, workflow_id in rows.all() if at is not None]
+            full = full_cap(caps, held, now=now, workflow_id=message.workflow_id)
+            values: dict[str, Any] = {"updated_at": utcnow()}
+            if full is None:
+                values["cap_reserved_at"] = now
+            else:
+                values.update(
+                    status=MessageStatus.BLOCKED.value, reason=full.reason, defer_until=full.frees_at
+                )
+            await session.exec(
+                update(Message)
+                .where(col(Message.id) == message.id, col(Message.status) == MessageStatus.PENDING.value)
+                .values(**values)
+            )
+            await session.commit()
+        if full is None:
+            return None
+        log.info(
+            "message_capped",
+            message_id=message.id,
+            cap=full.cap.label,
+            counted=len(held),
+            frees_at=full.frees_at.isoformat() if full.frees_at else None,
+        )
+        async with self._reads() as session:
+            return await session.get(Message, message.id)
 
     async def _customer(self, customer_id: str) -> Customer | None:
         async with self._reads() as session:
@@ -255,7 +367,9 @@ class SendActivities:
             customer_id=request.customer_id,
             template=request.template,
             variant=request.variant,
-            category=template.category.value,
+            # The category the caps count it under: a payment template in a marketing journey is
+            # marketing, as the opt-out check treats it.
+            category=(Category.MARKETING if _is_marketing(request, template) else template.category).value,
             notify_receipt=request.notify_receipt,
         )
         customer = await self._customer(request.customer_id)
@@ -429,11 +543,13 @@ class SendActivities:
                     raw={"message": str(exc)},
                 )
             )
-            if exc.opted_out and row.to and await session.get(Suppression, phone_hash(row.to)) is None:
-                session.add(
-                    Suppression(
-                        phone_hash=phone_hash(row.to), reason=f"provider:{exc.code}", source=exc.provider
-                    )
+            if (exc.opted_out or exc.unreachable) and row.to:
+                await suppress(
+                    session,
+                    row.to,
+                    reason=f"provider:{exc.code}",
+                    source=exc.provider,
+                    scope=SUPPRESS_ALL if exc.unreachable else None,
                 )
             await session.commit()
         log.warning(
@@ -442,6 +558,7 @@ class SendActivities:
             code=exc.code,
             provider=exc.provider,
             opted_out=exc.opted_out,
+            unreachable=exc.unreachable,
         )
         return row
 
@@ -465,6 +582,8 @@ class SendActivities:
             decision = SendDecision.DEFERRED
         elif status == MessageStatus.BLOCKED and message.reason == SUPPRESSED:
             decision = SendDecision.SUPPRESSED
+        elif status == MessageStatus.BLOCKED and (message.reason or "").startswith(CAPPED):
+            decision = SendDecision.CAPPED
         elif status in (MessageStatus.BLOCKED, MessageStatus.FAILED, MessageStatus.PENDING):
             decision = SendDecision.BLOCKED
         else:
@@ -479,7 +598,9 @@ class SendActivities:
             route=message.route,
             cost=message.cost,
             status=status,
-            retry_at=message.defer_until if decision is SendDecision.DEFERRED else None,
+            retry_at=message.defer_until
+            if decision in (SendDecision.DEFERRED, SendDecision.CAPPED)
+            else None,
         )
 
 

@@ -74,9 +74,20 @@ class AccountProviderError(ProviderError):
 class PermanentProviderError(ProviderError):
     """Retrying cannot help: the number, template or parameters are wrong.
 
-    ``opted_out`` means the provider knows the recipient unsubscribed (e.g. Twilio 21610).
+    ``opted_out`` means the provider knows the recipient unsubscribed (e.g. Twilio 21610);
+    ``unreachable`` means the number itself is invalid, not a mobile, or blocked by its carrier
+    (Aliyun ``isv.MOBILE_NUMBER_ILLEGAL``, Twilio 21211): nothing of any kind goes to it again.
     """
 
-    def __init__(self, message: str, *, code: str, provider: str, opted_out: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        provider: str,
+        opted_out: bool = False,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(message, code=code, provider=provider)
         self.opted_out = opted_out
+        self.unreachable = unreachable

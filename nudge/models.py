@@ -80,6 +80,31 @@ _STATUS_RANK = {
 }
 
 
+class FrequencyCap(BaseModel):
+    """At most ``limit`` messages of ``category`` per customer (or per journey) in ``window``.
+
+    Caps are global: every journey and broadcast counts towards them. A journey can pass stricter
+    caps of its own to ``send_sms(..., caps=[...])``; all caps that apply must hold.
+    """
+
+    limit: int = Field(ge=0)
+    window: timedelta
+    category: Category = Category.MARKETING
+    per: Literal["customer", "journey"] = "customer"
+
+    @property
+    def label(self) -> str:
+        return f"{self.limit}/{_short(self.window)} per {self.per}"
+
+
+def _short(window: timedelta) -> str:
+    seconds = int(window.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0 and (unit != "d" or seconds > 86_400):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 class SendRequest(BaseModel):
     """Input of the ``send_message`` activity."""
 
@@ -98,6 +123,8 @@ class SendRequest(BaseModel):
     """Force this route (by name) instead of the routing rules; no failover."""
     signature: str | None = None
     """Override the route's signature (SignName) or sender."""
+    caps: list[FrequencyCap] = Field(default_factory=list)
+    """The journey's own caps, on top of the global ones (they can only make sending stricter)."""
 
 
 class SendDecision(StrEnum):
@@ -107,6 +134,8 @@ class SendDecision(StrEnum):
     """Not now: try again at ``SendResult.retry_at`` (a frequency limit, later quiet hours)."""
     SUPPRESSED = "suppressed"
     """The number opted out of marketing (a STOP reply, a provider's opt-out)."""
+    CAPPED = "capped"
+    """A frequency cap is full; ``SendResult.retry_at`` says when it frees up."""
 
 
 class SendResult(BaseModel):
@@ -123,7 +152,7 @@ class SendResult(BaseModel):
     status: MessageStatus | None = None
     """The message's status when the activity finished (a receipt may have beaten the answer)."""
     retry_at: datetime | None = None
-    """For ``DEFERRED``: when to try again."""
+    """For ``DEFERRED``: when to try again; for ``CAPPED``: when the cap has room again."""
 
 
 class MessageUpdate(BaseModel):

@@ -9,7 +9,8 @@ import phonenumbers
 
 from nudge.errors import InvalidPhoneNumber
 
-_DIGITS = re.compile(r"\+?\d[\d\s\-()]{6,}\d")
+_DIGITS = re.compile(r"(?<![0-9A-Za-z])\+?\d[\d\s\-()]{6,}\d(?![0-9A-Za-z])")
+"""A run of digits that could be a phone number; not one inside a hex id or a token."""
 
 
 def to_e164(raw: str, *, default_region: str = "CN") -> str:

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from nudge.caps import DEFAULT_CAPS
+from nudge.models import FrequencyCap
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.routes import RouteConfig, local_routes
 
@@ -65,6 +67,16 @@ class Settings(BaseSettings):
     """Marketing send windows by country calling code (``*`` for the rest), as JSON, e.g.
     ``{"86": {"start": "08:00", "end": "20:00", "zone": "Asia/Shanghai"},
     "*": {"start": "09:00", "end": "20:00"}}``. A window without a zone is the recipient's."""
+    frequency_caps: Annotated[list[FrequencyCap], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_CAPS)
+    )
+    """Global frequency caps as JSON, e.g. ``[{"limit": 1, "window": "PT24H"}, {"limit": 3,
+    "window": "P7D"}, {"limit": 1, "window": "PT24H", "per": "journey"}]`` (``category``
+    defaults to marketing, ``per`` to customer). ``[]`` turns caps off."""
+    help_reply: str = (
+        "Nudge: lifecycle messages from our shop. Help: support@example.com. Reply STOP to opt out."
+    )
+    """What a HELP or INFO reply gets back: brand and contact (sent as the ``help_reply`` template)."""
     breaker_threshold: int = 5
     """Retryable failures in a row that open a route's circuit breaker."""
     breaker_cooldown: timedelta = timedelta(seconds=30)
@@ -89,6 +101,13 @@ class Settings(BaseSettings):
     def _parse_quiet_hours(cls, value: Any) -> Any:
         if isinstance(value, str):
             return json.loads(value) if value.strip() else dict(DEFAULT_WINDOWS)
+        return value
+
+    @field_validator("frequency_caps", mode="before")
+    @classmethod
+    def _parse_caps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else list(DEFAULT_CAPS)
         return value
 
     @field_validator("routes", mode="before")

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from nudge.phone import phone_hash
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -110,6 +112,9 @@ class Message(SQLModel, table=True):
     cost: float | None = None
     currency: str | None = None
     defer_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    """A deferred message: when to try again. A capped one: when its cap has room again."""
+    cap_reserved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    """When the message took its place under the frequency caps; sent messages count from here."""
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
 
@@ -165,20 +170,86 @@ class InboundMessage(SQLModel, table=True):
     raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
+SUPPRESS_ALL = "all"
+"""``Suppression.scope`` of a number that gets nothing at all (invalid, carrier-blocked)."""
+
+
 class Suppression(SQLModel, table=True):
     """A number that must not get marketing messages, and why (a STOP reply, a provider's opt-out).
 
     Keyed by ``nudge.phone.phone_hash``: it survives the customer's deletion without the number.
+    A ``scope`` of ``all`` is a number that is invalid or blocked by its carrier: it gets no
+    message of any kind, and a START reply does not lift it.
     """
 
     __tablename__ = "suppressed_number"
     phone_hash: str = Field(primary_key=True, max_length=64)
     reason: str
     source: str
+    scope: str | None = None
+    """``None``: marketing only (an opt-out). ``all``: every message (see ``SUPPRESS_ALL``)."""
     created_at: datetime = _ts(nullable=False)
 
 
+async def suppress(
+    session: AsyncSession, number: str, *, reason: str, source: str, scope: str | None = None
+) -> bool:
+    """Add ``number`` to the suppression list (not committed); True if that changed anything.
+
+    An opt-out never narrows an ``all`` suppression, and an invalid number widens an opt-out.
+    """
+    row = await session.get(Suppression, phone_hash(number))
+    if row is None:
+        session.add(Suppression(phone_hash=phone_hash(number), reason=reason, source=source, scope=scope))
+        return True
+    if scope == SUPPRESS_ALL and row.scope != SUPPRESS_ALL:
+        row.scope, row.reason, row.source = scope, reason, source
+        session.add(row)
+        return True
+    return False
+
+
 # ----- consent (issue 4) ---------------------------------------------------------------------
+
+
+class ConsentBase(SQLModel):
+    channel: str = Field(default="sms", max_length=20)
+    purpose: str = Field(default="marketing", max_length=40)
+    source: str = Field(max_length=200)
+    """Where it was given or withdrawn: ``checkout_form``, ``import:crm``, ``reply:aliyun``..."""
+    text: str = ""
+    """The wording the customer saw (or the reply they sent)."""
+
+
+class Consent(ConsentBase, table=True):
+    """A customer's current consent for one channel and purpose: what the gate reads."""
+
+    customer_id: str = Field(primary_key=True, max_length=200)
+    channel: str = Field(default="sms", primary_key=True, max_length=20)
+    purpose: str = Field(default="marketing", primary_key=True, max_length=40)
+    granted: bool
+    at: datetime = _ts(nullable=False)
+    """When it was given or withdrawn."""
+    updated_at: datetime = _ts(nullable=False)
+
+
+def consent_key(customer_id: str, channel: str = "sms", purpose: str = "marketing") -> dict[str, str]:
+    """The primary key of a ``Consent`` row, for ``session.get`` (named: column order is not ours)."""
+    return {"customer_id": customer_id, "channel": channel, "purpose": purpose}
+
+
+class ConsentEvent(ConsentBase, table=True):
+    """The audit trail: every grant and withdrawal, as recorded, never updated."""
+
+    __tablename__ = "consent_event"
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(index=True, max_length=200)
+    action: str
+    """``granted`` or ``withdrawn``."""
+    actor: str | None = None
+    """Who recorded it (an API caller, ``nudge consent``, the reply webhook)."""
+    at: datetime = _ts(nullable=False)
+    recorded_at: datetime = _ts(nullable=False)
 
 
 # ----- frequency caps (issue 4) ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from nudge.logging import configure_logging
 from nudge.settings import get_settings
+from starter.csv_customers import customer_record
 
 app = typer.Typer(
     name="nudge",
@@ -31,6 +32,10 @@ app = typer.Typer(
 )
 customers_app = typer.Typer(help="Manage customer profiles.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
+consent_app = typer.Typer(
+    help="Record and audit customers' consent to marketing SMS (marketing needs it).", no_args_is_help=True
+)
+app.add_typer(consent_app, name="consent")
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)  # logs and CI output: keep the summary table readable
@@ -409,9 +414,6 @@ def journeys(
     console.print(table)
 
 
-CUSTOMER_COLUMNS = ("id", "name", "phone", "lifecycle_stage", "country", "timezone")
-
-
 @customers_app.command("import")
 def import_customers(
     file: Annotated[
@@ -425,6 +427,9 @@ def import_customers(
     Columns: id, name, phone, lifecycle_stage, country, timezone (only id is required; other
     columns become attributes). Phone numbers are normalised to E.164; a batch with an invalid
     row is rejected whole, and the invalid rows are reported with their line numbers.
+
+    Marketing consent: consent_source (where it was given), consent_text (the wording shown) and
+    consent_at (ISO time). It is recorded only for customers with no consent on record yet.
     """
     with file.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -434,10 +439,7 @@ def import_customers(
         for line, raw in enumerate(reader, start=2):
             if not (raw.get("id") or "").strip():
                 raise _fail(f"{file}:{line}: empty id", code=2)
-            record: dict[str, Any] = {k: (raw.get(k) or None) for k in CUSTOMER_COLUMNS if k in raw}
-            record["id"] = raw["id"].strip()
-            record["lifecycle_stage"] = record.get("lifecycle_stage") or "new"
-            record["attributes"] = {k: v for k, v in raw.items() if k not in CUSTOMER_COLUMNS and k}
+            record = customer_record(raw)
             rows.append((line, record))
     url = f"{_gateway(gateway_url)}/v1/customers:batch"
     imported = 0
@@ -463,6 +465,74 @@ def import_customers(
             imported += len(chunk)
             progress.advance(task, len(chunk))
     console.print(f"imported {imported} customers")
+
+
+# ----- consent ------------------------------------------------------------------------------
+
+
+CustomerArg = Annotated[str, typer.Argument(help="Customer id.")]
+SourceOpt = Annotated[
+    str, typer.Option("--source", help="Where it was given or withdrawn, e.g. checkout_form, call_center.")
+]
+
+
+def _gateway_call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    """One call to the gateway; a clear message and a non-zero exit when it fails."""
+    try:
+        response = httpx.request(method, url, json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach the gateway at {url} ({exc}); is `make run` up?") from exc
+    if response.status_code >= 400:
+        detail = response.json().get("detail") if "json" in response.headers.get("content-type", "") else None
+        raise _fail(f"the gateway refused ({response.status_code}): {detail or response.text}", code=2)
+    return response.json()
+
+
+@consent_app.command("show")
+def consent_show(customer: CustomerArg, gateway_url: GatewayOpt = None) -> None:
+    """Show the customer's current consent and its audit trail (every grant and withdrawal)."""
+    data = _gateway_call("GET", f"{_gateway(gateway_url)}/v1/customers/{customer}/consent")
+    if not data["current"]:
+        console.print(f"{customer}: [yellow]no consent on record[/]; marketing is not sent")
+    for current in data["current"]:
+        state = "[green]granted[/]" if current["granted"] else "[red]withdrawn[/]"
+        console.print(f"{customer}: {current['purpose']} {current['channel']} {state} ({current['source']})")
+    if data["history"]:
+        table = Table("at", "action", "source", "text", "recorded by", title="audit trail")
+        for event in data["history"]:
+            table.add_row(event["at"], event["action"], event["source"], event["text"], event["actor"] or "")
+        console.print(table)
+
+
+@consent_app.command("grant")
+def consent_grant(
+    customer: CustomerArg,
+    source: SourceOpt,
+    text: Annotated[str, typer.Option(help="The consent wording the customer saw.")] = "",
+    at: Annotated[str | None, typer.Option(help="When it was given (ISO 8601) [default: now].")] = None,
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Record the customer's consent to marketing SMS.
+
+    Example: [bold]nudge consent grant c1 --source checkout_form --text "Texts about offers. Reply STOP to
+    opt out."[/]
+    """
+    body = {"source": source, "text": text, "at": at, "actor": "nudge consent"}
+    _gateway_call("POST", f"{_gateway(gateway_url)}/v1/customers/{customer}/consent", body)
+    console.print(f"{customer}: consent to marketing recorded ({source})")
+
+
+@consent_app.command("withdraw")
+def consent_withdraw(
+    customer: CustomerArg,
+    source: SourceOpt,
+    text: Annotated[str, typer.Option(help="How they asked, e.g. the e-mail's words.")] = "",
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Record that the customer withdrew consent; marketing to them stops at once."""
+    body = {"source": source, "text": text, "actor": "nudge consent"}
+    _gateway_call("POST", f"{_gateway(gateway_url)}/v1/customers/{customer}/consent:withdraw", body)
+    console.print(f"{customer}: consent withdrawn ({source}); no more marketing")
 
 
 def main() -> None:

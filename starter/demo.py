@@ -1,4 +1,4 @@
-"""The demo: six customers walk through the three example journeys against the local stack.
+"""The demo: seven customers walk through the three example journeys against the local stack.
 
 It posts real events to the gateway; the simulator plays the customers who click. It then waits
 for every journey to end and checks each against the end state it should reach.
@@ -22,6 +22,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from nudge.models import JourneyResult
 from nudge.quiet_hours import ALWAYS_OPEN
+from starter.csv_customers import customer_record
 from workflows import CartAbandonment, Onboarding, PaymentSuccess
 
 DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -68,9 +69,9 @@ class Row:
         return self.status == "COMPLETED" and (self.outcome, self.reason) == (e.outcome, e.reason)
 
 
-def demo_customers(tag: str) -> list[dict[str, str]]:
+def demo_customers(tag: str) -> list[dict[str, Any]]:
     text = resources.files("starter").joinpath("demo_customers.csv").read_text(encoding="utf-8")
-    rows = list(csv.DictReader(text.splitlines()))
+    rows = [customer_record(raw) for raw in csv.DictReader(text.splitlines())]
     for row in rows:
         row["id"] = f"{row['id']}-{tag}"
     return rows
@@ -105,7 +106,7 @@ async def run_demo(
             (await http.post("/v1/events", json=body)).raise_for_status()
             console.log(f"event [bold]{name}[/] for {ids[short]}")
 
-        cart = {short: f"cart-{short}-{tag}" for short in ("ada", "bo", "cy", "dee")}
+        cart = {short: f"cart-{short}-{tag}" for short in ("ada", "bo", "cy", "dee", "gus")}
         for short in cart:
             await event(
                 short,
@@ -160,6 +161,14 @@ async def run_demo(
             "converted",
             "order_paid",
             "clicked, got the coupon, bought",
+        ),
+        Expectation(
+            "gus",
+            CartAbandonment.name,
+            CartAbandonment.workflow_id(ids["gus"], cart["gus"]),
+            "exited",
+            "not_sent:no_consent",
+            "never consented: the gate holds the reminder",
         ),
         Expectation(
             "bo",

@@ -14,19 +14,26 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from nudge import consent
+from nudge.consent import ConsentIn
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
 from nudge.models import MessageStatus, MessageUpdate
 from nudge.phone import mask, phone_hash
 from nudge.receipts import attach_unmatched
 from nudge.store import (
+    SUPPRESS_ALL,
     Click,
+    Consent,
+    Customer,
     InboundMessage,
     Link,
     Message,
     MessageStatusChange,
     Suppression,
+    consent_key,
     read_sessions,
+    suppress,
     utcnow,
 )
 
@@ -195,24 +202,39 @@ class Feedback:
                 log.info("reply_duplicate", provider=provider, provider_ref=provider_ref)
                 return False, keyword
             if keyword == "start":
-                # START, UNSTOP, YES: the customer subscribes again.
+                # START, UNSTOP, YES: the customer subscribes again (an invalid number stays out).
                 existing = await session.get(Suppression, phone_hash(from_number))
-                if existing is not None:
+                if existing is not None and existing.scope != SUPPRESS_ALL:
                     await session.delete(existing)
-                    await session.commit()
-            if keyword == "stop" and await session.get(Suppression, phone_hash(from_number)) is None:
-                session.add(
-                    Suppression(
-                        phone_hash=phone_hash(from_number),
-                        reason=f"reply:{text.strip()[:20]}",
-                        source=provider,
-                    )
-                )
+                await self._restore_consent(session, from_number, provider, text)
+                await session.commit()
+            if keyword == "stop":
+                await suppress(session, from_number, reason=f"reply:{text.strip()[:20]}", source=provider)
+                await self._withdraw_consent(session, from_number, provider, text)
                 await session.commit()
         log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
         if keyword == "stop" and self._on_opt_out is not None:
             await self._on_opt_out(from_number, f"{provider}:{provider_ref}")
         return True, keyword
+
+    @staticmethod
+    async def _customers(session: AsyncSession, number: str) -> list[str]:
+        return list((await session.exec(select(Customer.id).where(Customer.phone == number))).all())
+
+    async def _withdraw_consent(self, session: AsyncSession, number: str, provider: str, text: str) -> None:
+        """A STOP reply withdraws the marketing consent of every customer with that number."""
+        withdrawal = ConsentIn(source=f"reply:{provider}", text=text.strip()[:200], actor="reply webhook")
+        for customer_id in await self._customers(session, number):
+            await consent.record(session, customer_id, "withdrawn", withdrawal)
+
+    async def _restore_consent(self, session: AsyncSession, number: str, provider: str, text: str) -> None:
+        """START undoes what STOP did: a consent withdrawn by a reply is granted again. A consent
+        never given, or withdrawn another way, stays as it is."""
+        grant = ConsentIn(source=f"reply:{provider}", text=text.strip()[:200], actor="reply webhook")
+        for customer_id in await self._customers(session, number):
+            current = await session.get(Consent, consent_key(customer_id))
+            if current is not None and not current.granted and current.source.startswith("reply:"):
+                await consent.record(session, customer_id, "granted", grant)
 
     async def click(self, code: str, *, user_agent: str | None) -> str | None:
         """Record a click and return the target URL, or None for an unknown code."""

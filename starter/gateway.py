@@ -18,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 
+from nudge import consent
+from nudge.consent import ConsentIn
 from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
 from nudge.phone import to_e164
 from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
 from nudge.store import Customer, create_engine, init_db, read_sessions, session_factory
+from starter.consent_api import router as consent_api
 from starter.feedback import Feedback
 from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
@@ -73,6 +76,9 @@ class CustomerIn(BaseModel):
     country: str | None = None
     timezone: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
+    consent: ConsentIn | None = None
+    """Marketing consent given with the profile (a sign-up form, a CRM import). Recorded only for
+    a customer with no consent on record: changes go through ``/v1/customers/{id}/consent``."""
 
 
 class CustomerBatch(BaseModel):
@@ -177,6 +183,7 @@ def create_app(
     )
 
     app.include_router(webhooks)
+    app.include_router(consent_api)
 
     @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
     async def post_event(event: Event, services: ServicesDep) -> EventAccepted:
@@ -266,8 +273,11 @@ async def _upsert_customers(services: Services, customers: Sequence[CustomerIn])
     async with services.sessions() as session:
         for customer in normalised:
             row = await session.get(Customer, customer.id) or Customer(id=customer.id)
-            for field, value in customer.model_dump(exclude={"id"}).items():
+            for field, value in customer.model_dump(exclude={"id", "consent"}).items():
                 setattr(row, field, value)
             session.add(row)
+            if customer.consent is not None:
+                await session.flush()
+                await consent.record(session, customer.id, "granted", customer.consent, first_only=True)
         await session.commit()
     return len(normalised)

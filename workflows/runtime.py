@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn
 
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from nudge.models import (
         Category,
         Event,
+        FrequencyCap,
         JourneyInput,
         JourneyResult,
         JourneyState,
@@ -145,6 +146,20 @@ class SmsHandle:
     @property
     def reason(self) -> str | None:
         return self.record.reason
+
+    @property
+    def decision(self) -> SendDecision:
+        """``sent``, ``blocked``, ``suppressed``, ``capped`` (or ``deferred``, never returned)."""
+        return self.record.decision
+
+    @property
+    def capped(self) -> bool:
+        """A frequency cap refused the message; ``retry_at`` says when it has room again."""
+        return self.record.decision is SendDecision.CAPPED
+
+    @property
+    def retry_at(self) -> datetime | None:
+        return self.result.retry_at
 
     async def clicked(self, *, within: timedelta) -> bool:
         """Wait up to ``within`` for a click on any link in the message."""
@@ -310,14 +325,17 @@ class Journey:
         notify_receipt: bool = False,
         route: str | None = None,
         signature: str | None = None,
+        caps: Sequence[FrequencyCap] = (),
         **kwargs: Any,
     ) -> SmsHandle:
         """Send ``template`` through the gate; the handle says whether it went out and why not.
 
         Keyword arguments are the template's variables, except ``variant`` (A/B attribution),
-        ``notify_receipt`` (signal the receipt to this journey), ``route`` (force a route by name)
-        and ``signature`` (override the route's signature). A send the provider defers (a
-        per-number frequency limit) sleeps until the time it gives and goes again.
+        ``notify_receipt`` (signal the receipt to this journey), ``route`` (force a route by name),
+        ``signature`` (override the route's signature) and ``caps`` (frequency caps stricter than
+        the global ones, e.g. ``[FrequencyCap(limit=1, window=timedelta(days=1), per="journey")]``).
+        A send the gate defers (quiet hours, a provider's per-number limit) sleeps until the time
+        it gives and goes again; a capped send returns ``capped`` with the time the cap frees.
         """
         self._seq += 1
         step = f"send:{template}"
@@ -336,6 +354,7 @@ class Journey:
             notify_receipt=notify_receipt,
             route=route,
             signature=signature,
+            caps=list(caps),
         )
         result = await self._send(request)
         while result.decision is SendDecision.DEFERRED and result.retry_at is not None:

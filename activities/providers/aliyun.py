@@ -52,6 +52,8 @@ ACCOUNT_CODES = frozenset(
 """The account or its credentials cannot send at all: pause the route and alert."""
 RETRYABLE_PREFIXES = ("Throttling", "isp.SYSTEM_ERROR", "ServiceUnavailable", "InternalError")
 OPTED_OUT_CODES = frozenset({"isv.CUSTOMER_REFUSED"})
+UNREACHABLE_CODES = frozenset({"isv.MOBILE_NUMBER_ILLEGAL"})
+"""The number is not a valid mobile number: nothing goes to it again."""
 
 
 def national_number(e164: str) -> str:
@@ -80,7 +82,13 @@ def classify(code: str, message: str, *, http_status: int, now: datetime) -> Pro
         # isp.SYSTEM_ERROR and 5xx may have been processed: reconcile before sending again.
         ambiguous = not code.startswith("Throttling")
         return RetryableProviderError(text, code=code, provider="aliyun", ambiguous=ambiguous)
-    return PermanentProviderError(text, code=code, provider="aliyun", opted_out=code in OPTED_OUT_CODES)
+    return PermanentProviderError(
+        text,
+        code=code,
+        provider="aliyun",
+        opted_out=code in OPTED_OUT_CODES,
+        unreachable=code in UNREACHABLE_CODES,
+    )
 
 
 class AliyunProvider:

@@ -68,7 +68,11 @@ def classify(code: str, message: str, *, now: datetime) -> ProviderError:
         ambiguous = code.startswith("InternalError")
         return RetryableProviderError(text, code=code, provider="tencent", ambiguous=ambiguous)
     return PermanentProviderError(
-        text, code=code, provider="tencent", opted_out=code == "FailedOperation.PhoneNumberInBlacklist"
+        text,
+        code=code,
+        provider="tencent",
+        opted_out=code == "FailedOperation.PhoneNumberInBlacklist",
+        unreachable=code == "InvalidParameterValue.IncorrectPhoneNumber",
     )
 
 

@@ -29,6 +29,8 @@ API = "2010-04-01"
 ACCOUNT_CODES = frozenset({20003, 20005, 30002, 21606})
 """Authentication failed, account not active, account suspended, From not owned: pause the route."""
 OPTED_OUT = 21610
+UNREACHABLE_CODES = frozenset({21211, 21612, 21614, 21635})
+"""Invalid number, unreachable by SMS, not a mobile, a landline: nothing goes to it again."""
 QUEUE_FULL = 21611
 
 
@@ -48,7 +50,13 @@ def classify(code: int | None, message: str, *, http_status: int, now: datetime)
         )
     if http_status >= 500:
         return RetryableProviderError(text, code=label, provider="twilio", ambiguous=True)
-    return PermanentProviderError(text, code=label, provider="twilio", opted_out=code == OPTED_OUT)
+    return PermanentProviderError(
+        text,
+        code=label,
+        provider="twilio",
+        opted_out=code == OPTED_OUT,
+        unreachable=code in UNREACHABLE_CODES,
+    )
 
 
 class TwilioProvider:

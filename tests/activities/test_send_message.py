@@ -15,8 +15,9 @@ from temporalio.testing import ActivityEnvironment
 from activities.send import SendActivities
 from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.segments import count_segments
-from nudge.store import Customer, Link, Message, MessageStatusChange
+from nudge.store import Link, Message, MessageStatusChange
 from tests.activities.conftest import LosesResponses
+from tests.customers import add_customers, new_customer
 
 PHONE = "+8613800138000"
 CART_URL = "https://shop.example.com/cart/k1?utm_source=sms"
@@ -38,9 +39,7 @@ def send_request(**overrides: Any) -> SendRequest:
 async def add_customer(
     sessions: async_sessionmaker[AsyncSession], customer_id: str = "c1", phone: str | None = PHONE
 ) -> None:
-    async with sessions() as session:
-        session.add(Customer(id=customer_id, name="Ada", phone=phone))
-        await session.commit()
+    await add_customers(sessions, new_customer(customer_id, phone))
 
 
 async def run(sends: SendActivities, request: SendRequest, *, attempt: int = 1) -> SendResult:

@@ -26,8 +26,9 @@ from nudge.models import Category, MessageStatus, SendDecision, SendRequest, Sen
 from nudge.phone import phone_hash
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import DEV_ALIYUN_KEYS, local_routes
-from nudge.store import Customer, Message, Suppression
+from nudge.store import Message, Suppression
 from simulator.app import SimConfig, create_app
+from tests.customers import add_customers, new_customer
 from tests.servers import serve
 
 CN = "+8613800138000"
@@ -66,11 +67,12 @@ def sends(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendAct
 
 @pytest.fixture
 async def customers(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions() as session:
-        session.add(Customer(id="cn", name="Ada", phone=CN))
-        session.add(Customer(id="us", name="Bo", phone=US))
-        session.add(Customer(id="zh", name="Cy", phone="+8613900139000", attributes={"language": "zh"}))
-        await session.commit()
+    await add_customers(
+        sessions,
+        new_customer("cn", CN),
+        new_customer("us", US, name="Bo"),
+        new_customer("zh", "+8613900139000", name="Cy", attributes={"language": "zh"}),
+    )
 
 
 def request(customer: str = "cn", **overrides: Any) -> SendRequest:

@@ -29,8 +29,9 @@ from nudge.binaries import find_binary
 from nudge.models import Category, SendRequest, SendResult
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import DEV_ALIYUN_KEYS, RouteConfig
-from nudge.store import Customer, create_engine, init_db, session_factory
+from nudge.store import create_engine, init_db, session_factory
 from simulator.app import SimConfig, create_app
+from tests.customers import add_customers, new_customer
 from tests.servers import serve
 
 FLOOD = 200
@@ -103,10 +104,7 @@ async def test_transactional_send_overtakes_marketing_flood(
     engine, lane_engine = create_engine(sqlite_url), create_engine(sqlite_url)
     await init_db(engine)
     sessions = session_factory(engine)
-    async with sessions() as session:
-        for i in range(FLOOD + 1):
-            session.add(Customer(id=f"c{i}", name="Ada", phone=f"+86138{i:08d}"))
-        await session.commit()
+    await add_customers(sessions, *(new_customer(f"c{i}", f"+86138{i:08d}") for i in range(FLOOD + 1)))
     key, secret = next(iter(DEV_ALIYUN_KEYS.items()))
     route = RouteConfig(
         name="aliyun",

@@ -61,3 +61,11 @@ def test_mask_in_text_masks_numbers_and_keeps_words() -> None:
 def test_mask_in_text_leaves_short_numbers() -> None:
     """Short digit runs such as amounts and years are not mistaken for phone numbers."""
     assert mask_in_text("total 42.00 in 2024") == "total 42.00 in 2024"
+
+
+def test_mask_in_text_leaves_hex_ids_alone() -> None:
+    """Message ids (hex) that start with a run of digits are not phone numbers."""
+    assert (
+        mask_in_text("message 84325567b86042e5bca1d3c9db244de9") == "message 84325567b86042e5bca1d3c9db244de9"
+    )
+    assert mask_in_text("to 13800138000, id 13800138000abc") == "to *******8000, id 13800138000abc"
