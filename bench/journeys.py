@@ -51,7 +51,8 @@ async def run(events: int, concurrency: int, rate: float, stack: Stack, console:
     tag = uuid.uuid4().hex[:6]
     phones = {f"b{tag}-{i}": f"+86138{i:08d}" for i in range(events)}
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60) as gw:
-        customers = [{"id": cid, "phone": phone} for cid, phone in phones.items()]
+        consent = {"source": "bench", "text": "Offers by SMS. Reply STOP to opt out."}
+        customers = [{"id": cid, "phone": phone, "consent": consent} for cid, phone in phones.items()]
         for start in range(0, len(customers), 1000):
             (
                 await gw.post("/v1/customers:batch", json={"customers": customers[start : start + 1000]})

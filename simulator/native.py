@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -17,11 +18,12 @@ from simulator.config import SimConfig
 from simulator.ledger import LedgerEntry, new_id, now
 
 router = APIRouter(tags=["native"])
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 class SendBody(BaseModel):
     client_ref: str = Field(min_length=1)
-    to: str = Field(pattern=r"^\+[1-9]\d{6,14}$")
+    to: str = Field(min_length=1)
     sender: str = Field(alias="from", min_length=1)
     body: str = Field(min_length=1, max_length=1600)
     status_callback: str | None = None
@@ -47,6 +49,9 @@ async def send(body: SendBody, request: Request, carrier: CarrierDep) -> dict[st
     """Accept one message; receipts go to its ``status_callback``."""
     received_at = now()  # when the request arrived, before the simulated latency
     await carrier.latency()
+    if not E164.match(body.to):
+        # As a carrier does: a well-formed request to a number that is not one.
+        raise HTTPException(400, detail={"code": "invalid_number", "message": f"{body.to!r} is not E.164"})
     if not carrier.allow("native", body.sender):
         raise HTTPException(429, detail={"code": "rate_limited", "message": "too many requests"})
     if carrier.chance(carrier.config.failure_rate):

@@ -54,7 +54,9 @@ class SimulatorProvider:
                 message, code=code, provider=self.name, ambiguous=response.status_code >= 500
             )
         if code in PERMANENT_CODES or 400 <= response.status_code < 500:
-            raise PermanentProviderError(message, code=code, provider=self.name)
+            raise PermanentProviderError(
+                message, code=code, provider=self.name, unreachable=code == "invalid_number"
+            )
         raise RetryableProviderError(message, code=code, provider=self.name)
 
     async def send_batch(self, batch: Sequence[OutboundSms]) -> list[BatchOutcome]:

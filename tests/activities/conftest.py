@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -70,14 +71,29 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return session_factory(engine)
 
 
+GateFactory = Callable[..., SendActivities]
+
+
 @pytest.fixture
-def sends(
+def make_sends(
     sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier_url: str
-) -> SendActivities:
+) -> GateFactory:
+    """Build the real send gate on the real store and the real simulator provider; keyword
+    arguments (``caps``, ``clock``, ``quiet_hours``) override the test defaults."""
+
+    def make(**overrides: Any) -> SendActivities:
+        router = build_router(
+            [RouteConfig(name="sim", provider="simulator", base_url=carrier_url, signature=SENDER)],
+            http,
+            simulator_callback="http://127.0.0.1:9/v1/webhooks/simulator/status",
+        )
+        options: dict[str, Any] = {"link_base_url": LINK_BASE_URL, "quiet_hours": ALWAYS_OPEN} | overrides
+        return SendActivities(sessions, router, **options)
+
+    return make
+
+
+@pytest.fixture
+def sends(make_sends: GateFactory) -> SendActivities:
     """The real send gate on the real store and the real simulator provider."""
-    router = build_router(
-        [RouteConfig(name="sim", provider="simulator", base_url=carrier_url, signature=SENDER)],
-        http,
-        simulator_callback="http://127.0.0.1:9/v1/webhooks/simulator/status",
-    )
-    return SendActivities(sessions, router, link_base_url=LINK_BASE_URL, quiet_hours=ALWAYS_OPEN)
+    return make_sends()

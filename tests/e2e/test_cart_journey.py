@@ -41,8 +41,10 @@ async def _wait_for(predicate: Any, *, timeout: float = 30, every: float = 0.2) 
 async def _customer_event(
     gw: httpx.AsyncClient, customer: str, phone: str, name: str, **properties: Any
 ) -> dict[str, Any]:
-    """Create the customer with a phone, then post one event for them; both must be accepted."""
-    r = await gw.put(f"/v1/customers/{customer}", json={"id": customer, "name": "Eli", "phone": phone})
+    """Create the customer with a phone and marketing consent, then post one event for them; both
+    must be accepted."""
+    profile = {"id": customer, "name": "Eli", "phone": phone, "consent": {"source": "e2e_signup"}}
+    r = await gw.put(f"/v1/customers/{customer}", json=profile)
     assert r.status_code == 200, r.text
     body = {"event_id": uuid.uuid4().hex, "customer_id": customer, "name": name, "properties": properties}
     r = await gw.post("/v1/events", json=body)
@@ -176,7 +178,10 @@ async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
     assert out.returncode == 2
     assert f"bad.csv:3: imp2-{tag}" in out.stderr
     good = tmp_path / "good.csv"
-    good.write_text(f"id,name,phone,tier\nimp1-{tag},Ann,13800138021,gold\nimp2-{tag},Ben,,\n")
+    good.write_text(
+        "id,name,phone,tier,consent_source,consent_text\n"
+        f"imp1-{tag},Ann,13800138021,gold,crm_import,Offers by SMS\nimp2-{tag},Ben,,,,\n"
+    )
     out = await asyncio.to_thread(
         subprocess.run, [*cli, str(good)], env=env, capture_output=True, text=True, timeout=60
     )
@@ -186,3 +191,22 @@ async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
         ann = (await gw.get(f"/v1/customers/imp1-{tag}")).json()
     assert ann["phone"] == "+8613800138021"
     assert ann["attributes"] == {"tier": "gold"}
+
+    consent = [sys.executable, "-m", "starter.cli", "consent"]
+
+    async def cli_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run, [*consent, *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    shown = await cli_run("show", f"imp1-{tag}")
+    assert shown.returncode == 0, shown.stderr
+    assert "granted (crm_import)" in shown.stdout and "Offers by SMS" in shown.stdout
+    assert "no consent on record" in (await cli_run("show", f"imp2-{tag}")).stdout
+    withdrawn = await cli_run("withdraw", f"imp1-{tag}", "--source", "support_email")
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    trail = (await cli_run("show", f"imp1-{tag}")).stdout
+    # The headline shows the withdrawal; the audit trail still holds the import's grant.
+    assert "withdrawn (support_email)" in trail and "crm_import" in trail and "support_email" in trail
+    unknown = await cli_run("grant", f"nobody-{tag}", "--source", "x")
+    assert unknown.returncode == 2 and "unknown customer" in unknown.stderr

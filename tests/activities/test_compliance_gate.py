@@ -1,0 +1,328 @@
+"""The compliance gate on the real store and simulator: consent, caps and unreachable numbers,
+with property tests for the invariants (no send to a suppressed number, no marketing without
+consent, caps never exceeded when sends race)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.testing import ActivityEnvironment
+
+from nudge import consent
+from nudge.consent import ConsentIn
+from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.phone import phone_hash
+from nudge.store import SUPPRESS_ALL, Message, Suppression, suppress
+from tests.activities.conftest import GateFactory
+from tests.customers import add_customers, new_customer
+
+DAY = timedelta(hours=24)
+NO_CAPS: list[FrequencyCap] = []
+
+
+def marketing(customer: str, n: int = 1, *, workflow: str | None = None, **overrides: Any) -> SendRequest:
+    workflow_id = workflow or f"journey:cart_abandonment:{customer}:k{n}"
+    fields: dict[str, Any] = {
+        "idempotency_key": f"{workflow_id}/run/{n}",
+        "workflow_id": workflow_id,
+        "journey": "cart_abandonment",
+        "step": "send:cart_reminder",
+        "customer_id": customer,
+        "template": "cart_reminder",
+        "params": {"name": "Ada", "cart_url": "https://shop.example.com/c"},
+    }
+    return SendRequest(**(fields | overrides))
+
+
+def transactional(customer: str, n: int = 1) -> SendRequest:
+    return SendRequest(
+        idempotency_key=f"journey:payment_success:{customer}:o{n}/run/1",
+        workflow_id=f"journey:payment_success:{customer}:o{n}",
+        journey="payment_success",
+        step="send:payment_success",
+        customer_id=customer,
+        template="payment_success",
+        params={"order_id": f"o{n}", "amount": "9.90"},
+        category=Category.TRANSACTIONAL,
+    )
+
+
+async def run(sends: Any, request: SendRequest) -> SendResult:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, activity_type="send_message")
+    result: SendResult = await env.run(sends.send_message, request)
+    return result
+
+
+async def ledger_to(http: httpx.AsyncClient, carrier_url: str, phone: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = (await http.get(f"{carrier_url}/_sim/ledger")).json()
+    return [e for e in entries if e["to"] == phone]
+
+
+def unique_phone() -> str:
+    return f"+86139{uuid.uuid4().int % 10**8:08d}"
+
+
+# ----- consent -------------------------------------------------------------------------------
+
+
+async def test_consent_marketing_needs_it_transactional_does_not(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """Without a recorded consent a cart reminder is blocked `no_consent` and never reaches the
+    carrier; the payment confirmation to the same customer goes."""
+    sends = make_sends(caps=NO_CAPS)
+    phone = unique_phone()
+    await add_customers(sessions, new_customer("c1", phone), consented=False)
+
+    refused = await run(sends, marketing("c1"))
+    confirmed = await run(sends, transactional("c1"))
+
+    assert (refused.decision, refused.reason) == (SendDecision.BLOCKED, "no_consent")
+    assert confirmed.decision is SendDecision.SENT
+    assert [e["body"][:16] for e in await ledger_to(http, carrier_url, phone)] == ["Payment received"]
+
+
+async def test_consent_withdrawn_blocks_marketing_with_its_source(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """Consent granted then withdrawn: the first reminder goes, the next is blocked with the
+    withdrawal's source, and the audit trail keeps both events in order."""
+    sends = make_sends(caps=NO_CAPS)
+    phone = unique_phone()
+    await add_customers(sessions, new_customer("c1", phone))
+    assert (await run(sends, marketing("c1", 1))).decision is SendDecision.SENT
+
+    async with sessions() as session:
+        await consent.record(session, "c1", "withdrawn", ConsentIn(source="support_email"))
+        await session.commit()
+    refused = await run(sends, marketing("c1", 2))
+
+    assert (refused.decision, refused.reason) == (SendDecision.BLOCKED, "consent_withdrawn:support_email")
+    assert len(await ledger_to(http, carrier_url, phone)) == 1
+    async with sessions() as session:
+        trail = await consent.history(session, "c1")
+    assert [(e.action, e.source) for e in trail] == [
+        ("granted", "signup_form"),
+        ("withdrawn", "support_email"),
+    ]
+
+
+# ----- unreachable numbers -------------------------------------------------------------------
+
+
+async def test_unreachable_number_gets_nothing_of_any_kind(
+    sends: Any,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """When the carrier calls a number invalid, it is suppressed for everything: a later payment
+    confirmation to it is blocked `unreachable:` without a call to the carrier."""
+    await add_customers(sessions, new_customer("c1", "13800138000"))  # not E.164: the carrier refuses it
+
+    first = await run(sends, marketing("c1"))
+    confirmation = await run(sends, transactional("c1"))
+
+    assert first.reason == "provider:invalid_number"
+    assert (confirmation.decision, confirmation.reason) == (
+        SendDecision.BLOCKED,
+        "unreachable:provider:invalid_number",
+    )
+    async with sessions() as session:
+        row = await session.get(Suppression, phone_hash("13800138000"))
+    assert row is not None and row.scope == SUPPRESS_ALL
+    assert await ledger_to(http, carrier_url, "13800138000") == []
+
+
+async def test_suppress_widens_an_opt_out_and_never_narrows_unreachable(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """An invalid-number report widens an opt-out to every message; a later opt-out keeps it so."""
+    async with sessions() as session:
+        assert await suppress(session, "+8613800138000", reason="reply:STOP", source="aliyun")
+        assert await suppress(session, "+8613800138000", reason="provider:x", source="t", scope=SUPPRESS_ALL)
+        assert not await suppress(session, "+8613800138000", reason="reply:TD", source="aliyun")
+        await session.commit()
+        row = await session.get(Suppression, phone_hash("+8613800138000"))
+    assert row is not None and (row.scope, row.reason) == (SUPPRESS_ALL, "provider:x")
+
+
+# ----- frequency caps ------------------------------------------------------------------------
+
+
+async def test_caps_cap_marketing_per_customer_and_say_when_they_free(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """With 1 marketing a day, the second reminder (another journey) is capped until a day after
+    the first; a payment confirmation is not counted; a day later a reminder goes again."""
+    now = [datetime(2026, 11, 25, 2, 0, tzinfo=UTC)]
+    sends = make_sends(caps=[FrequencyCap(limit=1, window=DAY)], clock=lambda: now[0])
+    phone = unique_phone()
+    await add_customers(sessions, new_customer("c1", phone))
+
+    assert (await run(sends, marketing("c1", 1))).decision is SendDecision.SENT
+    now[0] += timedelta(hours=3)
+    capped = await run(sends, marketing("c1", 2))
+    assert (capped.decision, capped.reason) == (SendDecision.CAPPED, "capped:1/24h per customer")
+    assert capped.retry_at == datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+    assert (await run(sends, transactional("c1"))).decision is SendDecision.SENT
+    # A capped message is final: its retry does not slip through later.
+    now[0] += DAY
+    assert (await run(sends, marketing("c1", 2))).decision is SendDecision.CAPPED
+    assert (await run(sends, marketing("c1", 3))).decision is SendDecision.SENT
+    assert len(await ledger_to(http, carrier_url, phone)) == 3
+
+
+async def test_caps_per_journey_and_a_journeys_own_stricter_cap(
+    make_sends: GateFactory, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A per-journey cap counts only that journey's messages; a cap passed by the journey applies
+    on top of the global ones."""
+    sends = make_sends(caps=[FrequencyCap(limit=1, window=DAY, per="journey")])
+    await add_customers(sessions, new_customer("c1", unique_phone()))
+
+    assert (await run(sends, marketing("c1", 1, workflow="wf-a"))).decision is SendDecision.SENT
+    again = await run(sends, marketing("c1", 2, workflow="wf-a"))
+    assert (again.decision, again.reason) == (SendDecision.CAPPED, "capped:1/24h per journey")
+    assert (await run(sends, marketing("c1", 3, workflow="wf-b"))).decision is SendDecision.SENT
+
+    stricter = [FrequencyCap(limit=2, window=timedelta(days=7))]
+    own = await run(sends, marketing("c1", 4, workflow="wf-c", caps=stricter))
+    assert (own.decision, own.reason) == (SendDecision.CAPPED, "capped:2/7d per customer")
+
+
+async def test_caps_blocked_and_failed_messages_do_not_count(
+    make_sends: GateFactory, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A message the gate blocked (no consent) holds no place under the cap."""
+    sends = make_sends(caps=[FrequencyCap(limit=1, window=DAY)])
+    await add_customers(sessions, new_customer("c1", unique_phone()), consented=False)
+    assert (await run(sends, marketing("c1", 1))).reason == "no_consent"
+    async with sessions() as session:
+        await consent.record(session, "c1", "granted", ConsentIn(source="checkout_form"))
+        await session.commit()
+    assert (await run(sends, marketing("c1", 2))).decision is SendDecision.SENT
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(racers=st.integers(min_value=2, max_value=10), limit=st.integers(min_value=0, max_value=4))
+async def test_caps_hold_when_sends_for_one_customer_race(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    racers: int,
+    limit: int,
+) -> None:
+    """N sends for one customer from N journeys at once, each through its own gate (as on N
+    workers): exactly min(N, limit) reach the carrier, the rest are capped."""
+    customer, phone = f"race-{uuid.uuid4().hex[:8]}", unique_phone()
+    await add_customers(sessions, new_customer(customer, phone))
+    cap = [FrequencyCap(limit=limit, window=DAY)]
+    gates = [make_sends(caps=cap) for _ in range(racers)]
+
+    results = await asyncio.gather(
+        *(run(gate, marketing(customer, n, workflow=f"wf-{customer}-{n}")) for n, gate in enumerate(gates))
+    )
+
+    decisions = sorted(r.decision.value for r in results)
+    assert decisions.count("sent") == min(racers, limit), decisions
+    assert decisions.count("capped") == racers - min(racers, limit), decisions
+    assert len(await ledger_to(http, carrier_url, phone)) == min(racers, limit)
+
+
+# ----- the invariants, as properties ---------------------------------------------------------
+
+STANDINGS = st.fixed_dictionaries(
+    {
+        "consent": st.sampled_from(["none", "granted", "withdrawn"]),
+        "suppression": st.sampled_from(["none", "opt_out", "unreachable"]),
+        "category": st.sampled_from([Category.MARKETING, Category.TRANSACTIONAL]),
+    }
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(customers=st.lists(STANDINGS, min_size=1, max_size=6))
+async def test_gate_never_sends_to_suppressed_or_unconsented_marketing(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    customers: list[dict[str, Any]],
+) -> None:
+    """For any mix of consent, suppression and category: marketing reaches the carrier only with
+    consent and no suppression; transactional only to a reachable number; the decision says why."""
+    sends = make_sends(caps=NO_CAPS)
+    tag = uuid.uuid4().hex[:8]
+    for i, standing in enumerate(customers):
+        customer, phone = f"p-{tag}-{i}", unique_phone()
+        await add_customers(sessions, new_customer(customer, phone), consented=False)
+        async with sessions() as session:
+            if standing["consent"] != "none":
+                await consent.record(session, customer, "granted", ConsentIn(source="form"))
+            if standing["consent"] == "withdrawn":
+                await consent.record(session, customer, "withdrawn", ConsentIn(source="email"))
+            if standing["suppression"] != "none":
+                scope = SUPPRESS_ALL if standing["suppression"] == "unreachable" else None
+                await suppress(session, phone, reason="test", source="test", scope=scope)
+            await session.commit()
+        request = (
+            marketing(customer) if standing["category"] is Category.MARKETING else transactional(customer)
+        )
+
+        result = await run(sends, request)
+
+        reachable = standing["suppression"] != "unreachable"
+        if standing["category"] is Category.MARKETING:
+            allowed = reachable and standing["suppression"] == "none" and standing["consent"] == "granted"
+        else:
+            allowed = reachable
+        delivered = await ledger_to(http, carrier_url, phone)
+        assert (result.decision is SendDecision.SENT) == allowed, (standing, result)
+        assert len(delivered) == (1 if allowed else 0), standing
+        if not reachable:
+            assert result.reason is not None and result.reason.startswith("unreachable:")
+        elif standing["suppression"] == "opt_out" and standing["category"] is Category.MARKETING:
+            assert result.decision is SendDecision.SUPPRESSED
+
+
+async def test_gate_decisions_are_recorded_on_the_message(
+    make_sends: GateFactory, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A capped send is a message row with status blocked, its reason and when the cap frees."""
+    sends = make_sends(caps=[FrequencyCap(limit=0, window=DAY)])
+    await add_customers(sessions, new_customer("c1", unique_phone()))
+    result = await run(sends, marketing("c1"))
+    async with sessions() as session:
+        [row] = (await session.exec(select(Message))).all()
+    assert (row.status, row.reason) == (MessageStatus.BLOCKED, "capped:0/24h per customer")
+    assert result.retry_at is None  # a cap of 0 never frees
