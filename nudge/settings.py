@@ -73,10 +73,6 @@ class Settings(BaseSettings):
     """Global frequency caps as JSON, e.g. ``[{"limit": 1, "window": "PT24H"}, {"limit": 3,
     "window": "P7D"}, {"limit": 1, "window": "PT24H", "per": "journey"}]`` (``category``
     defaults to marketing, ``per`` to customer). ``[]`` turns caps off."""
-    help_reply: str = (
-        "Nudge: lifecycle messages from our shop. Help: support@example.com. Reply STOP to opt out."
-    )
-    """What a HELP or INFO reply gets back: brand and contact (sent as the ``help_reply`` template)."""
     breaker_threshold: int = 5
     """Retryable failures in a row that open a route's circuit breaker."""
     breaker_cooldown: timedelta = timedelta(seconds=30)

@@ -95,6 +95,15 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
             {"aliyun": "SMS_480005", "tencent": "1480005"},
         ),
         Template(
+            # The answer to a HELP or INFO reply: brand and contact, as carriers require. Edit its
+            # wording in the registry; it is transactional, so it reaches opted-out numbers too.
+            "help_reply",
+            "Nudge Shop: questions about your orders or our texts? Write to support@example.com. "
+            "Msg&data rates may apply. Reply STOP to opt out.",
+            Category.TRANSACTIONAL,
+            {"aliyun": "SMS_480007", "tencent": "1480007"},
+        ),
+        Template(
             "welcome_back",
             "Welcome back, ${name}! See what's new: ${start_url} Reply STOP to opt out",
             Category.MARKETING,

@@ -85,7 +85,7 @@ class FakeCarrier:
         self.requests: list[SendRequest] = []
         self.results: dict[str, SendResult] = {}
         self.block: dict[str, str] = {}
-        """Template code -> reason, for sends the gate should refuse."""
+        """Template code -> reason, for sends the gate should refuse (``capped:...`` caps them)."""
         self.defer: dict[str, timedelta] = {}
         """Template code -> how long the first attempt is deferred (a provider frequency limit)."""
         self.calls: list[SendRequest] = []
@@ -121,9 +121,12 @@ class FakeCarrier:
                     retry_at=retry_at,
                 )
             else:
+                refused = (
+                    SendDecision.CAPPED if (reason or "").startswith("capped:") else SendDecision.BLOCKED
+                )
                 result = SendResult(
                     message_id=message_id,
-                    decision=SendDecision.BLOCKED if reason else SendDecision.SENT,
+                    decision=refused if reason else SendDecision.SENT,
                     reason=reason,
                     provider=None if reason else "fake",
                     status=None if reason else MessageStatus.SUBMITTED,

@@ -47,7 +47,10 @@ class Feedback:
         client: Client,
         sessions: async_sessionmaker[AsyncSession],
         on_opt_out: Callable[[str, str], Awaitable[None]] | None = None,
+        on_help: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_help = on_help
+        """Called with (number, reply id) after a new HELP or INFO reply: sends the help answer."""
         self._on_opt_out = on_opt_out
         """Called with (number, reply id) after a new STOP-type reply: ends marketing journeys."""
         self._client = client
@@ -215,6 +218,8 @@ class Feedback:
         log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
         if keyword == "stop" and self._on_opt_out is not None:
             await self._on_opt_out(from_number, f"{provider}:{provider_ref}")
+        if keyword == "help" and self._on_help is not None:
+            await self._on_help(from_number, f"{provider}:{provider_ref}")
         return True, keyword
 
     @staticmethod

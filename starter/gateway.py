@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import Client
 
 from nudge import consent
@@ -103,7 +103,9 @@ class Services:
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
         )
-        self.feedback = Feedback(client=client, sessions=self.sessions, on_opt_out=self.opted_out)
+        self.feedback = Feedback(
+            client=client, sessions=self.sessions, on_opt_out=self.opted_out, on_help=self.help_requested
+        )
 
     async def opted_out(self, number: str, reply_id: str) -> None:
         """A STOP-type reply: every customer with this number leaves their marketing journeys
@@ -119,6 +121,24 @@ class Services:
                     properties={"reply": reply_id},
                 )
             )
+
+    async def help_requested(self, number: str, reply_id: str) -> None:
+        """A HELP or INFO reply: the ``help_requested`` event starts the HelpReply journey of the
+        number's customer (one answer per number, even when several customers share it)."""
+        async with read_sessions(self.sessions)() as session:
+            query = select(Customer.id).where(Customer.phone == number).order_by(col(Customer.created_at))
+            customer_id = (await session.exec(query)).first()
+        if customer_id is None:
+            log.info("help_reply_skipped_unknown_number", reply=reply_id)
+            return
+        await self.router.route(
+            Event(
+                event_id=f"help_requested:{reply_id}",
+                customer_id=customer_id,
+                name="help_requested",
+                properties={"reply": reply_id},
+            )
+        )
 
 
 def get_services(request: Request) -> Services:

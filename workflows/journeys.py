@@ -86,6 +86,23 @@ class PaymentSuccess(Journey):
             self.exit(f"undelivered:{status or 'no_receipt'}")
 
 
+class HelpReply(Journey):
+    """Answer a HELP or INFO reply with the brand and a contact (the ``help_reply`` template).
+
+    At most one answer per customer in ``reentry``: a HELP that an auto-responder bounces back
+    must not start a loop of replies.
+    """
+
+    trigger = "help_requested"
+    reentry = timedelta(minutes=10)
+    category = Category.TRANSACTIONAL
+
+    async def steps(self, event: Event) -> None:
+        answer = await self.send_sms("help_reply")
+        if not answer.sent:
+            self.exit(f"not_sent:{answer.reason}")
+
+
 class Onboarding(Journey):
     """Welcome a new customer: returning customers get a welcome back, new ones an A/B welcome."""
 

@@ -329,3 +329,27 @@ async def test_stop_reply_ends_marketing_journeys_and_start_resubscribes(
     assert (await post_twilio(gateway, "/v1/webhooks/twilio/inbound", start)).status_code == 200
     async with gateway.sessions() as session:
         assert await session.get(Suppression, phone_hash(number)) is None
+
+
+async def test_help_reply_answers_once_with_the_help_template(gateway: Gateway, customer_id: str) -> None:
+    """HELP from a customer's number starts the HelpReply journey, which sends the help_reply
+    template once; a second HELP within the cool-down gets no second answer; INFO counts as HELP."""
+    number = f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    r = await gateway.http.put(f"/v1/customers/{customer_id}", json={"id": customer_id, "phone": number})
+    assert r.status_code == 200, r.text
+    for text in ("HELP", " info "):
+        form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": number, "Body": text}
+        assert (await post_twilio(gateway, "/v1/webhooks/twilio/inbound", form)).status_code == 200
+
+    handle = gateway.client.get_workflow_handle(
+        f"journey:help_reply:{customer_id}", result_type=JourneyResult
+    )
+    result = await handle.result()
+    assert result.outcome == "completed"
+    sent = [(r.customer_id, r.template, r.category.value) for r in gateway.carrier.requests]
+    assert sent == [(customer_id, "help_reply", "transactional")]
+    async with gateway.sessions() as session:
+        replies = (
+            await session.exec(select(InboundMessage).where(InboundMessage.from_number == number))
+        ).all()
+    assert sorted(r.keyword or "" for r in replies) == ["help", "help"]

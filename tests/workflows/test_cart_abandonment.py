@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nudge.models import Event, Profile
+from nudge.models import Event, Profile, SendDecision
 from nudge.testing import JourneyTester
 from workflows import CartAbandonment
 
@@ -66,6 +66,19 @@ async def test_cart_abandonment_blocked_send_exits_with_reason(journeys: Journey
     run = await journeys.start(CartAbandonment, customer="c5", cart_id="k5")
     result = await run.result()
     assert (result.outcome, result.reason) == ("exited", "not_sent:no_phone")
+
+
+async def test_cart_abandonment_capped_reminder_is_recorded_and_ends_the_journey(
+    journeys: JourneyTester,
+) -> None:
+    """A frequency cap refusing the reminder: the journey learns it was capped, ends with the
+    cap's reason, and its messages record the decision."""
+    journeys.carrier.block["cart_reminder"] = "capped:2/24h per customer"
+    run = await journeys.start(CartAbandonment, customer="c5c", cart_id="k5")
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("exited", "not_sent:capped:2/24h per customer")
+    [message] = result.messages
+    assert (message.decision, message.reason) == (SendDecision.CAPPED, "capped:2/24h per customer")
 
 
 async def test_cart_abandonment_state_query_shows_step(journeys: JourneyTester) -> None:
