@@ -595,7 +595,8 @@ class SendActivities:
             provider=message.provider,
             provider_message_id=message.provider_message_id,
             segments=message.segments,
-            route=message.route,
+            # The route it went (or will go) out on; a refused message went nowhere.
+            route=message.route if decision in (SendDecision.SENT, SendDecision.DEFERRED) else None,
             cost=message.cost,
             status=status,
             retry_at=message.defer_until

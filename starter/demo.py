@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from nudge.models import JourneyResult
+from nudge.models import JourneyResult, SendDecision
 from nudge.quiet_hours import ALWAYS_OPEN
 from starter.csv_customers import customer_record
 from workflows import CartAbandonment, Onboarding, PaymentSuccess
@@ -220,7 +220,10 @@ async def _await_end(client: Client, expectation: Expectation, deadline: float) 
     status = description.status.name if description.status else "UNKNOWN"
     if description.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
-        sent = [f"{m.template} ({m.route})" if m.route else m.template for m in result.messages]
+        sent = [
+            f"{m.template} ({m.route})" if m.decision is SendDecision.SENT else f"{m.template}: {m.reason}"
+            for m in result.messages
+        ]
         return Row(expectation, status, result.outcome, result.reason, sent)
     return Row(expectation, status, None, None, [])
 
