@@ -9,6 +9,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from nudge import consent
 from nudge.consent import ConsentIn
 from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import phone_hash
+from nudge.quiet_hours import DEFAULT_WINDOWS
 from nudge.store import SUPPRESS_ALL, Message, Suppression, suppress
 from tests.activities.conftest import GateFactory
 from tests.customers import add_customers, new_customer
@@ -326,3 +328,55 @@ async def test_gate_decisions_are_recorded_on_the_message(
         [row] = (await session.exec(select(Message))).all()
     assert (row.status, row.reason) == (MessageStatus.BLOCKED, "capped:0/24h per customer")
     assert result.retry_at is None  # a cap of 0 never frees
+
+
+ZONES = [
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Chicago",
+    "Pacific/Honolulu",
+    "America/Anchorage",
+]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
+    zone=st.sampled_from(ZONES),
+    category=st.sampled_from([Category.MARKETING, Category.TRANSACTIONAL]),
+)
+async def test_gate_never_sends_marketing_in_quiet_hours(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    moment: datetime,
+    zone: str,
+    category: Category,
+) -> None:
+    """For any instant and US zone (the profile's): marketing reaches the carrier only between
+    08:00 and 21:00 there, else it is deferred to a moment inside the window; transactional goes."""
+    sends = make_sends(caps=NO_CAPS, quiet_hours=DEFAULT_WINDOWS, clock=lambda: moment)
+    customer, phone = f"q-{uuid.uuid4().hex[:8]}", f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    await add_customers(sessions, new_customer(customer, phone, timezone=zone))
+    request = marketing(customer) if category is Category.MARKETING else transactional(customer)
+
+    result = await run(sends, request)
+
+    local = moment.astimezone(ZoneInfo(zone))
+    open_now = 8 <= local.hour < 21
+    if category is Category.TRANSACTIONAL or open_now:
+        assert result.decision is SendDecision.SENT, (local, result)
+    else:
+        assert result.decision is SendDecision.DEFERRED and result.retry_at is not None
+        opens = result.retry_at.astimezone(ZoneInfo(zone))
+        assert 8 <= opens.hour < 21 and timedelta(0) < result.retry_at - moment <= timedelta(hours=13)
+    assert len(await ledger_to(http, carrier_url, phone)) == (
+        1 if result.decision is SendDecision.SENT else 0
+    )
