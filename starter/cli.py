@@ -15,12 +15,15 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nudge.logging import configure_logging
 from nudge.settings import get_settings
+from starter.cli_common import GatewayOpt, console, err
+from starter.cli_common import fail as _fail
+from starter.cli_common import gateway_base as _gateway
+from starter.cli_pauses import pause, pauses, resume
 
 app = typer.Typer(
     name="nudge",
@@ -31,16 +34,6 @@ app = typer.Typer(
 )
 customers_app = typer.Typer(help="Manage customer profiles.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
-console = Console()
-if not console.is_terminal:
-    console = Console(width=160)  # logs and CI output: keep the summary table readable
-err = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for grep and editors
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
 
 # ----- the stack ------------------------------------------------------------------------------
 
@@ -293,16 +286,6 @@ def _parse_props(props: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def _gateway(url: str | None) -> str:
-    return (url or get_settings().gateway_url).rstrip("/")
-
-
-GatewayOpt = Annotated[
-    str | None,
-    typer.Option("--gateway", help="Gateway URL [default: NUDGE_PUBLIC_URL or http://127.0.0.1:8000]."),
-]
-
-
 @app.command()
 def event(
     customer: Annotated[str, typer.Argument(help="Customer id.")],
@@ -463,6 +446,10 @@ def import_customers(
             imported += len(chunk)
             progress.advance(task, len(chunk))
     console.print(f"imported {imported} customers")
+
+
+for command in (pause, resume, pauses):
+    app.command()(command)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from nudge.complaints import ComplaintKind, ComplaintRecorder
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
 from nudge.models import MessageStatus, MessageUpdate
@@ -40,9 +41,12 @@ class Feedback:
         client: Client,
         sessions: async_sessionmaker[AsyncSession],
         on_opt_out: Callable[[str, str], Awaitable[None]] | None = None,
+        complaints: ComplaintRecorder | None = None,
     ) -> None:
         self._on_opt_out = on_opt_out
         """Called with (number, reply id) after a new STOP-type reply: ends marketing journeys."""
+        self._complaints = complaints
+        """Counts opt-outs and complaint receipt codes against the complaint-rate breaker."""
         self._client = client
         self._sessions = sessions
         self._reads = read_sessions(sessions)
@@ -112,6 +116,14 @@ class Feedback:
             applied=applied,
             matched=message is not None,
         )
+        if (
+            message is not None
+            and self._complaints is not None
+            and self._complaints.counts(provider, error_code)
+        ):
+            await self._count_complaint(
+                self._complaints.record(message, ComplaintKind.PROVIDER_CODE, error_code)
+            )
         if notify and workflow_id and message is not None:
             await self._signal(
                 workflow_id,
@@ -210,6 +222,10 @@ class Feedback:
                 )
                 await session.commit()
         log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
+        if keyword == "stop" and self._complaints is not None:
+            await self._count_complaint(
+                self._complaints.opt_out(from_number, reply_id=f"{provider}:{provider_ref}")
+            )
         if keyword == "stop" and self._on_opt_out is not None:
             await self._on_opt_out(from_number, f"{provider}:{provider_ref}")
         return True, keyword
@@ -234,6 +250,15 @@ class Feedback:
                 workflow_id, MessageUpdate(message_id=link.message_id, kind="click", url=target)
             )
         return target
+
+    @staticmethod
+    async def _count_complaint(counting: Awaitable[object]) -> None:
+        """Counting a complaint never fails the receipt or the reply: the provider would only
+        deliver it again."""
+        try:
+            await counting
+        except Exception:  # noqa: BLE001 - logged; the receipt or reply is stored either way
+            log.exception("complaint_not_recorded")
 
     async def _signal(self, workflow_id: str, update: MessageUpdate) -> None:
         try:

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 
+from nudge.alerts import AlertWebhook
+from nudge.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
@@ -25,6 +27,7 @@ from nudge.phone import to_e164
 from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
 from nudge.store import Customer, create_engine, init_db, read_sessions, session_factory
 from starter.feedback import Feedback
+from starter.pauses_api import router as pauses
 from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
 from starter.webhooks import router as webhooks
@@ -97,7 +100,14 @@ class Services:
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
         )
-        self.feedback = Feedback(client=client, sessions=self.sessions, on_opt_out=self.opted_out)
+        self.journey_names = frozenset(j.name for j in journeys)
+        self.alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
+        self.complaints = ComplaintRecorder(
+            self.sessions, policy=ComplaintPolicy.from_settings(settings), alerts=self.alerts
+        )
+        self.feedback = Feedback(
+            client=client, sessions=self.sessions, on_opt_out=self.opted_out, complaints=self.complaints
+        )
 
     async def opted_out(self, number: str, reply_id: str) -> None:
         """A STOP-type reply: every customer with this number leaves their marketing journeys
@@ -167,6 +177,7 @@ def create_app(
         log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
         _check_callback_token(settings)
         yield
+        await app.state.services.alerts.aclose()
         await engine.dispose()
 
     app = FastAPI(
@@ -177,6 +188,7 @@ def create_app(
     )
 
     app.include_router(webhooks)
+    app.include_router(pauses)
 
     @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
     async def post_event(event: Event, services: ServicesDep) -> EventAccepted:
