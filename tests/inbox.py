@@ -16,6 +16,8 @@ class Inbox:
     def __init__(self, *, status: int = 204) -> None:
         self.received: list[dict[str, Any]] = []
         self.status = status
+        self.url = ""
+        """Where the test serves it (set by the test)."""
         self.app = FastAPI()
 
         @self.app.post("/{path:path}", status_code=204)
