@@ -4,6 +4,7 @@ the carrier simulator's Aliyun, Tencent and Twilio APIs over loopback."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,7 +15,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.routing import Router
 from activities.send import SendActivities
-from nudge.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
 from nudge.pauses import PauseCache, Scope, Source, pause, resume
 from nudge.quiet_hours import ALWAYS_OPEN
@@ -43,9 +43,37 @@ def sends(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendAct
         link_base_url="https://nudge.example.com",
         status_callbacks={"twilio": "https://nudge.example.com/v1/webhooks/twilio/status"},
         quiet_hours=ALWAYS_OPEN,
-        complaints=ComplaintRecorder(sessions, policy=ComplaintPolicy()),
         pauses=PauseCache(sessions, ttl=0),
     )
+
+
+@dataclass
+class Gate:
+    """The send gate, its store and the carrier's ledger."""
+
+    sends: SendActivities
+    sessions: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    carrier: str
+
+    async def ledger(self) -> list[dict[str, Any]]:
+        return await ledger(self.http, self.carrier)
+
+    async def pause(self, scope: Scope, value: str) -> None:
+        await pause(self.sessions, scope=scope, value=value, reason="test", source=Source.MANUAL, by="test")
+
+    async def resume(self, scope: Scope, value: str) -> None:
+        await resume(self.sessions, scope=scope, value=value, reason="test", by="test")
+
+
+@pytest.fixture
+def gate(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,  # noqa: F811
+    carrier: str,  # noqa: F811
+) -> Gate:
+    return Gate(sends=sends, sessions=sessions, http=http, carrier=carrier)
 
 
 def reminder(customer: str = "cn", key: str = "1", **overrides: Any) -> SendRequest:
@@ -61,135 +89,96 @@ def reminder(customer: str = "cn", key: str = "1", **overrides: Any) -> SendRequ
     return request(customer, **(fields | overrides))
 
 
-async def pause_scope(sessions: async_sessionmaker[AsyncSession], scope: Scope, value: str) -> None:
-    await pause(sessions, scope=scope, value=value, reason="test", source=Source.MANUAL, by="test")
-
-
 @pytest.mark.usefixtures("customers")
-async def test_paused_template_blocks_marketing_and_nothing_reaches_the_carrier(
-    sends: SendActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,  # noqa: F811
-    carrier: str,  # noqa: F811
-) -> None:
+async def test_paused_template_blocks_marketing_and_nothing_reaches_the_carrier(gate: Gate) -> None:
     """A paused template: the gate answers blocked, paused:template=..., records it on the message,
     and the carrier receives nothing."""
-    await pause_scope(sessions, Scope.TEMPLATE, "cart_reminder")
+    await gate.pause(Scope.TEMPLATE, "cart_reminder")
 
-    result = await run(sends, reminder())
+    result = await run(gate.sends, reminder())
 
     assert (result.decision, result.reason) == (SendDecision.BLOCKED, "paused:template=cart_reminder")
-    async with sessions() as session:
+    async with gate.sessions() as session:
         message = (await session.exec(select(Message))).one()
     assert (message.status, message.reason) == (MessageStatus.BLOCKED, "paused:template=cart_reminder")
-    assert await ledger(http, carrier) == []
+    assert await gate.ledger() == []
 
 
 @pytest.mark.usefixtures("customers")
-async def test_paused_journey_and_signature_hold_marketing(
-    sends: SendActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,  # noqa: F811
-    carrier: str,  # noqa: F811
-) -> None:
+async def test_paused_journey_and_signature_hold_marketing(gate: Gate) -> None:
     """A paused journey holds its sends. A paused signature holds it on every route that signs
     with it: the mainland reminder moves to the one route with another sender (twilio-intl), and
     one that must sign "Nudge" is blocked."""
-    await pause_scope(sessions, Scope.JOURNEY, "cart_abandonment")
-    held = await run(sends, reminder(key="1"))
-    await resume(sessions, scope=Scope.JOURNEY, value="cart_abandonment", reason=None, by="test")
-    await pause_scope(sessions, Scope.SIGNATURE, "Nudge")
-    moved = await run(sends, reminder(key="2"))
-    forced = await run(sends, reminder(key="3", signature="Nudge"))
+    await gate.pause(Scope.JOURNEY, "cart_abandonment")
+    held = await run(gate.sends, reminder(key="1"))
+    await gate.resume(Scope.JOURNEY, "cart_abandonment")
+    await gate.pause(Scope.SIGNATURE, "Nudge")
+    moved = await run(gate.sends, reminder(key="2"))
+    forced = await run(gate.sends, reminder(key="3", signature="Nudge"))
 
     assert (held.decision, held.reason) == (SendDecision.BLOCKED, "paused:journey=cart_abandonment")
     assert (moved.decision, moved.route) == (SendDecision.SENT, "twilio-intl")
     assert (forced.decision, forced.reason) == (SendDecision.BLOCKED, "paused:signature=Nudge")
-    [entry] = await ledger(http, carrier)
+    [entry] = await gate.ledger()
     assert entry["provider"] == "twilio"
 
 
 @pytest.mark.usefixtures("customers")
-async def test_paused_template_lets_transactional_through(
-    sends: SendActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,  # noqa: F811
-    carrier: str,  # noqa: F811
-) -> None:
+async def test_paused_template_lets_transactional_through(gate: Gate) -> None:
     """Pauses hold marketing only: a payment confirmation with a paused template and route still goes."""
-    await pause_scope(sessions, Scope.TEMPLATE, "payment_success")
-    await pause_scope(sessions, Scope.ROUTE, "aliyun-cn")
+    await gate.pause(Scope.TEMPLATE, "payment_success")
+    await gate.pause(Scope.ROUTE, "aliyun-cn")
 
-    result = await run(sends, request())
+    result = await run(gate.sends, request())
 
     assert (result.decision, result.route) == (SendDecision.SENT, "aliyun-cn")
-    assert len(await ledger(http, carrier)) == 1
+    assert len(await gate.ledger()) == 1
 
 
 @pytest.mark.usefixtures("customers")
-async def test_paused_route_fails_over_to_the_next_route(
-    sends: SendActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,  # noqa: F811
-    carrier: str,  # noqa: F811
-) -> None:
+async def test_paused_route_fails_over_to_the_next_route(gate: Gate) -> None:
     """With aliyun-cn paused, a mainland reminder goes out on tencent-cn, the next route."""
-    await pause_scope(sessions, Scope.ROUTE, "aliyun-cn")
+    await gate.pause(Scope.ROUTE, "aliyun-cn")
 
-    result = await run(sends, reminder())
+    result = await run(gate.sends, reminder())
 
-    [entry] = await ledger(http, carrier)
+    [entry] = await gate.ledger()
     assert (result.decision, result.route, entry["provider"]) == (SendDecision.SENT, "tencent-cn", "tencent")
 
 
 @pytest.mark.usefixtures("customers")
-async def test_every_candidate_route_paused_blocks_with_the_first_routes_pause(
-    sends: SendActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,  # noqa: F811
-    carrier: str,  # noqa: F811
-) -> None:
+async def test_every_candidate_route_paused_blocks_with_the_first_routes_pause(gate: Gate) -> None:
     """A forced route that is paused leaves no candidate: blocked paused:route=..., not a retry."""
-    await pause_scope(sessions, Scope.ROUTE, "tencent-cn")
+    await gate.pause(Scope.ROUTE, "tencent-cn")
 
-    result = await run(sends, reminder(route="tencent-cn"))
+    result = await run(gate.sends, reminder(route="tencent-cn"))
 
     assert (result.decision, result.reason) == (SendDecision.BLOCKED, "paused:route=tencent-cn")
-    assert await ledger(http, carrier) == []
+    assert await gate.ledger() == []
 
 
 @pytest.mark.usefixtures("customers")
-async def test_resume_lets_sends_go_again(
-    sends: SendActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,  # noqa: F811
-    carrier: str,  # noqa: F811
-) -> None:
+async def test_resume_lets_sends_go_again(gate: Gate) -> None:
     """Paused: blocked; resumed: the next reminder reaches the carrier."""
-    await pause_scope(sessions, Scope.TEMPLATE, "cart_reminder")
-    blocked = await run(sends, reminder(key="1"))
-    await resume(sessions, scope=Scope.TEMPLATE, value="cart_reminder", reason="fixed", by="test")
+    await gate.pause(Scope.TEMPLATE, "cart_reminder")
+    blocked = await run(gate.sends, reminder(key="1"))
+    await gate.resume(Scope.TEMPLATE, "cart_reminder")
 
-    sent = await run(sends, reminder(key="2"))
+    sent = await run(gate.sends, reminder(key="2"))
 
     assert (blocked.decision, sent.decision) == (SendDecision.BLOCKED, SendDecision.SENT)
-    [entry] = await ledger(http, carrier)
+    [entry] = await gate.ledger()
     assert (entry["client_ref"], entry["template_code"]) == (sent.message_id, "SMS_480001")
 
 
 @pytest.mark.usefixtures("customers")
-async def test_provider_opt_out_code_counts_as_a_complaint(
-    sends: SendActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,  # noqa: F811
-    carrier: str,  # noqa: F811
-) -> None:
+async def test_provider_opt_out_code_counts_as_a_complaint(gate: Gate) -> None:
     """Twilio 21610 on a marketing send is a complaint of that message, with its scopes."""
-    await configure(http, carrier, faults=[{"provider": "twilio", "code": "21610"}])
+    await configure(gate.http, gate.carrier, faults=[{"provider": "twilio", "code": "21610"}])
 
-    result = await run(sends, reminder("us"))
+    result = await run(gate.sends, reminder("us"))
 
-    async with sessions() as session:
+    async with gate.sessions() as session:
         [complaint] = (await session.exec(select(Complaint))).all()
     assert (complaint.message_id, complaint.kind, complaint.code) == (
         result.message_id,
