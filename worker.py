@@ -21,7 +21,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.crm import CrmActivities
 from activities.routing import Router, build_router
 from activities.send import SendActivities
+from nudge.alerts import AlertWebhook
+from nudge.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.logging import configure_logging, get_logger
+from nudge.pauses import PauseCache
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
 from starter.temporal import connect
@@ -82,6 +85,10 @@ async def build_workers(
     # One router for both lanes: they share each route's rate limit (where the transactional lane
     # goes first) and its circuit breaker.
     router = router_for(settings, http)
+    # A provider's opt-out code at send time can open the complaint-rate breaker, and alert.
+    alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
+    stack.push_async_callback(alerts.aclose)
+    policy = ComplaintPolicy.from_settings(settings)
     lanes = [(settings.task_queue, MARKETING_SLOTS)]
     if settings.transactional_task_queue != settings.task_queue:
         lanes.append((settings.transactional_task_queue, TRANSACTIONAL_SLOTS))
@@ -100,6 +107,8 @@ async def build_workers(
             status_callbacks=status_callbacks(settings),
             quiet_hours=settings.quiet_hours,
             caps=settings.frequency_caps,
+            complaints=ComplaintRecorder(sessions, policy=policy, alerts=alerts),
+            pauses=PauseCache(sessions),
         )
         activities: list[Callable[..., Any]] = [sends.send_message, CrmActivities(sessions).get_profile]
         workers.append(

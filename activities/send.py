@@ -12,6 +12,8 @@ Order of work, so that a retry never sends twice:
 Routing: the candidates are the routes whose rules match the recipient, best first. A route whose
 circuit breaker is open is skipped; an account-level error (balance, suspension) pauses the route
 and moves the message to the next one at once, which is safe because that provider refused it.
+For marketing, a route or signature paused (``nudge pause``, the complaint-rate breaker) is skipped
+too; when every candidate is paused, the message is blocked ``paused:route=<name>``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from temporalio.exceptions import ApplicationError
 from activities.providers.base import OutboundSms, Submission
 from activities.routing import NoRoute, Recipient, Route, Router
 from nudge.caps import CAPPED, DEFAULT_CAPS, Reservation, applicable, full_cap
+from nudge.complaints import ComplaintKind, ComplaintRecorder
 from nudge.errors import (
     AccountProviderError,
     DeferredProviderError,
@@ -44,6 +47,7 @@ from nudge.errors import (
 )
 from nudge.logging import get_logger
 from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.pauses import PauseCache, Scope, paused_reason
 from nudge.phone import mask, phone_hash
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window, next_allowed
 from nudge.receipts import attach_unmatched, has_unmatched
@@ -55,6 +59,7 @@ from nudge.store import (
     Link,
     Message,
     MessageStatusChange,
+    Pause,
     Suppression,
     consent_key,
     read_sessions,
@@ -105,7 +110,12 @@ class Standing:
 
 
 class SendActivities:
-    """Built by the worker with its store, router and public gateway URL."""
+    """Built by the worker with its store, router and public gateway URL.
+
+    ``complaints`` counts providers' send-time opt-out codes against the complaint-rate breaker;
+    ``pauses`` is what the gate reads paused scopes through. Both default to their own on
+    ``sessions`` (without an alert webhook).
+    """
 
     def __init__(
         self,
@@ -117,7 +127,11 @@ class SendActivities:
         quiet_hours: Mapping[str, Window] = DEFAULT_WINDOWS,
         caps: Sequence[FrequencyCap] = DEFAULT_CAPS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        complaints: ComplaintRecorder | None = None,
+        pauses: PauseCache | None = None,
     ) -> None:
+        self._complaints = complaints or ComplaintRecorder(sessions)
+        self._pauses = pauses or PauseCache(sessions)
         self._windows = dict(quiet_hours)
         self._caps = list(caps)
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
@@ -153,6 +167,13 @@ class SendActivities:
         if marketing and standing.consent_refusal is not None:
             return self._result(await self._block(message.id, standing.consent_refusal))
         # gate: paused scopes (complaint-rate breaker, nudge pause)
+        # (each candidate route and its signature in _dispatch; a message an earlier attempt may
+        # have sent is reconciled first, and only then held)
+        in_doubt = not fresh and bool(message.route) and message.reason is None
+        if marketing and not in_doubt:
+            paused = await self._paused(message, signature=request.signature)
+            if paused is not None:
+                return self._result(await self._block(message.id, paused_reason(paused)))
         if marketing and message.to:
             opens = next_allowed(
                 self._clock(),
@@ -186,7 +207,15 @@ class SendActivities:
         except NoRoute as exc:
             return self._result(await self._block(message.id, f"no_route: {exc}"))
         priority = request.category is Category.TRANSACTIONAL
+        marketing = _is_marketing(request, template)
+        held: dict[str, Pause] = {}
         for route in candidates:
+            if marketing:
+                signature = request.signature or route.config.signature_for(recipient.language)
+                paused = await self._paused(message, route=route, signature=signature)
+                if paused is not None:
+                    held[route.name] = paused
+                    continue  # like an open breaker, except that it lasts until resumed
             if not route.breaker.allow():
                 continue
             if route.name != message.route or message.reason is not None:
@@ -228,8 +257,26 @@ class SendActivities:
             message = await self._record_submission(message.id, route, submission)
             self._log_sent(request, message)
             return self._result(message)
-        paused = ", ".join(f"{r.name} ({r.breaker.reason})" for r in candidates)
-        raise ApplicationError(f"every route for this message is paused: {paused}", type="NoRouteAvailable")
+        if len(held) == len(candidates):
+            return self._result(await self._block(message.id, paused_reason(held[candidates[0].name])))
+        unavailable = ", ".join(
+            f"{r.name} ({paused_reason(held[r.name]) if r.name in held else r.breaker.reason})"
+            for r in candidates
+        )
+        raise ApplicationError(
+            f"every route for this message is paused: {unavailable}", type="NoRouteAvailable"
+        )
+
+    async def _paused(
+        self, message: Message, *, signature: str | None, route: Route | None = None
+    ) -> Pause | None:
+        """The pause, if any, that holds this marketing message (on ``route``, when given)."""
+        return await self._pauses.find(
+            (Scope.TEMPLATE, message.template),
+            (Scope.JOURNEY, message.journey),
+            (Scope.SIGNATURE, signature),
+            (Scope.ROUTE, route.name if route else None),
+        )
 
     async def _reconcile(self, message: Message, template: Template) -> SendResult | None:
         """Ask the route an earlier attempt called whether it has the message already.
@@ -552,6 +599,8 @@ class SendActivities:
                     scope=SUPPRESS_ALL if exc.unreachable else None,
                 )
             await session.commit()
+        if exc.opted_out:
+            await self._count_complaint(row, exc.code)
         log.warning(
             "message_rejected",
             message_id=message.id,
@@ -561,6 +610,14 @@ class SendActivities:
             unreachable=exc.unreachable,
         )
         return row
+
+    async def _count_complaint(self, message: Message, code: str) -> None:
+        """A provider's opt-out code counts against the breaker; counting it never fails the send
+        (the message is recorded failed either way, so a retry would not count it again)."""
+        try:
+            await self._complaints.record(message, ComplaintKind.PROVIDER_CODE, code)
+        except Exception:  # noqa: BLE001 - logged, and the send's result stands
+            log.exception("complaint_not_recorded", message_id=message.id, code=code)
 
     def _log_sent(self, request: SendRequest, message: Message) -> None:
         log.info(

@@ -92,6 +92,26 @@ class Settings(BaseSettings):
     """HTTP timeout of a provider call; well under the send activity's 30 s, so a slow provider
     fails as a timeout (counted by its circuit breaker) instead of a cancelled activity."""
 
+    # ----- the complaint-rate breaker (issue 4) -----
+    complaint_window: timedelta = timedelta(hours=24)
+    """The sliding window a scope's complaint rate is measured over."""
+    complaint_attribution: timedelta = timedelta(hours=72)
+    """An opt-out counts against the latest marketing message sent to the number within this time."""
+    complaint_threshold: float = 0.03
+    """Complaints per marketing message sent above which a scope pauses. Healthy campaigns lose
+    well under 2% of recipients to opt-outs per send; 3% says the list or the copy went wrong,
+    before carriers start filtering the route or the signature."""
+    complaint_min_volume: int = 100
+    """Messages a scope must have sent in the window before its rate can pause it, so that a few
+    STOPs to a small test send do not."""
+    complaint_codes: dict[str, list[str]] = Field(default_factory=lambda: {"twilio": ["30004", "30007"]})
+    """Receipt error codes that count as complaints, per provider, as JSON. Twilio 30007 is
+    carrier filtering (flagged as spam) and 30004 a blocked message. Send-time opt-out and
+    blacklist codes (Twilio 21610, Aliyun isv.CUSTOMER_REFUSED, Tencent's blacklist) always count."""
+    alert_webhook_url: SecretStr = SecretStr("")
+    """Where an automatic pause is posted as JSON (``sends_paused``); empty means the error log
+    only. Secret: webhook URLs usually carry a token."""
+
     @field_validator("quiet_hours", mode="before")
     @classmethod
     def _parse_quiet_hours(cls, value: Any) -> Any:

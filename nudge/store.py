@@ -11,11 +11,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint, event
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.phone import phone_hash
@@ -259,6 +259,75 @@ class ConsentEvent(ConsentBase, table=True):
 
 
 # ----- complaints and pauses (issue 4) --------------------------------------------------------
+
+
+class Complaint(SQLModel, table=True):
+    """A complaint about one marketing message: an opt-out attributed to it, or a provider's
+    opt-out, blacklist or carrier-filtering code. One per (message, kind), so a redelivered reply or
+    receipt is counted once. The message's scopes are copied, so that evaluating a scope's rate
+    reads this table and ``message`` by index only."""
+
+    __table_args__ = (UniqueConstraint("message_id", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=64)
+    kind: str
+    """``opt_out`` (a STOP-type reply) or ``provider_code``."""
+    code: str | None = None
+    """The provider's code (``21610``, ``30007``...), or the reply's id for an opt-out."""
+    template: str
+    signature: str | None = None
+    journey: str
+    route: str | None = None
+    at: datetime = _ts(nullable=False, index=True)
+
+
+# Evaluating a scope counts its marketing messages over the window: by scope, then by time.
+for _scope in ("template", "signature", "journey", "route"):
+    Index(f"ix_message_{_scope}_created_at", getattr(Message, _scope), col(Message.created_at))
+
+
+class PauseBase(SQLModel):
+    scope: str = Field(primary_key=True, max_length=20)
+    """``template``, ``signature``, ``journey`` or ``route``."""
+    value: str = Field(primary_key=True, max_length=200)
+    reason: str
+    source: str
+    """``auto`` (the complaint-rate breaker) or ``manual`` (``nudge pause``, the API)."""
+    complaints: int | None = None
+    """The figures that opened the breaker (an automatic pause): complaints, messages sent, and
+    their ratio over the window."""
+    sent: int | None = None
+    rate: float | None = None
+    created_by: str
+
+
+class Pause(PauseBase, table=True):
+    """A scope whose marketing sends the gate holds (``blocked``, reason ``paused:<scope>=<value>``)
+    until it is resumed."""
+
+    __tablename__ = "send_pause"
+    created_at: datetime = _ts(nullable=False)
+
+
+class PauseEventBase(SQLModel):
+    scope: str
+    value: str
+    action: str
+    """``paused`` or ``resumed``."""
+    source: str
+    reason: str | None = None
+    by: str
+    complaints: int | None = None
+    sent: int | None = None
+    rate: float | None = None
+
+
+class PauseEvent(PauseEventBase, table=True):
+    """The audit of pauses and resumes: who, when and why (``nudge pauses --history``)."""
+
+    __tablename__ = "pause_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, index=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -15,12 +15,15 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nudge.logging import configure_logging
 from nudge.settings import get_settings
+from starter.cli_common import GatewayOpt, console, err
+from starter.cli_common import fail as _fail
+from starter.cli_common import gateway_base as _gateway
+from starter.cli_pauses import pause, pauses, resume
 from starter.csv_customers import customer_record
 
 app = typer.Typer(
@@ -36,16 +39,6 @@ consent_app = typer.Typer(
     help="Record and audit customers' consent to marketing SMS (marketing needs it).", no_args_is_help=True
 )
 app.add_typer(consent_app, name="consent")
-console = Console()
-if not console.is_terminal:
-    console = Console(width=160)  # logs and CI output: keep the summary table readable
-err = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for grep and editors
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
 
 # ----- the stack ------------------------------------------------------------------------------
 
@@ -298,16 +291,6 @@ def _parse_props(props: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def _gateway(url: str | None) -> str:
-    return (url or get_settings().gateway_url).rstrip("/")
-
-
-GatewayOpt = Annotated[
-    str | None,
-    typer.Option("--gateway", help="Gateway URL [default: NUDGE_PUBLIC_URL or http://127.0.0.1:8000]."),
-]
-
-
 @app.command()
 def event(
     customer: Annotated[str, typer.Argument(help="Customer id.")],
@@ -533,6 +516,10 @@ def consent_withdraw(
     body = {"source": source, "text": text, "actor": "nudge consent"}
     _gateway_call("POST", f"{_gateway(gateway_url)}/v1/customers/{customer}/consent:withdraw", body)
     console.print(f"{customer}: consent withdrawn ({source}); no more marketing")
+
+
+for command in (pause, resume, pauses):
+    app.command()(command)
 
 
 def main() -> None:

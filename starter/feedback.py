@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from nudge import consent
+from nudge.complaints import ComplaintKind, ComplaintRecorder
 from nudge.consent import ConsentIn
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
@@ -48,11 +49,14 @@ class Feedback:
         sessions: async_sessionmaker[AsyncSession],
         on_opt_out: Callable[[str, str], Awaitable[None]] | None = None,
         on_help: Callable[[str, str], Awaitable[None]] | None = None,
+        complaints: ComplaintRecorder | None = None,
     ) -> None:
         self._on_help = on_help
         """Called with (number, reply id) after a new HELP or INFO reply: sends the help answer."""
         self._on_opt_out = on_opt_out
         """Called with (number, reply id) after a new STOP-type reply: ends marketing journeys."""
+        self._complaints = complaints
+        """Counts opt-outs and complaint receipt codes against the complaint-rate breaker."""
         self._client = client
         self._sessions = sessions
         self._reads = read_sessions(sessions)
@@ -122,6 +126,14 @@ class Feedback:
             applied=applied,
             matched=message is not None,
         )
+        if (
+            message is not None
+            and self._complaints is not None
+            and self._complaints.counts(provider, error_code)
+        ):
+            await self._count_complaint(
+                self._complaints.record(message, ComplaintKind.PROVIDER_CODE, error_code)
+            )
         if notify and workflow_id and message is not None:
             await self._signal(
                 workflow_id,
@@ -216,6 +228,10 @@ class Feedback:
                 await self._withdraw_consent(session, from_number, provider, text)
                 await session.commit()
         log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
+        if keyword == "stop" and self._complaints is not None:
+            await self._count_complaint(
+                self._complaints.opt_out(from_number, reply_id=f"{provider}:{provider_ref}")
+            )
         if keyword == "stop" and self._on_opt_out is not None:
             await self._on_opt_out(from_number, f"{provider}:{provider_ref}")
         if keyword == "help" and self._on_help is not None:
@@ -261,6 +277,15 @@ class Feedback:
                 workflow_id, MessageUpdate(message_id=link.message_id, kind="click", url=target)
             )
         return target
+
+    @staticmethod
+    async def _count_complaint(counting: Awaitable[object]) -> None:
+        """Counting a complaint never fails the receipt or the reply: the provider would only
+        deliver it again."""
+        try:
+            await counting
+        except Exception:  # noqa: BLE001 - logged; the receipt or reply is stored either way
+            log.exception("complaint_not_recorded")
 
     async def _signal(self, workflow_id: str, update: MessageUpdate) -> None:
         try:

@@ -19,6 +19,8 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from nudge import consent
+from nudge.alerts import AlertWebhook
+from nudge.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.consent import ConsentIn
 from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
@@ -28,6 +30,7 @@ from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
 from nudge.store import Customer, create_engine, init_db, read_sessions, session_factory
 from starter.consent_api import router as consent_api
 from starter.feedback import Feedback
+from starter.pauses_api import router as pauses
 from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
 from starter.webhooks import router as webhooks
@@ -103,8 +106,17 @@ class Services:
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
         )
+        self.journey_names = frozenset(j.name for j in journeys)
+        self.alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
+        self.complaints = ComplaintRecorder(
+            self.sessions, policy=ComplaintPolicy.from_settings(settings), alerts=self.alerts
+        )
         self.feedback = Feedback(
-            client=client, sessions=self.sessions, on_opt_out=self.opted_out, on_help=self.help_requested
+            client=client,
+            sessions=self.sessions,
+            on_opt_out=self.opted_out,
+            on_help=self.help_requested,
+            complaints=self.complaints,
         )
 
     async def opted_out(self, number: str, reply_id: str) -> None:
@@ -193,6 +205,7 @@ def create_app(
         log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
         _check_callback_token(settings)
         yield
+        await app.state.services.alerts.aclose()
         await engine.dispose()
 
     app = FastAPI(
@@ -204,6 +217,7 @@ def create_app(
 
     app.include_router(webhooks)
     app.include_router(consent_api)
+    app.include_router(pauses)
 
     @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
     async def post_event(event: Event, services: ServicesDep) -> EventAccepted:

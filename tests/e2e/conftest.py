@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +11,10 @@ from starter.demo import DEMO_OVERRIDES, PLAYGROUND_ENV
 from starter.stack import Ports, Stack
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The real local stack (dev server, worker, gateway, simulator) on free loopback ports."""
-    state_dir: Path = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def running_stack(state_dir: Path, **env: str) -> Iterator[Stack]:
+    """The real local stack (dev server, worker, gateway, simulator) on free loopback ports, with
+    ``env`` on top of the e2e settings; stopped however the body exits."""
     overrides = {
         **DEMO_OVERRIDES,
         "cart_abandonment": {**DEMO_OVERRIDES["cart_abandonment"], "conversion_window": "PT2S"},
@@ -28,11 +29,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "NUDGE_SIMULATOR_RECEIPT_DELAY_MS": "100",
             # A route paused by an account-level error probes again after 2 s, not 5 min.
             "NUDGE_ACCOUNT_PAUSE": "PT2S",
+            **env,
         },
         ui=False,
     )
-    running.start()
     try:
+        running.start()
         yield running
     finally:
         running.stop()
@@ -40,3 +42,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             text = log.read_text(errors="replace")
             if "Traceback" in text:
                 print(f"---- {log.name} (has a traceback) ----\n{text[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real local stack, one per test module."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running

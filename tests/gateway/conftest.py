@@ -36,14 +36,11 @@ class Gateway:
 
 
 @pytest.fixture
-async def gateway(env: WorkflowEnvironment, engine: AsyncEngine, db_url: str) -> AsyncIterator[Gateway]:
-    """The real gateway app served on loopback, with a worker running the real journeys against a
-    fake carrier on a task queue of its own."""
+def gateway_settings(db_url: str) -> Settings:
+    """The gateway's settings; a test module overrides this fixture to change them."""
     task_queue = f"gateway-{uuid.uuid4().hex[:12]}"
-    carrier = FakeCarrier()
-    sessions = session_factory(engine)
     # Everything the tests rely on is explicit, so a developer's NUDGE_* variables cannot change it.
-    settings = Settings(
+    return Settings(
         database_url=db_url,
         task_queue=task_queue,
         transactional_task_queue=task_queue,
@@ -52,7 +49,18 @@ async def gateway(env: WorkflowEnvironment, engine: AsyncEngine, db_url: str) ->
         # The local simulator's routes, plus its native API, whose receipt endpoint some tests use.
         routes=[*local_routes("http://127.0.0.1:9"), RouteConfig(name="sim", provider="simulator")],
     )
-    app = create_app(settings, client=env.client)
+
+
+@pytest.fixture
+async def gateway(
+    env: WorkflowEnvironment, engine: AsyncEngine, gateway_settings: Settings
+) -> AsyncIterator[Gateway]:
+    """The real gateway app served on loopback, with a worker running the real journeys against a
+    fake carrier on a task queue of its own."""
+    task_queue = gateway_settings.task_queue
+    carrier = FakeCarrier()
+    sessions = session_factory(engine)
+    app = create_app(gateway_settings, client=env.client)
     worker = Worker(
         env.client,
         task_queue=task_queue,
