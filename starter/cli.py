@@ -465,6 +465,13 @@ def import_customers(
     console.print(f"imported {imported} customers")
 
 
+# The registry's commands live in their own module, which uses the helpers above.
+from starter.cli_registry import signatures_app, templates_app  # noqa: E402
+
+app.add_typer(templates_app, name="templates")
+app.add_typer(signatures_app, name="signatures")
+
+
 def main() -> None:
     app()
 

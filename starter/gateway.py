@@ -22,9 +22,11 @@ from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
 from nudge.phone import to_e164
+from nudge.registry import Registry
 from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
 from nudge.store import Customer, create_engine, init_db, read_sessions, session_factory
 from starter.feedback import Feedback
+from starter.registry_api import router as registry_api
 from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
 from starter.webhooks import router as webhooks
@@ -98,6 +100,7 @@ class Services:
             overrides=settings.journey_overrides,
         )
         self.feedback = Feedback(client=client, sessions=self.sessions, on_opt_out=self.opted_out)
+        self.registry = Registry(self.sessions, routes=settings.effective_routes)
 
     async def opted_out(self, number: str, reply_id: str) -> None:
         """A STOP-type reply: every customer with this number leaves their marketing journeys
@@ -177,6 +180,7 @@ def create_app(
     )
 
     app.include_router(webhooks)
+    app.include_router(registry_api)
 
     @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
     async def post_event(event: Event, services: ServicesDep) -> EventAccepted:
