@@ -378,7 +378,6 @@ class Registry:
                 return None
             return approval_problem(row.body, Category(row.category), row.language)
 
-        await self.seed()
         key = (code, normalise_language(language))
         return await self._review(
             SmsTemplate, key, action, label=_label(*key), reason=reason, wording=wording
@@ -446,6 +445,7 @@ class Registry:
         wording: Callable[[Row], str | None] | None = None,
     ) -> Row:
         """Move one entry along the review (see the module docstring), under a row lock."""
+        await self.seed()
         kind = "template" if model is SmsTemplate else "signature"
         if action == "reject" and not (reason or "").strip():
             raise ApprovalRefused(

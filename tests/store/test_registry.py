@@ -187,3 +187,10 @@ async def test_signature_review_and_reapplication(engine: AsyncEngine) -> None:
     assert (created, again.status, again.reason) == (False, "draft", None)
     with pytest.raises(NotFound):
         await registry.approve_signature("unknown")
+
+
+async def test_review_on_a_fresh_store_seeds_first(engine: AsyncEngine) -> None:
+    """A review step as the first call of a process finds the seeded signature (a CLI's reject of
+    a route signature right after the gateway started)."""
+    row = await registry_on(engine).reject_signature("Nudge", reason="expired")
+    assert (row.status, row.reason) == ("rejected", "expired")
