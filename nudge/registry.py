@@ -14,7 +14,8 @@ Review, the same for templates and signatures::
 
 - ``reject`` also works on a draft, and on an approved entry (a provider withdrew it): it stops
   being sent.
-- Repeating a step that already happened (approving an approved entry) changes nothing.
+- Repeating a step that already happened (approving an approved entry) changes nothing; a
+  second ``reject`` only replaces the reason.
 - Editing a template's body, category, codes or signature makes it a draft again, whatever its
   state, as Aliyun's console re-reviews a modified template; ``TemplateChange.review_reset`` says
   so. A rejected entry comes back only through such an edit.
