@@ -25,6 +25,7 @@ from nudge.alerts import AlertWebhook
 from nudge.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.logging import configure_logging, get_logger
 from nudge.pauses import PauseCache
+from nudge.registry import Registry
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
 from starter.temporal import connect
@@ -100,10 +101,14 @@ async def build_workers(
         stack.push_async_callback(engine.dispose)
         await init_db(engine)
         sessions = session_factory(engine)
+        # A registry per lane as well: each reads its snapshot on its own connections.
+        registry = Registry(sessions, routes=settings.effective_routes)
+        await registry.seed()
         sends = SendActivities(
             sessions,
             router,
             link_base_url=settings.gateway_url,
+            registry=registry,
             status_callbacks=status_callbacks(settings),
             quiet_hours=settings.quiet_hours,
             caps=settings.frequency_caps,

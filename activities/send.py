@@ -10,10 +10,14 @@ Order of work, so that a retry never sends twice:
    nothing was sent, ask the route it used, by our message id, before sending again.
 
 Routing: the candidates are the routes whose rules match the recipient, best first. A route whose
-circuit breaker is open is skipped; an account-level error (balance, suspension) pauses the route
-and moves the message to the next one at once, which is safe because that provider refused it.
-For marketing, a route or signature paused (``nudge pause``, the complaint-rate breaker) is skipped
-too; when every candidate is paused, the message is blocked ``paused:route=<name>``.
+circuit breaker is open is skipped, and so is one whose signature is not approved in the registry;
+an account-level error (balance, suspension) pauses the route and moves the message to the next one
+at once, which is safe because that provider refused it. For marketing, a route or signature paused
+(``nudge pause``, the complaint-rate breaker) is skipped too; when every candidate is paused, the
+message is blocked ``paused:route=<name>``.
+
+Templates come from the registry (``nudge.registry``), in the variant for the customer's language;
+only an approved template is sent, under an approved signature.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from nudge.pauses import PauseCache, Scope, paused_reason
 from nudge.phone import mask, phone_hash
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window, next_allowed
 from nudge.receipts import attach_unmatched, has_unmatched
+from nudge.registry import Registry
 from nudge.segments import count_billed_segments
 from nudge.store import (
     SUPPRESS_ALL,
@@ -66,7 +71,7 @@ from nudge.store import (
     suppress,
     utcnow,
 )
-from nudge.templates import Template, get_template
+from nudge.templates import ApprovalStatus, Template
 
 log = get_logger(__name__)
 _URL = re.compile(r"^https?://\S+$")
@@ -109,11 +114,20 @@ class Standing:
         return None
 
 
-class SendActivities:
-    """Built by the worker with its store, router and public gateway URL.
+TEMPLATE_NOT_APPROVED = "template_not_approved:"
+SIGNATURE_NOT_APPROVED = "signature_not_approved:"
+SIGN_NAME_PROVIDERS = frozenset({"aliyun", "tencent"})
+"""Providers that sign with a name, where a template's own signature applies (Twilio's and the
+simulator API's sender is a number)."""
 
-    ``complaints`` counts providers' send-time opt-out codes against the complaint-rate breaker;
-    ``pauses`` is what the gate reads paused scopes through. Both default to their own on
+
+class SendActivities:
+    """Built by the worker with its store, router, registry and public gateway URL.
+
+    Without a ``registry``, one on the same store is made, seeded on first use with the built-in
+    templates and the router's signatures (what the worker's own registry holds on a fresh
+    database). ``complaints`` counts providers' send-time opt-out codes against the complaint-rate
+    breaker; ``pauses`` is what the gate reads paused scopes through. Both default to their own on
     ``sessions`` (without an alert webhook).
     """
 
@@ -123,6 +137,7 @@ class SendActivities:
         router: Router,
         *,
         link_base_url: str,
+        registry: Registry | None = None,
         status_callbacks: Mapping[str, str] | None = None,
         quiet_hours: Mapping[str, Window] = DEFAULT_WINDOWS,
         caps: Sequence[FrequencyCap] = DEFAULT_CAPS,
@@ -132,6 +147,7 @@ class SendActivities:
     ) -> None:
         self._complaints = complaints or ComplaintRecorder(sessions)
         self._pauses = pauses or PauseCache(sessions)
+        self._registry = registry or Registry(sessions, routes=[route.config for route in router.routes])
         self._windows = dict(quiet_hours)
         self._caps = list(caps)
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
@@ -144,17 +160,25 @@ class SendActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
-        template = _template(request.template)
         fresh = False
         customer: Customer | None = None
+        template: Template | None = None
         message = await self._find(request.idempotency_key)
         if message is None:
-            message, fresh, customer = await self._create(request, template)
+            message, fresh, customer, template = await self._create(request)
         if message.status != MessageStatus.PENDING:
             return self._result(message)
+        if template is None:
+            # A later attempt: the same variant the first one rendered, by the customer's language.
+            customer = await self._customer(message.customer_id)
+            template = await self._template(request.template, customer)
 
         # The gate, in order. Each check that refuses records its decision on the message.
         # gate: template and signature approval (the registry)
+        # (signatures are per route: ``_dispatch`` skips a route whose signature is not approved)
+        if template.status is not ApprovalStatus.APPROVED:
+            reason = f"{TEMPLATE_NOT_APPROVED}{template.status.value}"
+            return self._result(await self._block(message.id, reason))
         marketing = _is_marketing(request, template)
         standing = await self._standing(message)
         customer = customer or standing.customer
@@ -206,13 +230,24 @@ class SendActivities:
             candidates = self._router.candidates(recipient, template, request.category, forced=request.route)
         except NoRoute as exc:
             return self._result(await self._block(message.id, f"no_route: {exc}"))
+        signatures = {r.name: _signature(request, template, r, recipient.language) for r in candidates}
+        usable = [r for r in candidates if await self._registry.signature_approved(signatures[r.name])]
+        if not usable:
+            reason = f"{SIGNATURE_NOT_APPROVED}{signatures[candidates[0].name]}"
+            return self._result(await self._block(message.id, reason))
+        if len(usable) < len(candidates):
+            log.info(
+                "routes_skipped",
+                message_id=message.id,
+                reason="signature_not_approved",
+                routes=[r.name for r in candidates if r not in usable],
+            )
         priority = request.category is Category.TRANSACTIONAL
         marketing = _is_marketing(request, template)
         held: dict[str, Pause] = {}
-        for route in candidates:
+        for route in usable:
             if marketing:
-                signature = request.signature or route.config.signature_for(recipient.language)
-                paused = await self._paused(message, route=route, signature=signature)
+                paused = await self._paused(message, route=route, signature=signatures[route.name])
                 if paused is not None:
                     held[route.name] = paused
                     continue  # like an open breaker, except that it lasts until resumed
@@ -220,7 +255,7 @@ class SendActivities:
                 continue
             if route.name != message.route or message.reason is not None:
                 # Claim the route before calling it: a later attempt must know where to look.
-                message = await self._claim_route(message, route, request, recipient)
+                message = await self._claim_route(message, route, signatures[route.name])
             sms = self._outbound(message, route, template)
             await route.limiter.acquire(priority=priority)
             try:
@@ -257,11 +292,11 @@ class SendActivities:
             message = await self._record_submission(message.id, route, submission)
             self._log_sent(request, message)
             return self._result(message)
-        if len(held) == len(candidates):
-            return self._result(await self._block(message.id, paused_reason(held[candidates[0].name])))
+        if len(held) == len(usable):
+            return self._result(await self._block(message.id, paused_reason(held[usable[0].name])))
         unavailable = ", ".join(
             f"{r.name} ({paused_reason(held[r.name]) if r.name in held else r.breaker.reason})"
-            for r in candidates
+            for r in usable
         )
         raise ApplicationError(
             f"every route for this message is paused: {unavailable}", type="NoRouteAvailable"
@@ -403,9 +438,9 @@ class SendActivities:
         async with self._reads() as session:
             return await session.get(Customer, customer_id)
 
-    async def _create(
-        self, request: SendRequest, template: Template
-    ) -> tuple[Message, bool, Customer | None]:
+    async def _create(self, request: SendRequest) -> tuple[Message, bool, Customer | None, Template]:
+        customer = await self._customer(request.customer_id)
+        template = await self._template(request.template, customer)
         message = Message(
             idempotency_key=request.idempotency_key,
             workflow_id=request.workflow_id,
@@ -419,7 +454,6 @@ class SendActivities:
             category=(Category.MARKETING if _is_marketing(request, template) else template.category).value,
             notify_receipt=request.notify_receipt,
         )
-        customer = await self._customer(request.customer_id)
         links: list[Link] = []
         if customer is None or not customer.phone:
             message.status = MessageStatus.BLOCKED
@@ -441,7 +475,7 @@ class SendActivities:
                 message.status = MessageStatus.BLOCKED
                 message.reason = f"no_route: {exc}"
             else:
-                _price(message, route, request.signature or route.config.signature_for(recipient.language))
+                _price(message, route, _signature(request, template, route, recipient.language))
         async with self._sessions() as session:
             session.add(message)
             session.add_all(links)
@@ -453,8 +487,15 @@ class SendActivities:
                 existing = await self._find(request.idempotency_key)
                 if existing is None:
                     raise
-                return existing, False, customer
-        return message, True, customer
+                return existing, False, customer, template
+        return message, True, customer, template
+
+    async def _template(self, code: str, customer: Customer | None) -> Template:
+        """The registry's variant of ``code`` for the customer's language; unknown is permanent."""
+        try:
+            return await self._registry.get(code, _language(customer))
+        except TemplateError as exc:
+            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
 
     def _track_links(self, message_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[Link]]:
         """Replace every URL parameter with a tracked short link."""
@@ -469,16 +510,14 @@ class SendActivities:
                 rendered[name] = value
         return rendered, links
 
-    async def _claim_route(
-        self, message: Message, route: Route, request: SendRequest, recipient: Recipient
-    ) -> Message:
+    async def _claim_route(self, message: Message, route: Route, signature: str) -> Message:
         """Put a pending message on ``route`` and clear an earlier attempt's reason, before the call:
         from now on a retry that finds it pending asks this route, about sends since now."""
         async with self._sessions() as session:
             row = await session.get(Message, message.id)
             assert row is not None
             previous = row.route
-            _price(row, route, request.signature or route.config.signature_for(recipient.language))
+            _price(row, route, signature)
             row.reason = None
             row.updated_at = utcnow()
             session.add(row)
@@ -680,16 +719,24 @@ def _is_marketing(request: SendRequest, template: Template) -> bool:
     return Category.MARKETING in (request.category, template.category)
 
 
-def _template(code: str) -> Template:
-    try:
-        return get_template(code)
-    except TemplateError as exc:
-        raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+def _language(customer: Customer | None) -> str | None:
+    language = ((customer.attributes if customer else None) or {}).get("language")
+    return language if isinstance(language, str) else None
 
 
 def _recipient(to: str, customer: Customer | None) -> Recipient:
     attributes: dict[str, Any] = (customer.attributes if customer else None) or {}
-    return Recipient.of(to, tier=attributes.get("tier"), language=attributes.get("language"))
+    return Recipient.of(to, tier=attributes.get("tier"), language=_language(customer))
+
+
+def _signature(request: SendRequest, template: Template, route: Route, language: str | None) -> str:
+    """The journey's override, else the template's own signature where the provider signs with
+    a name, else the route's signature for the customer's language."""
+    if request.signature:
+        return request.signature
+    if template.signature and route.config.provider in SIGN_NAME_PROVIDERS:
+        return template.signature
+    return route.config.signature_for(language)
 
 
 def _price(message: Message, route: Route, signature: str) -> None:

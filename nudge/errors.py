@@ -3,7 +3,9 @@
 NudgeError
 ├── InvalidInput           bad data from a caller (4xx / CLI exit 2)
 │   ├── InvalidPhoneNumber
-│   └── TemplateError      unknown template, missing or mistyped variable
+│   ├── TemplateError      unknown template, missing or mistyped variable, malformed body
+│   ├── NotFound           no such template variant or signature in the registry
+│   └── ApprovalRefused    a review step the entry's state or text does not allow
 └── ProviderError          a provider refused or failed a send
     ├── RetryableProviderError   throttled, 5xx: retry with backoff
     ├── DeferredProviderError    a per-number frequency limit: retry after ``retry_at``
@@ -30,6 +32,26 @@ class InvalidPhoneNumber(InvalidInput):
 
 class TemplateError(InvalidInput):
     """A template is unknown, or its variables are missing or of the wrong type."""
+
+
+class NotFound(InvalidInput):
+    """The registry has no such template variant or signature."""
+
+    def __init__(self, message: str, *, kind: str, name: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+
+
+class ApprovalRefused(InvalidInput):
+    """A review step that cannot happen: the entry's ``status`` does not allow ``action``
+    (``conflict``), or its text breaks a rule (the opt-out wording: not ``conflict``)."""
+
+    def __init__(self, message: str, *, action: str, status: str, conflict: bool) -> None:
+        super().__init__(message)
+        self.action = action
+        self.status = status
+        self.conflict = conflict
 
 
 class ProviderError(NudgeError):

@@ -258,6 +258,44 @@ class ConsentEvent(ConsentBase, table=True):
 # ----- template and signature registry (issue 4) ---------------------------------------------
 
 
+class SmsTemplate(SQLModel, table=True):
+    """One language variant of a message template, and where it stands in review.
+
+    ``language`` is ``""`` for the default variant (``nudge.templates.DEFAULT_LANGUAGE``). Only an
+    approved variant is sent; editing the text of any variant makes it a draft again.
+    """
+
+    __tablename__ = "sms_template"
+    code: str = Field(primary_key=True, max_length=100)
+    language: str = Field(default="", primary_key=True, max_length=35)
+    body: str
+    category: str
+    provider_codes: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON))
+    """Provider name -> the code that provider's console gave this text."""
+    signature: str | None = None
+    """The signature this template is bound to (else the route's)."""
+    status: str = "draft"
+    reason: str | None = None
+    """Why it was rejected."""
+    version: int = 1
+    """Goes up with every change of the text, category, codes or signature."""
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    approved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class SmsSignature(SQLModel, table=True):
+    """A signature (Aliyun and Tencent SignName) or sender (a Twilio number), and its review."""
+
+    __tablename__ = "sms_signature"
+    name: str = Field(primary_key=True, max_length=100)
+    status: str = "draft"
+    reason: str | None = None
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    approved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
 # ----- complaints and pauses (issue 4) --------------------------------------------------------
 
 

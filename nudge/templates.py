@@ -4,7 +4,8 @@ Templates use ``${var}`` placeholders, as Aliyun templates do. Aliyun and Tencen
 templates approved in their consoles, by code: ``provider_codes`` maps a provider to the code its
 console gave the same text (Tencent's copy numbers the placeholders ``{1}``, ``{2}``... in order of
 first appearance; see ``Template.positional_body``). This module holds the built-in templates the
-example journeys use; a managed registry replaces it later.
+example journeys use; the registry (``nudge.registry``) stores them, with the operators' own
+templates, their language variants and their approval state, and the send gate reads it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,25 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from nudge.errors import TemplateError
 from nudge.models import Category
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_LANGUAGE = ""
+"""The language of a template's default variant: the one sent when no variant has the
+customer's language."""
+
+
+class ApprovalStatus(StrEnum):
+    """Where a template or a signature stands in review; only ``approved`` ones are sent."""
+
+    DRAFT = "draft"
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +41,12 @@ class Template:
     category: Category
     provider_codes: Mapping[str, str] = field(default_factory=dict)
     """Provider name -> the code of this template approved in that provider's console."""
+    language: str = DEFAULT_LANGUAGE
+    """The variant's language (the customer attribute ``language``); empty for the default."""
+    status: ApprovalStatus = ApprovalStatus.APPROVED
+    """The registry's approval state; the built-in templates are approved."""
+    signature: str | None = None
+    """The signature (SignName) this template is bound to, instead of the route's."""
 
     @property
     def variables(self) -> set[str]:

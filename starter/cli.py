@@ -20,10 +20,11 @@ from rich.table import Table
 
 from nudge.logging import configure_logging
 from nudge.settings import get_settings
-from starter.cli_common import GatewayOpt, console, err
+from starter.cli_common import GatewayOpt, call_gateway, console, err
 from starter.cli_common import fail as _fail
 from starter.cli_common import gateway_base as _gateway
 from starter.cli_pauses import pause, pauses, resume
+from starter.cli_registry import signatures_app, templates_app
 from starter.csv_customers import customer_record
 
 app = typer.Typer(
@@ -459,22 +460,10 @@ SourceOpt = Annotated[
 ]
 
 
-def _gateway_call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
-    """One call to the gateway; a clear message and a non-zero exit when it fails."""
-    try:
-        response = httpx.request(method, url, json=body, timeout=30)
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach the gateway at {url} ({exc}); is `make run` up?") from exc
-    if response.status_code >= 400:
-        detail = response.json().get("detail") if "json" in response.headers.get("content-type", "") else None
-        raise _fail(f"the gateway refused ({response.status_code}): {detail or response.text}", code=2)
-    return response.json()
-
-
 @consent_app.command("show")
 def consent_show(customer: CustomerArg, gateway_url: GatewayOpt = None) -> None:
     """Show the customer's current consent and its audit trail (every grant and withdrawal)."""
-    data = _gateway_call("GET", f"{_gateway(gateway_url)}/v1/customers/{customer}/consent")
+    data = call_gateway("GET", f"/v1/customers/{customer}/consent", gateway_url)
     if not data["current"]:
         console.print(f"{customer}: [yellow]no consent on record[/]; marketing is not sent")
     for current in data["current"]:
@@ -501,7 +490,7 @@ def consent_grant(
     opt out."[/]
     """
     body = {"source": source, "text": text, "at": at, "actor": "nudge consent"}
-    _gateway_call("POST", f"{_gateway(gateway_url)}/v1/customers/{customer}/consent", body)
+    call_gateway("POST", f"/v1/customers/{customer}/consent", gateway_url, json=body)
     console.print(f"{customer}: consent to marketing recorded ({source})")
 
 
@@ -514,12 +503,16 @@ def consent_withdraw(
 ) -> None:
     """Record that the customer withdrew consent; marketing to them stops at once."""
     body = {"source": source, "text": text, "actor": "nudge consent"}
-    _gateway_call("POST", f"{_gateway(gateway_url)}/v1/customers/{customer}/consent:withdraw", body)
+    call_gateway("POST", f"/v1/customers/{customer}/consent:withdraw", gateway_url, json=body)
     console.print(f"{customer}: consent withdrawn ({source}); no more marketing")
 
 
 for command in (pause, resume, pauses):
     app.command()(command)
+
+
+app.add_typer(templates_app, name="templates")
+app.add_typer(signatures_app, name="signatures")
 
 
 def main() -> None:

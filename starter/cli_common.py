@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 
@@ -28,3 +29,28 @@ GatewayOpt = Annotated[
     str | None,
     typer.Option("--gateway", help="Gateway URL \\[default: NUDGE_PUBLIC_URL or http://127.0.0.1:8000]."),
 ]
+
+
+def call_gateway(method: str, path: str, gateway_url: str | None, **kwargs: Any) -> Any:
+    """One request to the gateway, its JSON answer; an unreachable gateway (or its 5xx) exits 1,
+    a refusal (4xx) exits 2 with the gateway's reason."""
+    base = gateway_base(gateway_url)
+    try:
+        response = httpx.request(method, f"{base}{path}", timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the gateway at {base} ({exc}); is `make run` up?") from exc
+    if response.status_code >= 400:
+        code = 2 if response.status_code < 500 else 1
+        raise fail(f"{refusal_detail(response)} ({response.status_code})", code=code)
+    return response.json()
+
+
+def refusal_detail(response: httpx.Response) -> str:
+    """The gateway's reason: its ``detail``, one line per field for a validation error."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return response.text or response.reason_phrase
+    if isinstance(detail, list):  # request validation: one line per field
+        return "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
+    return str(detail)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import getpass
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.table import Table
 
-from starter.cli_common import GatewayOpt, console, fail, gateway_base
+from starter.cli_common import GatewayOpt, call_gateway, console, fail
 
 TemplateOpt = Annotated[str | None, typer.Option("--template", help="A template code, e.g. cart_reminder.")]
 SignatureOpt = Annotated[str | None, typer.Option("--signature", help="A signature (SignName) or sender.")]
@@ -35,20 +34,6 @@ def _who(by: str | None) -> str:
         return "cli"
 
 
-def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    try:
-        response = httpx.request(method, url, timeout=30, **kwargs)
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the gateway at {url} ({exc}); is `make run` up?") from exc
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise fail(f"{detail} ({response.status_code})", code=2 if response.status_code == 422 else 1)
-    return response
-
-
 def pause(
     reason: Annotated[str, typer.Option("--reason", help="Why, for the audit and `nudge pauses`.")],
     template: TemplateOpt = None,
@@ -67,7 +52,7 @@ def pause(
     """
     scope, value = _scope(template=template, signature=signature, journey=journey, route=route)
     body = {"scope": scope, "value": value, "reason": reason, "by": _who(by)}
-    _call("POST", f"{gateway_base(gateway_url)}/v1/pauses", json=body)
+    call_gateway("POST", "/v1/pauses", gateway_url, json=body)
     console.print(f"paused {scope} {value!r}: {reason}")
 
 
@@ -88,7 +73,7 @@ def resume(
     """
     scope, value = _scope(template=template, signature=signature, journey=journey, route=route)
     params = {"by": _who(by), **({"reason": reason} if reason else {})}
-    lifted = _call("DELETE", f"{gateway_base(gateway_url)}/v1/pauses/{scope}/{value}", params=params).json()
+    lifted = call_gateway("DELETE", f"/v1/pauses/{scope}/{value}", gateway_url, params=params)
     console.print(f"resumed {scope} {value!r} (paused since {lifted['created_at']}: {lifted['reason']})")
 
 
@@ -110,9 +95,8 @@ def pauses(
 
     Example: [bold]nudge pauses[/], [bold]nudge pauses --history[/]
     """
-    base = gateway_base(gateway_url)
     if history:
-        events = _call("GET", f"{base}/v1/pauses/history", params={"limit": limit}).json()
+        events = call_gateway("GET", "/v1/pauses/history", gateway_url, params={"limit": limit})
         table = Table("at", "action", "scope", "value", "source", "by", "reason", "complaints/sent")
         for e in events:
             table.add_row(
@@ -127,7 +111,7 @@ def pauses(
             )
         console.print(table if events else "no pauses or resumes yet")
         return
-    rows = _call("GET", f"{base}/v1/pauses").json()
+    rows = call_gateway("GET", "/v1/pauses", gateway_url)
     if not rows:
         console.print("nothing is paused")
         return

@@ -26,11 +26,13 @@ from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
 from nudge.phone import to_e164
+from nudge.registry import Registry
 from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
 from nudge.store import Customer, create_engine, init_db, read_sessions, session_factory
 from starter.consent_api import router as consent_api
 from starter.feedback import Feedback
 from starter.pauses_api import router as pauses
+from starter.registry_api import router as registry_api
 from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
 from starter.webhooks import router as webhooks
@@ -118,6 +120,7 @@ class Services:
             on_help=self.help_requested,
             complaints=self.complaints,
         )
+        self.registry = Registry(self.sessions, routes=settings.effective_routes)
 
     async def opted_out(self, number: str, reply_id: str) -> None:
         """A STOP-type reply: every customer with this number leaves their marketing journeys
@@ -218,6 +221,7 @@ def create_app(
     app.include_router(webhooks)
     app.include_router(consent_api)
     app.include_router(pauses)
+    app.include_router(registry_api)
 
     @app.post("/v1/events", status_code=202, response_model=EventAccepted, tags=["events"])
     async def post_event(event: Event, services: ServicesDep) -> EventAccepted:
