@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nudge.caps import DEFAULT_CAPS
@@ -112,32 +112,14 @@ class Settings(BaseSettings):
     """Where an automatic pause is posted as JSON (``sends_paused``); empty means the error log
     only. Secret: webhook URLs usually carry a token."""
 
-    @field_validator("quiet_hours", mode="before")
+    @field_validator("quiet_hours", "frequency_caps", "routes", "journey_overrides", mode="before")
     @classmethod
-    def _parse_quiet_hours(cls, value: Any) -> Any:
+    def _parse_json(cls, value: Any, info: ValidationInfo) -> Any:
+        """JSON from the environment; an empty variable means the field's default."""
         if isinstance(value, str):
-            return json.loads(value) if value.strip() else dict(DEFAULT_WINDOWS)
-        return value
-
-    @field_validator("frequency_caps", mode="before")
-    @classmethod
-    def _parse_caps(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else list(DEFAULT_CAPS)
-        return value
-
-    @field_validator("routes", mode="before")
-    @classmethod
-    def _parse_routes(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else []
-        return value
-
-    @field_validator("journey_overrides", mode="before")
-    @classmethod
-    def _parse_overrides(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
+            if not value.strip():
+                return cls.model_fields[info.field_name or ""].get_default(call_default_factory=True)
+            return json.loads(value)
         return value
 
     @property

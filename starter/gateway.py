@@ -108,7 +108,7 @@ class Services:
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
         )
-        self.journey_names = frozenset(j.name for j in journeys)
+        self.journey_categories = {j.name: j.category for j in journeys}
         self.alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
         self.complaints = ComplaintRecorder(
             self.sessions, policy=ComplaintPolicy.from_settings(settings), alerts=self.alerts

@@ -11,7 +11,7 @@ sends of a paused one (``blocked``, reason ``paused:<scope>=<value>``) within ab
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge.errors import TemplateError
+from nudge.models import Category
 from nudge.pauses import (
     AlreadyPaused,
     NotPaused,
@@ -31,9 +31,9 @@ from nudge.pauses import (
     pause_history,
     resume,
 )
+from nudge.registry import Registry
 from nudge.settings import Settings
 from nudge.store import Pause, PauseBase, PauseEvent, PauseEventBase
-from nudge.templates import get_template
 
 router = APIRouter(prefix="/v1/pauses", tags=["pauses"])
 Who = Field(default="api", min_length=1, max_length=200, description="Who acts, for the audit.")
@@ -62,7 +62,8 @@ class PauseContext:
         services: Any = request.app.state.services
         self.sessions: async_sessionmaker[AsyncSession] = services.sessions
         self.settings: Settings = services.settings
-        self.journeys: Collection[str] = services.journey_names
+        self.journeys: Mapping[str, Category] = services.journey_categories
+        self.registry: Registry = services.registry
 
 
 ContextDep = Annotated[PauseContext, Depends()]
@@ -78,7 +79,7 @@ async def list_pauses(context: ContextDep) -> Sequence[Pause]:
 async def create_pause(body: PauseCreate, context: ContextDep) -> Pause:
     """Pause a scope by hand; 409 when it is paused already, 422 for a template, journey or route
     that does not exist (a typo would pause nothing)."""
-    if (problem := _unknown(body.scope, body.value, context)) is not None:
+    if (problem := await _unknown(body.scope, body.value, context)) is not None:
         raise HTTPException(422, detail=problem)
     try:
         return await pause(
@@ -117,15 +118,20 @@ async def list_pause_history(
     return await pause_history(context.sessions, limit=limit)
 
 
-def _unknown(scope: Scope, value: str, context: PauseContext) -> str | None:
-    """Why ``value`` names no template, journey or route (None when it does, and for signatures)."""
+async def _unknown(scope: Scope, value: str, context: PauseContext) -> str | None:
+    """Why ``value`` names nothing a pause could hold: no such template, journey or route, or a
+    transactional one (pauses hold marketing only). None when it does, and for signatures."""
     if scope is Scope.TEMPLATE:
-        try:
-            get_template(value)
-        except TemplateError as exc:
-            return str(exc)
-    elif scope is Scope.JOURNEY and value not in context.journeys:
-        return f"unknown journey {value!r}; known: {', '.join(sorted(context.journeys))}"
+        variants = await context.registry.templates(code=value)
+        if not variants:
+            return f"unknown template {value!r}"
+        if all(v.category == Category.TRANSACTIONAL.value for v in variants):
+            return f"template {value!r} is transactional: pauses hold marketing sends only"
+    elif scope is Scope.JOURNEY:
+        if value not in context.journeys:
+            return f"unknown journey {value!r}; known: {', '.join(sorted(context.journeys))}"
+        if context.journeys[value] is Category.TRANSACTIONAL:
+            return f"journey {value!r} is transactional: pauses hold marketing sends only"
     elif scope is Scope.ROUTE:
         routes = [r.name for r in context.settings.effective_routes]
         if value not in routes:

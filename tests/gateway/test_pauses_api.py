@@ -182,3 +182,22 @@ async def test_complaint_receipt_code_counts_and_other_codes_do_not(
     async with gateway.sessions() as session:
         complaints = (await session.exec(select(Complaint))).all()
     assert [(c.message_id, c.kind, c.code) for c in complaints] == [(filtered.id, "provider_code", "30007")]
+
+
+async def test_pause_refuses_transactional_scopes_and_knows_registry_templates(gateway: Gateway) -> None:
+    """Pausing a transactional template or journey would hold nothing: 422 says why; a template
+    added through the registry can be paused."""
+    r = await gateway.http.post(
+        "/v1/pauses", json={"scope": "template", "value": "payment_success", "reason": "x"}
+    )
+    assert r.status_code == 422 and "transactional" in r.text
+    r = await gateway.http.post(
+        "/v1/pauses", json={"scope": "journey", "value": "payment_success", "reason": "x"}
+    )
+    assert r.status_code == 422 and "transactional" in r.text
+    body = {"body": "Spring sale ${url} Reply STOP to opt out", "category": "marketing"}
+    assert (await gateway.http.put("/v1/templates/spring_sale", json=body)).status_code in (200, 201)
+    r = await gateway.http.post(
+        "/v1/pauses", json={"scope": "template", "value": "spring_sale", "reason": "x"}
+    )
+    assert r.status_code == 201, r.text
