@@ -172,6 +172,12 @@ class SendActivities:
             # A later attempt: the same variant the first one rendered, by the customer's language.
             customer = await self._customer(message.customer_id)
             template = await self._template(request.template, customer)
+        if not fresh and message.route and message.reason is None:
+            # An earlier attempt called this route and never learned the answer. Ask it first: if
+            # the message went out, the store must say so, whatever the gate would say now.
+            reconciled = await self._reconcile(message, template)
+            if reconciled is not None:
+                return reconciled
 
         # The gate, in order. Each check that refuses records its decision on the message.
         # gate: template and signature approval (the registry)
@@ -191,10 +197,8 @@ class SendActivities:
         if marketing and standing.consent_refusal is not None:
             return self._result(await self._block(message.id, standing.consent_refusal))
         # gate: paused scopes (complaint-rate breaker, nudge pause)
-        # (each candidate route and its signature in _dispatch; a message an earlier attempt may
-        # have sent is reconciled first, and only then held)
-        in_doubt = not fresh and bool(message.route) and message.reason is None
-        if marketing and not in_doubt:
+        # (and each candidate route and its signature in _dispatch)
+        if marketing:
             paused = await self._paused(message, signature=request.signature)
             if paused is not None:
                 return self._result(await self._block(message.id, paused_reason(paused)))
@@ -213,13 +217,7 @@ class SendActivities:
             capped = await self._reserve(message, caps)
             if capped is not None:
                 return self._result(capped)
-        recipient = _recipient(message.to or "", customer)
-        if not fresh and message.route and message.reason is None:
-            # An earlier attempt called this route and never learned the answer.
-            reconciled = await self._reconcile(message, template)
-            if reconciled is not None:
-                return reconciled
-        return await self._dispatch(request, message, template, recipient)
+        return await self._dispatch(request, message, template, _recipient(message.to or "", customer))
 
     # ----- routing and sending -------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.send import SendActivities
 from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.segments import count_segments
-from nudge.store import Link, Message, MessageStatusChange
+from nudge.store import Link, Message, MessageStatusChange, suppress
 from tests.activities.conftest import LosesResponses
 from tests.customers import add_customers, new_customer
 
@@ -175,6 +175,31 @@ async def test_send_message_retry_after_lost_answer_reconciles(
     assert result.message_id == message.id == pending.id == entry["client_ref"]
     assert result.provider_message_id == message.provider_message_id == entry["id"]
     assert message.status == MessageStatus.SUBMITTED
+
+
+async def test_send_message_reconciles_before_the_gate_holds_a_message(
+    sends: SendActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    transport: LosesResponses,
+) -> None:
+    """A STOP that lands between a send whose answer was lost and its retry: the carrier has the
+    message, so the store records it sent (not suppressed), and nothing goes out twice."""
+    await add_customer(sessions)
+    transport.lose_next_send()
+    with pytest.raises(ApplicationError):
+        await run(sends, send_request())
+    async with sessions() as session:
+        await suppress(session, PHONE, reason="reply:STOP", source="simulator")
+        await session.commit()
+
+    result = await run(sends, send_request(), attempt=2)
+
+    assert result.decision is SendDecision.SENT
+    assert len(await ledger(http, carrier_url)) == 1
+    later = await run(sends, send_request(idempotency_key="another/run/2"))
+    assert later.decision is SendDecision.SUPPRESSED
 
 
 async def test_send_message_retry_after_outage_sends_once(
