@@ -397,7 +397,7 @@ class SendActivities:
                 lock = select(Customer.id).where(Customer.id == message.customer_id).with_for_update()
                 await session.exec(lock)
             rows = await session.exec(
-                select(Message.cap_reserved_at, Message.workflow_id).where(
+                select(Message.cap_reserved_at, Message.journey).where(
                     Message.customer_id == message.customer_id,
                     Message.category == message.category,
                     col(Message.cap_reserved_at) > now - longest,
@@ -405,8 +405,8 @@ class SendActivities:
                     Message.id != message.id,
                 )
             )
-            held = [Reservation(at, workflow_id) for at, workflow_id in rows.all() if at is not None]
-            full = full_cap(caps, held, now=now, workflow_id=message.workflow_id)
+            held = [Reservation(at, journey) for at, journey in rows.all() if at is not None]
+            full = full_cap(caps, held, now=now, journey=message.journey)
             values: dict[str, Any] = {"updated_at": utcnow()}
             if full is None:
                 values["cap_reserved_at"] = now
@@ -551,6 +551,8 @@ class SendActivities:
             assert row is not None
             row.reason = f"{DEFERRED}{code}"
             row.defer_until = retry_at
+            # It goes out later, not now: it takes its place under the caps again when it does.
+            row.cap_reserved_at = None
             row.updated_at = utcnow()
             session.add(row)
             await session.commit()

@@ -25,10 +25,10 @@ CAPPED = "capped:"
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """A message that holds a place under the caps: when it took it, and its journey."""
+    """A message that holds a place under the caps: when it took it, and its journey's name."""
 
     at: datetime
-    workflow_id: str
+    journey: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +51,13 @@ def full_cap(
     reservations: Iterable[Reservation],
     *,
     now: datetime,
-    workflow_id: str,
+    journey: str,
 ) -> FullCap | None:
     """The first cap with no room for one more message now, or None if every cap has room."""
     held = list(reservations)
     for cap in caps:
         since = now - cap.window
-        times = sorted(
-            r.at for r in held if r.at > since and (cap.per == "customer" or r.workflow_id == workflow_id)
-        )
+        times = sorted(r.at for r in held if r.at > since and (cap.per == "customer" or r.journey == journey))
         if len(times) >= cap.limit:
             frees_at = times[len(times) - cap.limit] + cap.window if cap.limit else None
             return FullCap(cap, frees_at)

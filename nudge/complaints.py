@@ -233,23 +233,22 @@ class ComplaintRecorder:
 
 
 async def _figures(session: AsyncSession, scope: Scope, value: str, since: datetime) -> Figures:
-    """Messages complained about, and marketing messages handed to a provider, since ``since``."""
-    complaint_scope = getattr(Complaint, scope.value)
+    """Marketing messages handed to a provider since ``since`` in the scope, and how many of those
+    same messages drew a complaint: a late STOP about an older message (before the window, or
+    before a resume) must not count against the messages sent since."""
     message_scope = getattr(Message, scope.value)
+    in_scope = (
+        message_scope == value,
+        col(Message.created_at) >= since,
+        Message.category == Category.MARKETING.value,
+        col(Message.provider).is_not(None),
+        col(Message.status).in_([s.value for s in HANDED_OVER]),
+    )
     complaints = await session.exec(
-        select(func.count(distinct(col(Complaint.message_id)))).where(
-            complaint_scope == value, col(Complaint.at) >= since
-        )
+        select(func.count(distinct(col(Complaint.message_id))))
+        .select_from(Complaint)
+        .join(Message, col(Message.id) == col(Complaint.message_id))
+        .where(*in_scope)
     )
-    sent = await session.exec(
-        select(func.count())
-        .select_from(Message)
-        .where(
-            message_scope == value,
-            col(Message.created_at) >= since,
-            Message.category == Category.MARKETING.value,
-            col(Message.provider).is_not(None),
-            col(Message.status).in_([s.value for s in HANDED_OVER]),
-        )
-    )
+    sent = await session.exec(select(func.count()).select_from(Message).where(*in_scope))
     return Figures(complaints=complaints.one(), sent=sent.one())

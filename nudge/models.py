@@ -84,7 +84,9 @@ class FrequencyCap(BaseModel):
     """At most ``limit`` messages of ``category`` per customer (or per journey) in ``window``.
 
     Caps are global: every journey and broadcast counts towards them. A journey can pass stricter
-    caps of its own to ``send_sms(..., caps=[...])``; all caps that apply must hold.
+    caps of its own to ``send_sms(..., caps=[...])``; all caps that apply must hold. ``per="journey"``
+    counts the customer's messages from the same journey (all its runs: every cart of a
+    cart-abandonment journey), ``per="customer"`` all of them.
     """
 
     limit: int = Field(ge=0)

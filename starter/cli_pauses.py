@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -73,7 +74,7 @@ def resume(
     """
     scope, value = _scope(template=template, signature=signature, journey=journey, route=route)
     params = {"by": _who(by), **({"reason": reason} if reason else {})}
-    lifted = call_gateway("DELETE", f"/v1/pauses/{scope}/{value}", gateway_url, params=params)
+    lifted = call_gateway("DELETE", f"/v1/pauses/{scope}/{quote(value, safe='')}", gateway_url, params=params)
     console.print(f"resumed {scope} {value!r} (paused since {lifted['created_at']}: {lifted['reason']})")
 
 

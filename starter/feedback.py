@@ -39,6 +39,9 @@ from nudge.store import (
 )
 
 log = get_logger(__name__)
+ANSWERS_HELP_ITSELF = frozenset({"twilio"})
+"""Providers whose numbers answer HELP on their own (Twilio's default keyword handling): Nudge
+answering too would send the customer two replies."""
 
 
 class Feedback:
@@ -195,38 +198,47 @@ class Feedback:
         text: str,
         raw: dict[str, Any],
     ) -> tuple[bool, Keyword | None]:
-        """Store an inbound reply once (redeliveries share ``provider_ref``); a STOP-type reply
-        adds the number to the suppression list. Returns (new, keyword)."""
+        """Store an inbound reply once (redeliveries share ``provider_ref``) and apply it: a
+        STOP-type reply suppresses the number and withdraws its customers' consent, START undoes
+        that. The reply and its effects commit together. Returns (new, keyword).
+
+        A redelivery applies the effects again when it is still the number's latest reply: an
+        earlier delivery may have failed after the reply was stored, and the effects are
+        idempotent. An older reply never undoes a newer one.
+        """
         keyword = classify_reply(text)
+        reply = InboundMessage(
+            provider=provider,
+            provider_ref=provider_ref,
+            from_number=from_number,
+            to=to,
+            text=text,
+            keyword=keyword,
+            raw=raw,
+        )
+        new = True
         async with self._sessions() as session:
-            session.add(
-                InboundMessage(
-                    provider=provider,
-                    provider_ref=provider_ref,
-                    from_number=from_number,
-                    to=to,
-                    text=text,
-                    keyword=keyword,
-                    raw=raw,
-                )
-            )
+            session.add(reply)
             try:
-                await session.commit()
+                await session.flush()
             except IntegrityError:
                 await session.rollback()
+                new = False
                 log.info("reply_duplicate", provider=provider, provider_ref=provider_ref)
-                return False, keyword
+                if not await self._is_latest(session, provider, provider_ref, from_number):
+                    return False, keyword
             if keyword == "start":
                 # START, UNSTOP, YES: the customer subscribes again (an invalid number stays out).
                 existing = await session.get(Suppression, phone_hash(from_number))
                 if existing is not None and existing.scope != SUPPRESS_ALL:
                     await session.delete(existing)
                 await self._restore_consent(session, from_number, provider, text)
-                await session.commit()
             if keyword == "stop":
                 await suppress(session, from_number, reason=f"reply:{text.strip()[:20]}", source=provider)
                 await self._withdraw_consent(session, from_number, provider, text)
-                await session.commit()
+            await session.commit()
+        if not new:
+            return False, keyword
         log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
         if keyword == "stop" and self._complaints is not None:
             await self._count_complaint(
@@ -234,19 +246,33 @@ class Feedback:
             )
         if keyword == "stop" and self._on_opt_out is not None:
             await self._on_opt_out(from_number, f"{provider}:{provider_ref}")
-        if keyword == "help" and self._on_help is not None:
+        if keyword == "help" and self._on_help is not None and provider not in ANSWERS_HELP_ITSELF:
             await self._on_help(from_number, f"{provider}:{provider_ref}")
         return True, keyword
+
+    @staticmethod
+    async def _is_latest(session: AsyncSession, provider: str, provider_ref: str, number: str) -> bool:
+        """Whether the stored reply ``provider_ref`` is the newest from ``number``."""
+        newest = await session.exec(
+            select(InboundMessage.provider, InboundMessage.provider_ref)
+            .where(InboundMessage.from_number == number)
+            .order_by(col(InboundMessage.id).desc())
+            .limit(1)
+        )
+        return newest.first() == (provider, provider_ref)
 
     @staticmethod
     async def _customers(session: AsyncSession, number: str) -> list[str]:
         return list((await session.exec(select(Customer.id).where(Customer.phone == number))).all())
 
     async def _withdraw_consent(self, session: AsyncSession, number: str, provider: str, text: str) -> None:
-        """A STOP reply withdraws the marketing consent of every customer with that number."""
+        """A STOP reply withdraws the marketing consent of every customer with that number (once:
+        a repeated STOP adds nothing to the audit trail)."""
         withdrawal = ConsentIn(source=f"reply:{provider}", text=text.strip()[:200], actor="reply webhook")
         for customer_id in await self._customers(session, number):
-            await consent.record(session, customer_id, "withdrawn", withdrawal)
+            current = await session.get(Consent, consent_key(customer_id))
+            if current is None or current.granted:
+                await consent.record(session, customer_id, "withdrawn", withdrawal)
 
     async def _restore_consent(self, session: AsyncSession, number: str, provider: str, text: str) -> None:
         """START undoes what STOP did: a consent withdrawn by a reply is granted again. A consent

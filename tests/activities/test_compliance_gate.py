@@ -198,18 +198,19 @@ async def test_caps_cap_marketing_per_customer_and_say_when_they_free(
 async def test_caps_per_journey_and_a_journeys_own_stricter_cap(
     make_sends: GateFactory, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    """A per-journey cap counts only that journey's messages; a cap passed by the journey applies
-    on top of the global ones."""
+    """A per-journey cap counts that journey's messages over all its runs (another cart is the same
+    journey); another journey has its own count; a cap passed by the journey applies on top."""
     sends = make_sends(caps=[FrequencyCap(limit=1, window=DAY, per="journey")])
     await add_customers(sessions, new_customer("c1", unique_phone()))
 
-    assert (await run(sends, marketing("c1", 1, workflow="wf-a"))).decision is SendDecision.SENT
-    again = await run(sends, marketing("c1", 2, workflow="wf-a"))
+    assert (await run(sends, marketing("c1", 1, workflow="wf-cart-1"))).decision is SendDecision.SENT
+    again = await run(sends, marketing("c1", 2, workflow="wf-cart-2"))
     assert (again.decision, again.reason) == (SendDecision.CAPPED, "capped:1/24h per journey")
-    assert (await run(sends, marketing("c1", 3, workflow="wf-b"))).decision is SendDecision.SENT
+    other = marketing("c1", 3, workflow="wf-onboarding", journey="onboarding")
+    assert (await run(sends, other)).decision is SendDecision.SENT
 
     stricter = [FrequencyCap(limit=2, window=timedelta(days=7))]
-    own = await run(sends, marketing("c1", 4, workflow="wf-c", caps=stricter))
+    own = await run(sends, marketing("c1", 4, workflow="wf-x", journey="winback", caps=stricter))
     assert (own.decision, own.reason) == (SendDecision.CAPPED, "capped:2/7d per customer")
 
 

@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.routing import BreakerState, Router, build_router
 from activities.send import SendActivities
-from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import phone_hash
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import DEV_ALIYUN_KEYS, local_routes
@@ -193,6 +193,40 @@ async def test_frequency_limit_defers_without_failing(
     await configure(http, carrier, faults=[])
     sent = await run(sends, request())
     assert (sent.decision, sent.message_id) == (SendDecision.SENT, deferred.message_id)
+    assert len(await ledger(http, carrier)) == 1
+
+
+@pytest.mark.usefixtures("customers")
+async def test_a_provider_deferral_gives_up_the_place_under_the_caps(
+    sessions: async_sessionmaker[AsyncSession], router: Router, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """A reminder the provider defers a day holds no place under the caps while it waits: another
+    reminder goes meanwhile, and when the deferred one comes back the cap of 1 a day holds it."""
+    now = [datetime(2026, 11, 25, 2, 0, tzinfo=UTC)]
+    sends = SendActivities(
+        sessions,
+        router,
+        link_base_url="https://n.example",
+        quiet_hours=ALWAYS_OPEN,
+        caps=[FrequencyCap(limit=1, window=timedelta(hours=24))],
+        clock=lambda: now[0],
+    )
+
+    def reminder(n: int) -> SendRequest:
+        params = {"name": "Ada", "cart_url": "https://shop.example.com/c"}
+        return request(
+            idempotency_key=f"cart-{n}", template="cart_reminder", params=params, category=Category.MARKETING
+        )
+
+    fault = {"provider": "aliyun", "code": "isv.BUSINESS_LIMIT_CONTROL", "message": "触发天级流控Permits:10"}
+    await configure(http, carrier, faults=[fault])
+    assert (await run(sends, reminder(1))).decision is SendDecision.DEFERRED
+    await configure(http, carrier, faults=[])
+    now[0] += timedelta(hours=23)
+    assert (await run(sends, reminder(2))).decision is SendDecision.SENT
+    now[0] += timedelta(hours=1, minutes=1)
+    late = await run(sends, reminder(1))
+    assert (late.decision, late.reason) == (SendDecision.CAPPED, "capped:1/24h per customer")
     assert len(await ledger(http, carrier)) == 1
 
 

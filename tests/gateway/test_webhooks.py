@@ -14,7 +14,7 @@ from nudge.models import JourneyResult, MessageStatus
 from nudge.phone import phone_hash
 from nudge.routes import DEV_TWILIO_ACCOUNTS
 from nudge.signing import twilio_signature
-from nudge.store import InboundMessage, Message, MessageStatusChange, Suppression
+from nudge.store import InboundMessage, JourneyEntry, Message, MessageStatusChange, Suppression
 from tests.gateway.conftest import Gateway
 from tests.gateway.test_gateway import add_message, event
 
@@ -331,15 +331,24 @@ async def test_stop_reply_ends_marketing_journeys_and_start_resubscribes(
         assert await session.get(Suppression, phone_hash(number)) is None
 
 
+def tencent_reply(mobile: str, text: str, at: int) -> dict[str, Any]:
+    return {"extend": "", "mobile": mobile, "nationcode": "86", "sign": "Nudge", "text": text, "time": at}
+
+
 async def test_help_reply_answers_once_with_the_help_template(gateway: Gateway, customer_id: str) -> None:
     """HELP from a customer's number starts the HelpReply journey, which sends the help_reply
-    template once; a second HELP within the cool-down gets no second answer; INFO counts as HELP."""
-    number = f"+1415555{uuid.uuid4().int % 10_000:04d}"
-    r = await gateway.http.put(f"/v1/customers/{customer_id}", json={"id": customer_id, "phone": number})
+    template once; INFO a moment later gets no second answer (cool-down); on Twilio, which answers
+    HELP itself, Nudge does not answer too."""
+    mobile = f"139{uuid.uuid4().int % 10**8:08d}"
+    r = await gateway.http.put(
+        f"/v1/customers/{customer_id}", json={"id": customer_id, "phone": f"+86{mobile}"}
+    )
     assert r.status_code == 200, r.text
-    for text in ("HELP", " info "):
-        form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": number, "Body": text}
-        assert (await post_twilio(gateway, "/v1/webhooks/twilio/inbound", form)).status_code == 200
+    for at, text in ((1764036000, "HELP"), (1764036005, " info ")):
+        response = await gateway.http.post(
+            f"/v1/webhooks/tencent/{TOKEN}/reply", json=[tencent_reply(mobile, text, at)]
+        )
+        assert response.json() == {"result": 0, "errmsg": "OK"}
 
     handle = gateway.client.get_workflow_handle(
         f"journey:help_reply:{customer_id}", result_type=JourneyResult
@@ -348,8 +357,42 @@ async def test_help_reply_answers_once_with_the_help_template(gateway: Gateway, 
     assert result.outcome == "completed"
     sent = [(r.customer_id, r.template, r.category.value) for r in gateway.carrier.requests]
     assert sent == [(customer_id, "help_reply", "transactional")]
+
+    twilio_number = f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    other = f"{customer_id}-us"
+    r = await gateway.http.put(f"/v1/customers/{other}", json={"id": other, "phone": twilio_number})
+    form = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "AccountSid": TWILIO_SID,
+        "From": twilio_number,
+        "Body": "HELP",
+    }
+    assert (await post_twilio(gateway, "/v1/webhooks/twilio/inbound", form)).status_code == 200
     async with gateway.sessions() as session:
-        replies = (
-            await session.exec(select(InboundMessage).where(InboundMessage.from_number == number))
-        ).all()
-    assert sorted(r.keyword or "" for r in replies) == ["help", "help"]
+        entries = (await session.exec(select(JourneyEntry).where(JourneyEntry.customer_id == other))).all()
+    assert entries == []
+
+
+async def test_reply_redelivery_reapplies_only_the_latest(gateway: Gateway) -> None:
+    """A redelivered STOP whose first delivery was stored without its effect suppresses the number;
+    a redelivered older STOP does not undo a newer START."""
+    mobile = f"139{uuid.uuid4().int % 10**8:08d}"
+    number = f"+86{mobile}"
+    stop = tencent_reply(mobile, "TD", 1764036000)
+    async with gateway.sessions() as session:  # stored, then the first delivery failed
+        session.add(
+            InboundMessage(
+                provider="tencent", provider_ref=f"{number}:1764036000:TD", from_number=number, text="TD"
+            )
+        )
+        await session.commit()
+
+    await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/reply", json=[stop])
+    async with gateway.sessions() as session:
+        assert await session.get(Suppression, phone_hash(number)) is not None
+
+    start = tencent_reply(mobile, "START", 1764036100)
+    await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/reply", json=[start])
+    await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/reply", json=[stop])  # redelivered, older
+    async with gateway.sessions() as session:
+        assert await session.get(Suppression, phone_hash(number)) is None

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -98,15 +98,23 @@ async def test_json_columns_round_trip(engine: AsyncEngine) -> None:
     assert change is not None and change.raw == raw
 
 
-async def test_timestamps_keep_their_instant(engine: AsyncEngine) -> None:
-    """A stored timestamp reads back as the same instant (UTC), whatever the backend."""
-    moment = datetime(2025, 3, 1, 12, 30, 15, tzinfo=UTC)
+@pytest.mark.parametrize(
+    "written",
+    [
+        datetime(2025, 3, 1, 12, 30, 15, tzinfo=UTC),
+        datetime(2025, 3, 1, 20, 30, 15, tzinfo=timezone(timedelta(hours=8))),  # Beijing time
+        datetime(2025, 3, 1, 12, 30, 15),  # naive: taken as UTC on every backend
+    ],
+)
+async def test_timestamps_keep_their_instant(engine: AsyncEngine, written: datetime) -> None:
+    """A stored timestamp reads back, in UTC, as the same instant, whatever its offset and backend
+    (SQLite would drop an offset if the store did not convert it first)."""
     sessions = session_factory(engine)
     async with sessions() as session:
-        session.add(Customer(id="c1", created_at=moment))
+        session.add(Customer(id="c1", created_at=written))
         await session.commit()
     async with sessions() as session:
         customer = await session.get(Customer, "c1")
     assert customer is not None
-    read = customer.created_at
-    assert (read if read.tzinfo else read.replace(tzinfo=UTC)) == moment
+    assert customer.created_at.tzinfo is not None
+    assert customer.created_at == datetime(2025, 3, 1, 12, 30, 15, tzinfo=UTC)
