@@ -435,7 +435,8 @@ async def init_db(engine: AsyncEngine, *, attempts: int = 5) -> None:
 
 def _add_missing_columns(conn: Any) -> None:
     """A small forward-only migration: columns added to a model later are nullable, so
-    ``ALTER TABLE ... ADD COLUMN`` brings an existing database up to date."""
+    ``ALTER TABLE ... ADD COLUMN`` brings an existing database up to date; indexes added later
+    (on new or old columns) are created too."""
     from sqlalchemy import inspect
 
     inspector = inspect(conn)
@@ -445,6 +446,10 @@ def _add_missing_columns(conn: Any) -> None:
             if column.name not in existing and column.nullable:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -50,6 +50,26 @@ async def test_init_db_creates_every_table_once(db_url: str) -> None:
     assert after >= TABLES
 
 
+async def test_init_db_brings_an_older_database_up_to_date(db_url: str) -> None:
+    """A database made before a column and an index were added gets both from init_db."""
+    engine = create_engine(db_url)
+    try:
+        await init_db(engine)
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql('DROP INDEX "ix_message_template_created_at"')
+            await conn.exec_driver_sql('ALTER TABLE "message" DROP COLUMN "cap_reserved_at"')
+        await init_db(engine)
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("message")}
+            )
+            indexes = await conn.run_sync(lambda c: {ix["name"] for ix in inspect(c).get_indexes("message")})
+    finally:
+        await engine.dispose()
+    assert "cap_reserved_at" in columns
+    assert "ix_message_template_created_at" in indexes
+
+
 async def test_message_duplicate_idempotency_key_raises_integrity_error(
     engine: AsyncEngine,
 ) -> None:
