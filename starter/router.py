@@ -100,14 +100,19 @@ class EventRouter:
 
         result = RouteResult(event_id=event.event_id)
         entries: list[_Entry] = []
-        for journey in self._journeys:
+        concerned = [
+            j for j in self._journeys if event.name == j.trigger or event.name in j.listened_events()
+        ]
+        known = await self._known_entries(event.customer_id, [j.name for j in concerned])
+        for journey in concerned:
             if event.name == journey.trigger:
-                touch, entry = await self._enter(journey, event)
+                touch, entry = await self._enter(journey, event, known)
                 result.touched.append(touch)
                 if entry is not None:
                     entries.append(entry)
-            elif event.name in journey.listened_events():
-                result.touched.extend(await self._signal_running(journey, event))
+            else:
+                running = [e for e in known.values() if e.journey == journey.name and not e.closed]
+                result.touched.extend(await self._signal_running(journey, event, running))
         await self._record(event, entries, result.workflow_ids)
         log.info(
             "event_routed",
@@ -175,7 +180,21 @@ class EventRouter:
                     if attempt == 2:
                         raise
 
-    async def _enter(self, journey: type[Journey], event: Event) -> tuple[Touch, _Entry | None]:
+    async def _known_entries(self, customer_id: str, journeys: list[str]) -> dict[str, JourneyEntry]:
+        """The customer's entries into these journeys, by workflow id: one read for the event."""
+        if not journeys:
+            return {}
+        async with self._reads() as session:
+            rows = await session.exec(
+                select(JourneyEntry).where(
+                    JourneyEntry.customer_id == customer_id, col(JourneyEntry.journey).in_(journeys)
+                )
+            )
+            return {entry.workflow_id: entry for entry in rows.all()}
+
+    async def _enter(
+        self, journey: type[Journey], event: Event, known: Mapping[str, JourneyEntry]
+    ) -> tuple[Touch, _Entry | None]:
         key: str | None = None
         if journey.key:
             raw = event.properties.get(journey.key)
@@ -188,8 +207,7 @@ class EventRouter:
                 ), None
             key = str(raw)
         workflow_id = journey.workflow_id(event.customer_id, key)
-        async with self._reads() as session:
-            entry = await session.get(JourneyEntry, workflow_id)
+        entry = known.get(workflow_id)
         reuse = self._reuse_policy(journey.reentry, entry)
         try:
             handle = await self._client.start_workflow(
@@ -234,16 +252,9 @@ class EventRouter:
             return WorkflowIDReusePolicy.ALLOW_DUPLICATE
         return WorkflowIDReusePolicy.REJECT_DUPLICATE
 
-    async def _signal_running(self, journey: type[Journey], event: Event) -> list[Touch]:
-        async with self._reads() as session:
-            rows = await session.exec(
-                select(JourneyEntry).where(
-                    JourneyEntry.customer_id == event.customer_id,
-                    JourneyEntry.journey == journey.name,
-                    JourneyEntry.closed == False,  # noqa: E712
-                )
-            )
-            entries = list(rows.all())
+    async def _signal_running(
+        self, journey: type[Journey], event: Event, entries: list[JourneyEntry]
+    ) -> list[Touch]:
         touched = []
         for entry in entries:
             try:
