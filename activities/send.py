@@ -161,16 +161,15 @@ class SendActivities:
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
         fresh = False
-        customer: Customer | None = None
         template: Template | None = None
-        message = await self._find(request.idempotency_key)
+        message, standing = await self._lookup(request)
+        customer = standing.customer
         if message is None:
-            message, fresh, customer, template = await self._create(request)
+            message, fresh, template = await self._create(request, customer)
         if message.status != MessageStatus.PENDING:
             return self._result(message)
         if template is None:
             # A later attempt: the same variant the first one rendered, by the customer's language.
-            customer = await self._customer(message.customer_id)
             template = await self._template(request.template, customer)
         if not fresh and message.route and message.reason is None:
             # An earlier attempt called this route and never learned the answer. Ask it first: if
@@ -186,8 +185,6 @@ class SendActivities:
             reason = f"{TEMPLATE_NOT_APPROVED}{template.status.value}"
             return self._result(await self._block(message.id, reason))
         marketing = _is_marketing(request, template)
-        standing = await self._standing(message)
-        customer = customer or standing.customer
         # gate: invalid or carrier-blocked number (every category)
         if standing.unreachable is not None:
             return self._result(await self._block(message.id, f"{UNREACHABLE}{standing.unreachable}"))
@@ -375,13 +372,21 @@ class SendActivities:
             result = await session.exec(select(Message).where(Message.idempotency_key == key))
             return result.first()
 
-    async def _standing(self, message: Message) -> Standing:
-        """What the gate needs to know about the recipient, in one lock-free read."""
+    async def _lookup(self, request: SendRequest) -> tuple[Message | None, Standing]:
+        """The message an earlier attempt stored (if any), and what the gate needs to know about
+        the recipient, in one lock-free read."""
         async with self._reads() as session:
-            suppression = await session.get(Suppression, phone_hash(message.to)) if message.to else None
-            consent = await session.get(Consent, consent_key(message.customer_id))
-            customer = await session.get(Customer, message.customer_id)
-        return Standing(suppression=suppression, consent=consent, customer=customer)
+            found = await session.exec(
+                select(Message).where(Message.idempotency_key == request.idempotency_key)
+            )
+            message = found.first()
+            if message is not None and message.status != MessageStatus.PENDING:
+                return message, Standing(suppression=None, consent=None, customer=None)
+            customer = await session.get(Customer, request.customer_id)
+            to = message.to if message is not None else (customer.phone if customer else None)
+            suppression = await session.get(Suppression, phone_hash(to)) if to else None
+            consent = await session.get(Consent, consent_key(request.customer_id))
+        return message, Standing(suppression=suppression, consent=consent, customer=customer)
 
     async def _reserve(self, message: Message, caps: list[FrequencyCap]) -> Message | None:
         """Take a place under every cap that applies, or record which one is full.
@@ -432,12 +437,9 @@ class SendActivities:
         async with self._reads() as session:
             return await session.get(Message, message.id)
 
-    async def _customer(self, customer_id: str) -> Customer | None:
-        async with self._reads() as session:
-            return await session.get(Customer, customer_id)
-
-    async def _create(self, request: SendRequest) -> tuple[Message, bool, Customer | None, Template]:
-        customer = await self._customer(request.customer_id)
+    async def _create(
+        self, request: SendRequest, customer: Customer | None
+    ) -> tuple[Message, bool, Template]:
         template = await self._template(request.template, customer)
         message = Message(
             idempotency_key=request.idempotency_key,
@@ -485,8 +487,8 @@ class SendActivities:
                 existing = await self._find(request.idempotency_key)
                 if existing is None:
                     raise
-                return existing, False, customer, template
-        return message, True, customer, template
+                return existing, False, template
+        return message, True, template
 
     async def _template(self, code: str, customer: Customer | None) -> Template:
         """The registry's variant of ``code`` for the customer's language; unknown is permanent."""

@@ -25,12 +25,12 @@ from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from nudge.binaries import find_binary
+from nudge.converter import data_converter
 from nudge.models import (
     Event,
     JourneyInput,
@@ -67,7 +67,7 @@ async def register_search_attributes(client: Client) -> None:
 @asynccontextmanager
 async def time_skipping_environment() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         test_server_existing_path=find_binary("temporal-test-server"),
     )
     try:

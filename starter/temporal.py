@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from nudge.converter import data_converter
 from nudge.settings import Settings
 
 
@@ -18,7 +18,7 @@ async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=data_converter,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:
