@@ -19,7 +19,7 @@ log = get_logger(__name__)
 router = APIRouter(prefix="/v1/customers", tags=["consent"])
 
 
-def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.services.sessions
     return sessions
 

@@ -156,7 +156,8 @@ class Services:
         )
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # Async on purpose, as every dependency here: FastAPI runs a sync one in a worker thread.
     services: Services = request.app.state.services
     return services
 

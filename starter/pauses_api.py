@@ -66,7 +66,12 @@ class PauseContext:
         self.registry: Registry = services.registry
 
 
-ContextDep = Annotated[PauseContext, Depends()]
+async def _context(request: Request) -> PauseContext:
+    # An async dependency: FastAPI runs a sync one (a class, too) in a worker thread per request.
+    return PauseContext(request)
+
+
+ContextDep = Annotated[PauseContext, Depends(_context)]
 
 
 @router.get("", response_model=list[PausePublic])

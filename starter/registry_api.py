@@ -115,7 +115,7 @@ def _answers() -> Iterator[None]:
         raise HTTPException(422, detail=str(exc)) from exc
 
 
-def _registry(request: Request) -> Registry:
+async def _registry(request: Request) -> Registry:
     """The gateway's registry (``Services.registry``, built in its lifespan)."""
     registry: Registry = request.app.state.services.registry
     return registry

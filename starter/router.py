@@ -277,10 +277,15 @@ class EventRouter:
 
 
 def _event_record(event: Event) -> EventRecord:
+    # Every field given: a missing one costs pydantic an ``inspect.signature`` of its default
+    # factory on each event.
+    now = utcnow()
     return EventRecord(
         event_id=event.event_id,
         customer_id=event.customer_id,
         name=event.name,
         properties=event.properties,
-        occurred_at=event.occurred_at or utcnow(),
+        occurred_at=event.occurred_at or now,
+        received_at=now,
+        workflow_ids=[],
     )

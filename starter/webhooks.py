@@ -47,12 +47,12 @@ TWILIO_STATUS = {
 }
 
 
-def _feedback(request: Request) -> Feedback:
+async def _feedback(request: Request) -> Feedback:
     feedback: Feedback = request.app.state.services.feedback
     return feedback
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.services.settings
     return settings
 
