@@ -87,10 +87,11 @@ def aliyun_e164(number: str) -> str:
 
 def _cst(value: str | None) -> datetime | None:
     """Aliyun and Tencent stamp ``yyyy-MM-dd HH:mm:ss`` in Beijing time."""
-    if not value:
+    if not value or len(value) != 19 or value[10] != " ":
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CST)
+        # fromisoformat, not strptime: the same strict format here, at a tenth of the cost.
+        return datetime.fromisoformat(value).replace(tzinfo=CST)
     except ValueError:
         return None
 
