@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,8 +72,13 @@ async def ledger_to(http: httpx.AsyncClient, carrier_url: str, phone: str) -> li
     return [e for e in entries if e["to"] == phone]
 
 
+_NUMBERS = itertools.count(uuid.uuid4().int % 10**7)
+US_NUMBERS = (f"+1415{n % 10**7:07d}" for n in _NUMBERS)
+"""Distinct numbers within a run: examples share the carrier's ledger, which is read by number."""
+
+
 def unique_phone() -> str:
-    return f"+86139{uuid.uuid4().int % 10**8:08d}"
+    return f"+86139{next(_NUMBERS) % 10**8:08d}"
 
 
 # ----- consent -------------------------------------------------------------------------------
@@ -364,7 +370,7 @@ async def test_gate_never_sends_marketing_in_quiet_hours(
     """For any instant and US zone (the profile's): marketing reaches the carrier only between
     08:00 and 21:00 there, else it is deferred to a moment inside the window; transactional goes."""
     sends = make_sends(caps=NO_CAPS, quiet_hours=DEFAULT_WINDOWS, clock=lambda: moment)
-    customer, phone = f"q-{uuid.uuid4().hex[:8]}", f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    customer, phone = f"q-{uuid.uuid4().hex[:8]}", next(US_NUMBERS)
     await add_customers(sessions, new_customer(customer, phone, timezone=zone))
     request = marketing(customer) if category is Category.MARKETING else transactional(customer)
 
