@@ -54,7 +54,7 @@ from nudge.logging import get_logger
 from nudge.models import Category
 from nudge.routes import RouteConfig
 from nudge.store import SmsSignature, SmsTemplate, read_sessions, utcnow
-from nudge.templates import BUILTIN_TEMPLATES, DEFAULT_LANGUAGE, ApprovalStatus, Template
+from nudge.templates import DEFAULT_LANGUAGE, ApprovalStatus, Template, builtin_templates
 from nudge.wording import approval_problem, body_problem, opt_out_wording_problem
 
 __all__ = [
@@ -149,14 +149,14 @@ class Registry:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        builtins: Iterable[Template] = BUILTIN_TEMPLATES.values(),
+        builtins: Iterable[Template] | None = None,
         routes: Sequence[RouteConfig] = (),
         ttl: float = CACHE_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         self._reads = read_sessions(sessions)
-        self._builtins = list(builtins)
+        self._builtins = builtin_templates() if builtins is None else list(builtins)
         self._route_signatures = route_signatures(routes)
         self._ttl = ttl
         self._clock = clock
@@ -234,15 +234,9 @@ class Registry:
 
     async def _insert_missing(self) -> None:
         async with self._reads() as session:
-            have_templates = set(
-                (
-                    await session.exec(
-                        select(SmsTemplate.code).where(SmsTemplate.language == DEFAULT_LANGUAGE)
-                    )
-                ).all()
-            )
+            have_templates = set((await session.exec(select(SmsTemplate.code, SmsTemplate.language))).all())
             have_signatures = set((await session.exec(select(SmsSignature.name))).all())
-        templates = [t for t in self._builtins if t.code not in have_templates]
+        templates = [t for t in self._builtins if (t.code, t.language) not in have_templates]
         signatures = [name for name in self._route_signatures if name not in have_signatures]
         if not templates and not signatures:
             return

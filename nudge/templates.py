@@ -133,6 +133,57 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
 }
 
 
+BUILTIN_VARIANTS: tuple[Template, ...] = tuple(
+    Template(code, body, category, codes, language="zh")
+    for code, body, category, codes in (
+        # Mainland promotional templates must end with 拒收请回复R (Aliyun's template rules,
+        # Tencent's MarketingTemplateWithoutUnsubscribe); notifications must not carry it.
+        (
+            "cart_reminder",
+            "${name}，您的购物车还在等您：${cart_url} 拒收请回复R",
+            Category.MARKETING,
+            {"aliyun": "SMS_480011", "tencent": "1480011"},
+        ),
+        (
+            "cart_coupon",
+            "${name}，送您一张九折券，完成下单：${coupon_url} 拒收请回复R",
+            Category.MARKETING,
+            {"aliyun": "SMS_480012", "tencent": "1480012"},
+        ),
+        (
+            "welcome_a",
+            "欢迎来到努济，${name}！从这里开始：${start_url} 拒收请回复R",
+            Category.MARKETING,
+            {"aliyun": "SMS_480014", "tencent": "1480014"},
+        ),
+        (
+            "welcome_b",
+            "${name}，很高兴见到您，首单包邮：${start_url} 拒收请回复R",
+            Category.MARKETING,
+            {"aliyun": "SMS_480015", "tencent": "1480015"},
+        ),
+        (
+            "welcome_back",
+            "欢迎回来，${name}！看看新品：${start_url} 拒收请回复R",
+            Category.MARKETING,
+            {"aliyun": "SMS_480016", "tencent": "1480016"},
+        ),
+        (
+            "help_reply",
+            "努济商城：订单或短信相关问题，请发邮件至 support@example.com。",
+            Category.TRANSACTIONAL,
+            {"aliyun": "SMS_480017", "tencent": "1480017"},
+        ),
+    )
+)
+"""Chinese variants of the built-in templates, for customers whose ``language`` is ``zh``."""
+
+
+def builtin_templates() -> list[Template]:
+    """Every built-in template variant: the defaults, then the language variants."""
+    return [*BUILTIN_TEMPLATES.values(), *BUILTIN_VARIANTS]
+
+
 def get_template(code: str) -> Template:
     try:
         return BUILTIN_TEMPLATES[code]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from nudge.models import Category
-from nudge.templates import BUILTIN_TEMPLATES, Template
+from nudge.templates import Template, builtin_templates
 from simulator.config import SimConfig
 
 _POSITIONAL = re.compile(r"\{(\d+)\}")
@@ -13,7 +13,7 @@ _POSITIONAL = re.compile(r"\{(\d+)\}")
 
 def approved_template(provider: str, code: str, config: SimConfig) -> Template | None:
     """The template ``code`` names in ``provider``'s console, built-in or configured."""
-    for template in BUILTIN_TEMPLATES.values():
+    for template in builtin_templates():
         if template.provider_codes.get(provider) == code:
             return template
     for extra in config.extra_templates:

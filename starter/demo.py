@@ -22,6 +22,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from nudge.models import JourneyResult, SendDecision
 from nudge.quiet_hours import ALWAYS_OPEN
+from nudge.templates import builtin_templates
 from starter.csv_customers import customer_record
 from workflows import CartAbandonment, Onboarding, PaymentSuccess
 
@@ -67,6 +68,12 @@ class Row:
     def ok(self) -> bool:
         e = self.expectation
         return self.status == "COMPLETED" and (self.outcome, self.reason) == (e.outcome, e.reason)
+
+
+COUPON_CODES = {
+    code for t in builtin_templates() if t.code == "cart_coupon" for code in t.provider_codes.values()
+}
+"""The coupon template's console codes, in every language: how the demo spots it in the ledger."""
 
 
 def demo_customers(tag: str) -> list[dict[str, Any]]:
@@ -124,7 +131,7 @@ async def run_demo(
         async with httpx.AsyncClient(base_url=simulator_url, timeout=10) as sim:
             while time.monotonic() < deadline:
                 ledger = (await sim.get("/_sim/ledger")).json()
-                if any(m["to"] == phones["dee"] and "10% off" in m["body"] for m in ledger):
+                if any(m["to"] == phones["dee"] and m.get("template_code") in COUPON_CODES for m in ledger):
                     break
                 await asyncio.sleep(0.3)
         await event("dee", "order_paid", order_id=f"o-dee-{tag}", amount="59.00")

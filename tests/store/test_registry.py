@@ -14,7 +14,7 @@ from nudge.models import Category
 from nudge.registry import Registry
 from nudge.routes import RouteConfig
 from nudge.store import create_engine, session_factory
-from nudge.templates import BUILTIN_TEMPLATES, ApprovalStatus
+from nudge.templates import BUILTIN_TEMPLATES, ApprovalStatus, builtin_templates
 
 ROUTE = RouteConfig(name="ali", provider="simulator", signature="Nudge", signatures={"zh": "努济"})
 SALE_EN = "${name}, spring sale: ${url} Reply STOP to opt out"
@@ -59,7 +59,7 @@ async def test_seed_from_two_processes_at_once_is_safe(db_url: str, engine: Asyn
         for other in engines:
             await other.dispose()
     registry = registry_on(engine)
-    assert len(await registry.templates()) == len(BUILTIN_TEMPLATES)
+    assert len(await registry.templates()) == len(builtin_templates())
     assert len(await registry.signatures()) == 2
 
 
