@@ -123,6 +123,7 @@ async def build_workers(
                 workflows=list(journeys),
                 activities=activities,
                 max_concurrent_activities=slots,
+                max_concurrent_local_activities=slots,
                 workflow_runner=WORKFLOW_RUNNER,
             )
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,6 +93,9 @@ class FakeCarrier:
         self.hold: asyncio.Event | None = None
         """When set, sends wait for this event: a send still in flight."""
         self.in_flight = 0
+        self.clock: Callable[[], Awaitable[datetime]] | None = None
+        """The (time-skipping) server's clock, for deferrals: a local activity's info carries the
+        worker's own time, which the test server's skipped time has left behind."""
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
@@ -113,7 +116,8 @@ class FakeCarrier:
             delay = self.defer.get(request.template)
             if earlier is None and delay is not None:
                 # Time as the (time-skipping) server sees it, not this process's clock.
-                retry_at = activity.info().current_attempt_scheduled_time + delay
+                now = await self.clock() if self.clock else activity.info().current_attempt_scheduled_time
+                retry_at = now + delay
                 result = SendResult(
                     message_id=message_id,
                     decision=SendDecision.DEFERRED,
@@ -273,6 +277,7 @@ async def journey_tester(
 ) -> AsyncIterator[JourneyTester]:
     """A worker for ``journeys`` on a fresh task queue, with a fake carrier."""
     carrier = carrier or FakeCarrier()
+    carrier.clock = env.get_current_time
     task_queue = f"test-{uuid.uuid4().hex[:12]}"
     worker = Worker(
         env.client,

@@ -391,6 +391,19 @@ class Journey:
         return SmsHandle(self, record, result, notifies_receipt=notify_receipt)
 
     async def _send(self, request: SendRequest) -> SendResult:
+        if workflow.patched("local-send"):
+            # A local activity: the worker runs the send inside the workflow task that asks for
+            # it, with no activity task through the server and no second workflow task for its
+            # result. Safe to run again after a lost workflow task: the send is idempotent by its
+            # key and reconciles an in-doubt attempt.
+            return await workflow.execute_local_activity(
+                "send_message",
+                request,
+                result_type=SendResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=SEND_RETRY,
+                summary=f"send {request.template}",
+            )
         return await workflow.execute_activity(
             "send_message",
             request,

@@ -69,6 +69,10 @@ RECORDERS: dict[str, Callable[[JourneyTester], Awaitable[JourneyRun]]] = {
     "cart_abandonment__clicked_then_converted_lean": cart_clicked_then_converted,
     "payment_success__delivered_lean": payment_delivered,
     "onboarding__new_customer_lean": onboarding_new_customer,
+    # Recorded after the local-send patch (the send is a local activity).
+    "cart_abandonment__clicked_then_converted_local_send": cart_clicked_then_converted,
+    "payment_success__deferred_then_delivered_local_send": payment_deferred_then_delivered,
+    "onboarding__new_customer_local_send": onboarding_new_customer,
 }
 
 

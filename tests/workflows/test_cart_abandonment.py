@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from nudge.models import Event, Profile, SendDecision
 from nudge.testing import JourneyTester
@@ -127,7 +128,13 @@ async def test_goal_during_a_send_converts_instead_of_failing(journeys: JourneyT
     gate = asyncio.Event()
     journeys.carrier.hold = gate  # the reminder stays in flight until released below
     run = await journeys.start(CartAbandonment, customer="busy1", cart_id="k1")
-    await run.advance(hours=1)
+    # Not run.advance: its state query would wait for the workflow task the send runs in.
+    await journeys.env.sleep(timedelta(hours=1))
+    for _ in range(250):
+        if journeys.carrier.in_flight:
+            break
+        await asyncio.sleep(0.02)
+    assert journeys.carrier.in_flight, "the reminder never went in flight"
     await run.handle.signal(
         "event",
         Event(event_id="paid-1", customer_id="busy1", name="order_paid", properties={}),
