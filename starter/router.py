@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -86,24 +86,26 @@ class EventRouter:
         self._overrides = overrides or {}
 
     async def route(self, event: Event) -> RouteResult:
+        """Route the event, then store it with what routing did, in one transaction.
+
+        Routing comes first so that nothing is lost: a failure half-way (Temporal unreachable)
+        leaves no stored event, and the sender's retry routes it again. Starts and signals are
+        safe to repeat: signal-with-start uses the running journey, and journeys ignore an event
+        id they have seen.
+        """
         if event.occurred_at is None:
             event = event.model_copy(update={"occurred_at": utcnow()})
-        if not await self._store(event):
-            async with self._reads() as session:
-                stored = await session.get(EventRecord, event.event_id)
-            touched = (
-                [Touch(workflow_id=w, journey="", action="earlier") for w in stored.workflow_ids]
-                if stored
-                else []
-            )
-            return RouteResult(event_id=event.event_id, duplicate=True, touched=touched)
-
-        result = RouteResult(event_id=event.event_id)
-        entries: list[_Entry] = []
         concerned = [
             j for j in self._journeys if event.name == j.trigger or event.name in j.listened_events()
         ]
-        known = await self._known_entries(event.customer_id, [j.name for j in concerned])
+        async with self._reads() as session:
+            stored = await session.get(EventRecord, event.event_id)
+            known = {} if stored else await self._known_entries(session, event.customer_id, concerned)
+        if stored is not None:
+            return _duplicate(stored)
+
+        result = RouteResult(event_id=event.event_id)
+        entries: list[_Entry] = []
         for journey in concerned:
             if event.name == journey.trigger:
                 touch, entry = await self._enter(journey, event, known)
@@ -113,7 +115,9 @@ class EventRouter:
             else:
                 running = [e for e in known.values() if e.journey == journey.name and not e.closed]
                 result.touched.extend(await self._signal_running(journey, event, running))
-        await self._record(event, entries, result.workflow_ids)
+        if not await self._record(event, entries, result.workflow_ids):
+            # The same event, delivered twice at once: the other delivery stored it first.
+            result.duplicate = True
         log.info(
             "event_routed",
             event_id=event.event_id,
@@ -123,35 +127,21 @@ class EventRouter:
         )
         return result
 
-    async def _store(self, event: Event) -> bool:
-        """Insert the event (and a bare customer if unknown); False when ``event_id`` was seen."""
-        async with self._sessions() as session:
-            # Read before adding: the read would autoflush the event and raise a duplicate's
-            # IntegrityError here, outside the handler below.
-            known_customer = await session.get(Customer, event.customer_id) is not None
-            session.add(_event_record(event))
-            if not known_customer:
-                session.add(Customer(id=event.customer_id))
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-                if await session.get(EventRecord, event.event_id) is not None:
-                    return False
-                # Only the bare customer collided (created concurrently): store the event alone.
-                session.add(_event_record(event))
-                try:
-                    await session.commit()
-                except IntegrityError:
-                    return False
-        return True
-
-    async def _record(self, event: Event, entries: list[_Entry], workflow_ids: list[str]) -> None:
-        """One transaction for what routing learned: the journey entries and the event's journeys."""
+    async def _record(self, event: Event, entries: list[_Entry], workflow_ids: list[str]) -> bool:
+        """One transaction for the event (and a bare customer if unknown), the journeys it went to,
+        and the journey entries. False when the event was stored meanwhile (a concurrent repeat)."""
         for attempt in (1, 2):
             async with self._sessions() as session:
+                # Every read before any add: a read autoflushes pending rows, and a collision must
+                # surface at the commit below, not inside a read.
+                if await session.get(EventRecord, event.event_id) is not None:
+                    return False
+                known_customer = await session.get(Customer, event.customer_id) is not None
+                rows = {
+                    item.workflow_id: await session.get(JourneyEntry, item.workflow_id) for item in entries
+                }
                 for item in entries:
-                    row = await session.get(JourneyEntry, item.workflow_id)
+                    row = rows[item.workflow_id]
                     if row is None:
                         row = JourneyEntry(
                             workflow_id=item.workflow_id,
@@ -166,31 +156,34 @@ class EventRouter:
                         row.run_id = item.run_id
                         row.closed = False
                     session.add(row)
-                await session.exec(
-                    update(EventRecord)
-                    .where(col(EventRecord.event_id) == event.event_id)
-                    .values(workflow_ids=workflow_ids)
-                )
+                if not known_customer:
+                    session.add(Customer(id=event.customer_id))
+                session.add(_event_record(event, workflow_ids))
                 try:
                     await session.commit()
-                    return
+                    return True
                 except IntegrityError:
-                    # A concurrent event recorded the same new entry first; go again as an update.
+                    # A concurrent event created the same customer or entry first (PostgreSQL);
+                    # go again, as an update.
                     await session.rollback()
                     if attempt == 2:
                         raise
+        return False
 
-    async def _known_entries(self, customer_id: str, journeys: list[str]) -> dict[str, JourneyEntry]:
+    @staticmethod
+    async def _known_entries(
+        session: AsyncSession, customer_id: str, journeys: list[type[Journey]]
+    ) -> dict[str, JourneyEntry]:
         """The customer's entries into these journeys, by workflow id: one read for the event."""
         if not journeys:
             return {}
-        async with self._reads() as session:
-            rows = await session.exec(
-                select(JourneyEntry).where(
-                    JourneyEntry.customer_id == customer_id, col(JourneyEntry.journey).in_(journeys)
-                )
+        names = [j.name for j in journeys]
+        rows = await session.exec(
+            select(JourneyEntry).where(
+                JourneyEntry.customer_id == customer_id, col(JourneyEntry.journey).in_(names)
             )
-            return {entry.workflow_id: entry for entry in rows.all()}
+        )
+        return {entry.workflow_id: entry for entry in rows.all()}
 
     async def _enter(
         self, journey: type[Journey], event: Event, known: Mapping[str, JourneyEntry]
@@ -276,7 +269,13 @@ class EventRouter:
                 await session.commit()
 
 
-def _event_record(event: Event) -> EventRecord:
+def _duplicate(stored: EventRecord) -> RouteResult:
+    """An event seen before: nothing is routed again; it says where it went the first time."""
+    touched = [Touch(workflow_id=w, journey="", action="earlier") for w in stored.workflow_ids]
+    return RouteResult(event_id=stored.event_id, duplicate=True, touched=touched)
+
+
+def _event_record(event: Event, workflow_ids: list[str]) -> EventRecord:
     # Every field given: a missing one costs pydantic an ``inspect.signature`` of its default
     # factory on each event.
     now = utcnow()
@@ -287,5 +286,5 @@ def _event_record(event: Event) -> EventRecord:
         properties=event.properties,
         occurred_at=event.occurred_at or now,
         received_at=now,
-        workflow_ids=[],
+        workflow_ids=workflow_ids,
     )

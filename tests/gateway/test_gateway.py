@@ -6,12 +6,15 @@ from typing import Any
 
 import pytest
 from sqlmodel import col, func, select
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from nudge.models import JourneyResult, JourneyState, MessageStatus, MessageUpdate
+from nudge.converter import data_converter
+from nudge.models import Event, JourneyResult, JourneyState, MessageStatus, MessageUpdate
 from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange
+from starter.router import EventRouter
 from tests.gateway.conftest import Gateway
+from workflows import JOURNEYS
 from workflows.runtime import SA_CUSTOMER, SA_JOURNEY
 
 
@@ -98,6 +101,30 @@ async def test_post_event_duplicate_event_id_starts_nothing(gateway: Gateway, cu
     assert (await handle.describe()).run_id == first_run
     state = await handle.query("state", result_type=JourneyState)
     assert state.events_seen == ["cart_abandoned"]
+
+
+async def test_event_routing_that_fails_stores_nothing_so_the_retry_routes_it(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """When Temporal cannot be reached, the event is not stored: the sender's retry (same id) is
+    routed and starts the journey, instead of being taken for a duplicate and lost."""
+    unreachable = await Client.connect("127.0.0.1:1", lazy=True, data_converter=data_converter)
+    down = EventRouter(
+        client=unreachable, sessions=gateway.sessions, journeys=JOURNEYS, task_queue=gateway.task_queue
+    )
+    up = EventRouter(
+        client=gateway.client, sessions=gateway.sessions, journeys=JOURNEYS, task_queue=gateway.task_queue
+    )
+    body = Event.model_validate(event(customer_id, "cart_abandoned", cart_id="k1"))
+
+    with pytest.raises(RuntimeError, match="connect"):
+        await down.route(body)
+    assert await count(gateway, EventRecord, EventRecord.event_id == body.event_id) == 0
+
+    result = await up.route(body)
+    assert (result.duplicate, [t.action for t in result.touched]) == (False, ["started"])
+    assert await count(gateway, EventRecord, EventRecord.event_id == body.event_id) == 1
+    assert (await up.route(body)).duplicate is True
 
 
 async def test_post_event_second_abandon_of_same_cart_signals_running_journey(
