@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test lint bench mutation clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,5 +35,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.raw --events 300 --rate 10
 	$(BIN)/python -m bench.journeys --events 300 --rate 10
 
+## mutation: mutation-test the core with mutmut (long; not part of `make test`), print the score per module and the survivors
+mutation: $(STAMP)
+	$(BIN)/python -m tests.mutation $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) .nudge
+	rm -rf $(VENV) .nudge mutants

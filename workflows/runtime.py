@@ -23,7 +23,6 @@ Everything here is deterministic: time is ``workflow.now()``, and all I/O goes t
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -51,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         SendResult,
         SentMessage,
     )
+
+from workflows.keys import bucket, journey_workflow_id, send_idempotency_key
 
 OPTED_OUT = "opted_out"
 """The event the gateway signals to a customer's marketing journeys when they opt out."""
@@ -108,19 +109,6 @@ def _human(delta: timedelta) -> str:
     if seconds >= 60:
         return f"{seconds // 60} min {seconds % 60} s".replace(" 0 s", "")
     return f"{seconds} s"
-
-
-def bucket(experiment: str, customer_id: str, weights: Mapping[str, float]) -> str:
-    """Deterministic weighted assignment of a customer to a variant (stable across runs)."""
-    if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError("split weights must be non-negative and not all zero")
-    digest = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(weights.values())
-    for variant, weight in sorted(weights.items()):
-        if point < weight:
-            return variant
-        point -= weight
-    return sorted(weights)[-1]
 
 
 class SmsHandle:
@@ -238,7 +226,7 @@ class Journey:
 
     @classmethod
     def workflow_id(cls, customer_id: str, key: str | None = None) -> str:
-        return f"journey:{cls.name}:{customer_id}" + (f":{key}" if key else "")
+        return journey_workflow_id(cls.name, customer_id, key)
 
     @workflow.init
     def __init__(self, input: JourneyInput) -> None:
@@ -342,7 +330,7 @@ class Journey:
         self._set_step(step, f"sending {template}", transient=True)
         info = workflow.info()
         request = SendRequest(
-            idempotency_key=f"{info.workflow_id}/{info.first_execution_run_id}/{self._seq}",
+            idempotency_key=send_idempotency_key(info.workflow_id, info.first_execution_run_id, self._seq),
             workflow_id=info.workflow_id,
             journey=self.name,
             step=step,
