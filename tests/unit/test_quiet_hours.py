@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,3 +57,159 @@ def test_no_marketing_in_quiet_hours_for_any_zone_and_time(moment: datetime, to:
         assert not _inside(moment, to)
         assert moment < allowed_at <= moment + timedelta(days=2)
         assert _inside(allowed_at, to)
+
+
+# ----- An oracle written apart from the product: fixed UTC offsets and allowed hours -------------
+# The checks below never call zoneinfo or Window.contains: a recipient's local time is UTC plus
+# the offset written here for the date, and the allowed hours come from the spec sheet (Aliyun's
+# 08:00-20:00 for mainland China, the TCPA's 08:00-21:00 elsewhere).
+
+ZONE_OFFSETS: dict[str, tuple[int, int]] = {
+    # zone: (UTC offset in winter 2026, before 8 March; in summer 2026, 6 April to 20 October)
+    "Asia/Shanghai": (8, 8),  # no DST
+    "America/New_York": (-5, -4),  # DST from 8 March to 1 November 2026
+    "America/Los_Angeles": (-8, -7),
+    "Pacific/Honolulu": (-10, -10),  # no DST
+    "America/Adak": (-10, -9),
+    "America/Anchorage": (-9, -8),
+    "Europe/London": (0, 1),  # BST from 29 March to 25 October 2026
+    "Europe/Guernsey": (0, 1),
+    "Europe/Isle_of_Man": (0, 1),
+    "Europe/Jersey": (0, 1),
+}
+SEASONS = {
+    "winter": (datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 2, 25, tzinfo=UTC)),
+    "summer": (datetime(2026, 4, 6, tzinfo=UTC), datetime(2026, 10, 18, tzinfo=UTC)),
+}
+"""Stretches with no DST change in any zone above, with two days to spare for a deferral."""
+RECIPIENTS: dict[str, tuple[list[str], int, int]] = {
+    # number: (every zone it may be in, first allowed local hour, first quiet local hour)
+    "+8613800138000": (["Asia/Shanghai"], 8, 20),
+    "+14155550100": (["America/Los_Angeles"], 8, 21),
+    "+12125550100": (["America/New_York"], 8, 21),
+    "+18085550100": (["Pacific/Honolulu"], 8, 21),
+    "+19075550100": (["America/Adak", "America/Anchorage"], 8, 21),
+    "+447911123456": (["Europe/Guernsey", "Europe/Isle_of_Man", "Europe/Jersey", "Europe/London"], 8, 21),
+}
+
+
+def _offset(zone: str, season: str) -> int:
+    return ZONE_OFFSETS[zone][0 if season == "winter" else 1]
+
+
+def _oracle_allowed(moment: datetime, to: str, season: str) -> bool:
+    """Inside the allowed hours in every zone, by seconds since local midnight (offset arithmetic)."""
+    zones, first, quiet = RECIPIENTS[to]
+    for zone in zones:
+        local_seconds = (moment.timestamp() + _offset(zone, season) * 3600) % 86400
+        if not first * 3600 <= local_seconds < quiet * 3600:
+            return False
+    return True
+
+
+def _oracle_next_allowed(moment: datetime, to: str, season: str) -> datetime | None:
+    """None when allowed now; else the first whole UTC hour after ``moment`` that is allowed.
+
+    Every offset is whole hours and every window opens on the hour, so the earliest allowed
+    moment is a whole UTC hour.
+    """
+    if _oracle_allowed(moment, to, season):
+        return None
+    candidate = moment.replace(minute=0, second=0, microsecond=0)
+    if candidate < moment:
+        candidate += timedelta(hours=1)
+    while not _oracle_allowed(candidate, to, season):
+        candidate += timedelta(hours=1)
+    return candidate
+
+
+def _at_local(day: datetime, hour: int, minute: int, offset: int) -> datetime:
+    """The UTC instant of ``hour:minute`` local time on ``day``'s date in a zone at ``offset``."""
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) - timedelta(hours=offset)
+
+
+BOUNDARY_CASES = [
+    # (number, a date of the table, its offset that day, first allowed hour, first quiet hour)
+    ("+8613800138000", datetime(2026, 1, 15), 8, 8, 20),
+    ("+8613800138000", datetime(2026, 7, 15), 8, 8, 20),
+    ("+12125550100", datetime(2026, 1, 15), -5, 8, 21),
+    ("+12125550100", datetime(2026, 7, 15), -4, 8, 21),
+    ("+12125550100", datetime(2026, 3, 6), -5, 8, 21),  # the Friday before DST starts
+    ("+12125550100", datetime(2026, 3, 9), -4, 8, 21),  # the Monday after
+    ("+14155550100", datetime(2026, 11, 25), -8, 8, 21),
+    ("+18085550100", datetime(2026, 7, 15), -10, 8, 21),
+    ("+447911123456", datetime(2026, 1, 15), 0, 8, 21),
+    ("+447911123456", datetime(2026, 7, 15), 1, 8, 21),
+]
+
+
+@pytest.mark.parametrize(
+    ("to", "day", "offset", "first", "quiet"),
+    BOUNDARY_CASES,
+    ids=[f"{to}-{day:%m%d}" for to, day, *_ in BOUNDARY_CASES],
+)
+def test_quiet_hours_boundaries_match_the_offset_table(
+    to: str, day: datetime, offset: int, first: int, quiet: int
+) -> None:
+    """07:59 waits for 08:00 that day, 08:00 and the window's last minute go out, the quiet hour
+    itself (21:00, 20:00 for +86) waits for 08:00 the next day: local time by fixed offset."""
+    opens = _at_local(day, first, 0, offset)
+    assert next_allowed(opens - timedelta(minutes=1), to) == opens
+    assert next_allowed(opens - timedelta(microseconds=1), to) == opens
+    assert next_allowed(opens, to) is None
+    assert next_allowed(_at_local(day, quiet - 1, 59, offset), to) is None
+    assert next_allowed(_at_local(day, quiet, 0, offset) - timedelta(microseconds=1), to) is None
+    closes = _at_local(day, quiet, 0, offset)
+    assert next_allowed(closes, to) == opens + timedelta(days=1)
+    assert next_allowed(_at_local(day, 23, 30, offset), to) == opens + timedelta(days=1)
+
+
+def test_quiet_hours_marketing_waits_across_the_dst_change() -> None:
+    """New York at 21:00 on 7 March 2026 (UTC-5) waits for 08:00 on 8 March, which is UTC-4 by
+    then: 12:00 UTC, not 13:00."""
+    evening = datetime(2026, 3, 8, 2, 0, tzinfo=UTC)  # 21:00 EST on the 7th
+    assert next_allowed(evening, "+12125550100") == datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
+    assert next_allowed(datetime(2026, 3, 8, 12, 0, tzinfo=UTC), "+12125550100") is None
+    assert next_allowed(datetime(2026, 3, 8, 11, 59, tzinfo=UTC), "+12125550100") is not None
+
+
+def test_quiet_hours_shanghai_ignores_a_us_number_profile_zone() -> None:
+    """+86 numbers are judged in Shanghai (UTC+8, no DST): 19:59 goes out, 20:00 waits, whatever
+    the profile says."""
+    day = datetime(2026, 7, 15)
+    assert next_allowed(_at_local(day, 19, 59, 8), "+8613800138000", profile_zone="America/New_York") is None
+    assert next_allowed(_at_local(day, 20, 0, 8), "+8613800138000", profile_zone="America/New_York") == (
+        _at_local(day + timedelta(days=1), 8, 0, 8)
+    )
+
+
+@st.composite
+def _instants(draw: st.DrawFn) -> tuple[datetime, str, str]:
+    """An instant in a season with known offsets, often a minute either side of a window edge."""
+    season = draw(st.sampled_from(sorted(SEASONS)))
+    start, end = SEASONS[season]
+    to = draw(st.sampled_from(sorted(RECIPIENTS)))
+    day = start + timedelta(days=draw(st.integers(0, (end - start).days - 1)))
+    if draw(st.booleans()):
+        zones, first, quiet = RECIPIENTS[to]
+        zone = draw(st.sampled_from(zones))
+        hour = draw(st.sampled_from([first, quiet]))
+        moment = day + timedelta(
+            hours=hour - _offset(zone, season), minutes=draw(st.sampled_from([-1, 0, 1]))
+        )
+    else:
+        moment = day + timedelta(seconds=draw(st.integers(0, 86399)))
+    return moment, to, season
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=_instants())
+def test_quiet_hours_agree_with_the_offset_table(case: tuple[datetime, str, str]) -> None:
+    """Property: next_allowed says "now" exactly when the offset table does, and otherwise defers
+    to the same moment, which is 08:00 local in one of the recipient's zones."""
+    moment, to, season = case
+    expected = _oracle_next_allowed(moment, to, season)
+    assert next_allowed(moment, to) == expected
+    if expected is not None:
+        zones = RECIPIENTS[to][0]
+        assert any((expected + timedelta(hours=_offset(z, season))).time() == time(8) for z in zones)
