@@ -93,18 +93,16 @@ class Standing:
     consent: Consent | None
     customer: Customer | None
 
-    @property
+    # Plain methods, not properties: mutation testing (``make mutation``) skips decorated functions.
     def unreachable(self) -> str | None:
         """Why nothing at all may go to this number (invalid, carrier-blocked), or None."""
         if self.suppression is not None and self.suppression.scope == SUPPRESS_ALL:
             return self.suppression.reason
         return None
 
-    @property
     def suppressed(self) -> bool:
         return self.suppression is not None
 
-    @property
     def consent_refusal(self) -> str | None:
         """Why marketing may not go to this customer for want of consent, or None."""
         if self.consent is None:
@@ -160,6 +158,10 @@ class SendActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
+        return await self._send(request)
+
+    async def _send(self, request: SendRequest) -> SendResult:
+        """The gate and the send (undecorated, so that ``make mutation`` can mutate it)."""
         fresh = False
         template: Template | None = None
         message, standing = await self._lookup(request)
@@ -186,13 +188,15 @@ class SendActivities:
             return self._result(await self._block(message.id, reason))
         marketing = _is_marketing(request, template)
         # gate: invalid or carrier-blocked number (every category)
-        if standing.unreachable is not None:
-            return self._result(await self._block(message.id, f"{UNREACHABLE}{standing.unreachable}"))
-        if marketing and standing.suppressed:
+        unreachable = standing.unreachable()
+        if unreachable is not None:
+            return self._result(await self._block(message.id, f"{UNREACHABLE}{unreachable}"))
+        if marketing and standing.suppressed():
             return self._result(await self._block(message.id, SUPPRESSED))
         # gate: consent (marketing)
-        if marketing and standing.consent_refusal is not None:
-            return self._result(await self._block(message.id, standing.consent_refusal))
+        refusal = standing.consent_refusal() if marketing else None
+        if refusal is not None:
+            return self._result(await self._block(message.id, refusal))
         # gate: paused scopes (complaint-rate breaker, nudge pause)
         # (and each candidate route and its signature in _dispatch)
         if marketing:

@@ -39,7 +39,12 @@ class FullCap:
 
     @property
     def reason(self) -> str:
-        return f"{CAPPED}{self.cap.label}"
+        return cap_reason(self.cap)
+
+
+def cap_reason(cap: FrequencyCap) -> str:
+    """``capped:2/24h per customer``: the reason a capped message records."""
+    return f"{CAPPED}{cap.label}"
 
 
 def applicable(caps: Iterable[FrequencyCap], category: Category) -> list[FrequencyCap]:
