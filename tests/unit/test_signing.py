@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import time
+from urllib.parse import quote
+
+import pytest
 
 from nudge.signing import (
     aliyun_acs3_authorization,
@@ -269,3 +274,320 @@ def test_tencent_tc3_matches_documentation_example() -> None:
         "SignedHeaders=content-type;host, "
         "Signature=72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
     )
+
+
+# ----- Repeated values and unicode, against signers written here from the spec sheet --------------
+# The functions below follow PROVIDERS.md (§1.4, §1.5, §2.4, §3) with hmac, hashlib and base64 only,
+# and never call nudge.signing; each scheme also has one digest written out by hand below.
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def _rfc3986(text: str) -> str:
+    """RFC 3986 as Aliyun wants it: unreserved bytes stay, every other UTF-8 byte is %XX (upper)."""
+    return "".join(chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in text.encode("utf-8"))
+
+
+def _aliyun_query(params: dict[str, str]) -> str:
+    return "&".join(_rfc3986(key) + "=" + _rfc3986(params[key]) for key in sorted(params))
+
+
+def _spec_aliyun_rpc(params: dict[str, str], secret: str, method: str) -> str:
+    """§1.4: Base64(HMAC-SHA1(secret + "&", METHOD & %2F & pct(canonical query)))."""
+    to_sign = method + "&" + _rfc3986("/") + "&" + _rfc3986(_aliyun_query(params))
+    mac = hmac.new((secret + "&").encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _spec_aliyun_acs3(
+    *, secret: str, method: str, query: dict[str, str], headers: list[tuple[str, str]], body: bytes
+) -> tuple[str, str]:
+    """§1.5: hex HMAC-SHA256 over the hashed canonical request; (signature, signed header names).
+
+    ``headers`` are (name, value) pairs as sent; names differing only in case are one header,
+    its trimmed values sorted and joined by commas.
+    """
+    signed: dict[str, list[str]] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "host" or lower == "content-type" or lower.startswith("x-acs-"):
+            signed.setdefault(lower, []).append(value.strip())
+    names = sorted(signed)
+    canonical_headers = "".join(name + ":" + ",".join(sorted(signed[name])) + "\n" for name in names)
+    canonical = "\n".join(
+        [
+            method,
+            "/",
+            _aliyun_query(query),
+            canonical_headers,
+            ";".join(names),
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
+    to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hmac.new(secret.encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha256).hexdigest(), ";".join(
+        names
+    )
+
+
+def _spec_tencent_tc3(*, secret_key: str, service: str, host: str, timestamp: int, body: bytes) -> str:
+    """§3: the TC3 key chain over the UTC date, service and "tc3_request", then the string to sign."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+    canonical = (
+        "POST\n/\n\ncontent-type:application/json; charset=utf-8\nhost:"
+        + host
+        + "\n\ncontent-type;host\n"
+        + hashlib.sha256(body).hexdigest()
+    )
+    to_sign = "\n".join(
+        [
+            "TC3-HMAC-SHA256",
+            str(timestamp),
+            f"{day}/{service}/tc3_request",
+            hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+        ]
+    )
+    key = ("TC3" + secret_key).encode("utf-8")
+    for part in (day, service, "tc3_request"):
+        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _spec_twilio(url: str, params: list[tuple[str, str]], token: str) -> str:
+    """§2.4: the URL, then name + value for each name in order, each distinct value sorted."""
+    data = url
+    for name in sorted({name for name, _ in params}):
+        for value in sorted({v for n, v in params if n == name}):
+            data += name + value
+    return base64.b64encode(
+        hmac.new(token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
+    ).decode()
+
+
+def test_spec_signers_reproduce_the_published_vectors() -> None:
+    """The spec-sheet signers used as oracles below give the published vectors A1, A3, C1 and Twilio's."""
+    assert _spec_aliyun_rpc(A1_PARAMS, "testSecret", "GET") == "zJDF+Lrzhj/ThnlvIToysFRq6t4="
+    a3_headers = [
+        ("host", "ecs.cn-shanghai.aliyuncs.com"),
+        ("x-acs-action", "RunInstances"),
+        ("x-acs-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("x-acs-date", "2023-10-26T10:22:32Z"),
+        ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
+        ("x-acs-version", "2014-05-26"),
+    ]
+    a3_query = {"ImageId": "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd", "RegionId": "cn-shanghai"}
+    assert (
+        _spec_aliyun_acs3(
+            secret="YourAccessKeySecret", method="POST", query=a3_query, headers=a3_headers, body=b""
+        )[0]
+        == "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
+    )
+    c1_body = b'{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}'
+    assert (
+        _spec_tencent_tc3(
+            secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+            service="cvm",
+            host="cvm.tencentcloudapi.com",
+            timestamp=1551113065,
+            body=c1_body,
+        )
+        == "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
+    )
+    assert _spec_twilio(TWILIO_URL, TWILIO_PARAMS, "12345") == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    duplicates = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
+    assert _spec_twilio(TWILIO_URL, duplicates, "12345") == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+
+
+UNICODE_TEMPLATE_PARAM = '{"name":"张三","code":"8848","gift":"🎁","note":"退订回R 👍"}'
+RPC_UNICODE = {
+    "AccessKeyId": "testId",
+    "Action": "SendSms",
+    "Format": "JSON",
+    "OutId": "订单-42",
+    "PhoneNumbers": "13800138000",
+    "RegionId": "cn-hangzhou",
+    "SignName": "努济商城",
+    "SignatureMethod": "HMAC-SHA1",
+    "SignatureNonce": "nonce-☃",
+    "SignatureVersion": "1.0",
+    "TemplateCode": "SMS_154950909",
+    "TemplateParam": UNICODE_TEMPLATE_PARAM,
+    "Timestamp": "2026-11-25T08:00:00Z",
+    "Version": "2017-05-25",
+}
+RPC_REPEATED = {
+    "AccessKeyId": "testId",
+    "Action": "SendBatchSms",
+    "Format": "JSON",
+    "PhoneNumberJson": '["13800138000","13800138000","13900139000"]',
+    "RegionId": "cn-hangzhou",
+    "SignNameJson": '["努济","努济","努济"]',
+    "SignatureMethod": "HMAC-SHA1",
+    "SignatureNonce": "same",
+    "SignatureVersion": "1.0",
+    "TemplateCode": "SMS_154950909",
+    "TemplateParamJson": '[{"code":"1234"},{"code":"1234"},{"code":"😜"}]',
+    "Timestamp": "same",
+    "Version": "2017-05-25",
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("params", [RPC_UNICODE, RPC_REPEATED], ids=["unicode", "repeated-values"])
+def test_aliyun_rpc_signature_with_unicode_and_repeated_values_follows_the_spec(
+    params: dict[str, str], method: str
+) -> None:
+    """Chinese and emoji parameters (UTF-8, each byte %XX) and values repeated within a batch or
+    across names sign as the spec says."""
+    assert aliyun_rpc_signature(params, "testSecret", method=method) == _spec_aliyun_rpc(
+        params, "testSecret", method
+    )
+
+
+def test_aliyun_rpc_signature_unicode_vector() -> None:
+    """Our own vectors, written out: the unicode SendSms and the repeated-value SendBatchSms, POST."""
+    assert "%25E5%25BC%25A0%25E4%25B8%2589" in aliyun_rpc_string_to_sign(RPC_UNICODE)  # 张三, encoded twice
+    assert "%25F0%259F%258E%2581" in aliyun_rpc_string_to_sign(RPC_UNICODE)  # 🎁
+    assert aliyun_rpc_signature(RPC_UNICODE, "testSecret") == "oYeWEqclbDy37VTqjl6i9Mtk/WA="
+    assert aliyun_rpc_signature(RPC_REPEATED, "testSecret") == "ORDrslAuSQ+uxAlqQfmGSPvppRc="
+
+
+def _acs3_case() -> tuple[dict[str, str], list[tuple[str, str]], bytes]:
+    """A SendSms whose query carries Chinese, emoji and a value repeated under two names, and
+    whose headers repeat one name in two cases with the same value."""
+    body = (
+        "TemplateParamJson="
+        + quote('[{"code":"1234"},{"code":"1234"}]', safe="")
+        + "&SignNameJson="
+        + quote('["努济","努济"]', safe="")
+    ).encode()
+    query = {
+        "PhoneNumbers": "13800138000,13800138000",
+        "SignName": "努济商城",
+        "TemplateCode": "SMS_154950909",
+        "TemplateParam": UNICODE_TEMPLATE_PARAM,
+        "OutId": "13800138000",
+    }
+    headers = [
+        ("Host", "dysmsapi.aliyuncs.com"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("x-acs-action", "SendSms"),
+        ("x-acs-version", "2017-05-25"),
+        ("x-acs-date", "2026-11-25T08:00:00Z"),
+        ("x-acs-signature-nonce", "n-1"),
+        ("x-acs-content-sha256", hashlib.sha256(body).hexdigest()),
+        ("x-acs-test", " 甲 "),
+        ("X-ACS-TEST", "甲"),
+        ("user-agent", "nudge ☃"),
+    ]
+    return query, headers, body
+
+
+def test_aliyun_acs3_with_unicode_and_repeated_values_follows_the_spec() -> None:
+    """ACS3 over a unicode query, a repeated header value and a form body with repeated values
+    matches the spec-sheet signer, and its digest is pinned."""
+    query, headers, body = _acs3_case()
+    signature, signed_names = _spec_aliyun_acs3(
+        secret="k3y", method="POST", query=query, headers=headers, body=body
+    )
+    authorization = aliyun_acs3_authorization(
+        access_key_id="AK",
+        secret="k3y",
+        method="POST",
+        path="/",
+        query=query,
+        headers=dict(headers),
+        payload_sha256=hashlib.sha256(body).hexdigest(),
+    )
+    fields = parse_acs3_authorization(authorization)
+    assert (fields["Signature"], fields["SignedHeaders"]) == (signature, signed_names)
+    assert signed_names == (
+        "content-type;host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;"
+        "x-acs-test;x-acs-version"
+    )
+    assert signature == "df37055823d67072052e73a18d7fc3a7b8cbf0c1f8015889c3c25dfed37063cf"
+
+
+TC3_BODY = json.dumps(
+    {
+        "PhoneNumberSet": ["+8613800138000", "+8613800138000"],
+        "SmsSdkAppId": "1400006666",
+        "SignName": "努济商城",
+        "TemplateId": "1110",
+        "TemplateParamSet": ["张三", "8848", "8848", "🎁"],
+        "SessionContext": "退订回R 👍",
+    },
+    ensure_ascii=False,
+    separators=(",", ":"),
+).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [1795564800, 1795651199, 1795622400],
+    ids=["utc-midnight", "utc-23:59:59", "china-midnight"],
+)
+def test_tencent_tc3_with_unicode_and_repeated_values_follows_the_spec(timestamp: int) -> None:
+    """A UTF-8 JSON body with Chinese, emoji and repeated template values signs as the spec says,
+    with the UTC date of the timestamp (not China's) in the scope."""
+    expected = _spec_tencent_tc3(
+        secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+        service="sms",
+        host="sms.tencentcloudapi.com",
+        timestamp=timestamp,
+        body=TC3_BODY,
+    )
+    assert (
+        tencent_tc3_signature(
+            secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+            service="sms",
+            host="sms.tencentcloudapi.com",
+            timestamp=timestamp,
+            payload=TC3_BODY,
+        )
+        == expected
+    )
+
+
+def test_tencent_tc3_unicode_vector() -> None:
+    """Our own vector, written out: the unicode body at 23:59:59 UTC, already the next day in China."""
+    assert "张三".encode() in TC3_BODY  # raw UTF-8, not \\u escapes
+    assert (
+        tencent_tc3_signature(
+            secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+            service="sms",
+            host="sms.tencentcloudapi.com",
+            timestamp=1795651199,
+            payload=TC3_BODY,
+        )
+        == "66a1741c606e150b9aea5d1bad71b88ce56cbf91b7b1d47238b1d403508dbafe"
+    )
+
+
+TWILIO_INBOUND = "https://nudge.example.com/v1/webhooks/twilio/inbound"
+TWILIO_UNICODE = [
+    ("Body", "退订 👍 Ünïcode"),
+    ("From", "+8613800138000"),
+    ("MediaUrl0", "https://media.example/ä.png"),
+    ("MediaUrl0", "https://media.example/ä.png"),  # the same value twice: counted once
+    ("Tag", "😜"),
+    ("Tag", "a"),
+    ("Tag", "😜"),
+    ("To", "+8613800138000"),  # the same value as From, under another name
+]
+
+
+def test_twilio_signature_with_unicode_and_repeated_values_follows_the_spec() -> None:
+    """A unicode body, a value repeated under one name (counted once) and under two names sign as
+    the spec says, in any order of arrival, and validate."""
+    expected = _spec_twilio(TWILIO_INBOUND, TWILIO_UNICODE, "tok")
+    assert twilio_signature(TWILIO_INBOUND, TWILIO_UNICODE, "tok") == expected
+    assert twilio_signature(TWILIO_INBOUND, list(reversed(TWILIO_UNICODE)), "tok") == expected
+    assert twilio_signature_valid(TWILIO_INBOUND, TWILIO_UNICODE, expected, "tok")
+    once = [pair for i, pair in enumerate(TWILIO_UNICODE) if pair not in TWILIO_UNICODE[:i]]
+    assert twilio_signature(TWILIO_INBOUND, once, "tok") == expected
+
+
+def test_twilio_signature_unicode_vector() -> None:
+    """Our own vector, written out, for the unicode parameters with repeated values."""
+    assert twilio_signature(TWILIO_INBOUND, TWILIO_UNICODE, "tok") == "F07m29mL2zxpVCZ8MrnRyaBhKsY="
