@@ -1,0 +1,202 @@
+"""The receipt status machine on the real store (SQLite and PostgreSQL): a message only moves
+forward, and among final statuses the first one to arrive stays.
+
+The expected outcomes are written out in the tables below, not derived from ``MessageStatus.rank``.
+Receipts go through ``Feedback.receipt`` (a receipt for a known message) and through
+``attach_unmatched`` (receipts stored before the send recorded the provider's id).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from nudge.models import MessageStatus
+from nudge.receipts import attach_unmatched
+from nudge.store import Message, MessageStatusChange, session_factory
+from starter.feedback import Feedback
+
+S = MessageStatus
+
+# (status the message has, receipts in order of arrival, status it ends with, which receipts applied)
+ORDERINGS: list[tuple[str, list[MessageStatus], str, list[bool]]] = [
+    ("submitted", [S.DELIVERED, S.FAILED], "delivered", [True, False]),
+    ("submitted", [S.FAILED, S.DELIVERED], "failed", [True, False]),
+    ("submitted", [S.DELIVERED, S.UNDELIVERED], "delivered", [True, False]),
+    ("submitted", [S.UNDELIVERED, S.DELIVERED], "undelivered", [True, False]),
+    ("submitted", [S.SENT, S.DELIVERED], "delivered", [True, True]),
+    ("submitted", [S.SENT, S.FAILED], "failed", [True, True]),
+    ("submitted", [S.DELIVERED, S.SUBMITTED], "delivered", [True, False]),
+    ("submitted", [S.DELIVERED, S.SENT], "delivered", [True, False]),
+    ("submitted", [S.SENT, S.SUBMITTED], "sent", [True, False]),
+    ("submitted", [S.SENT, S.SENT], "sent", [True, False]),
+    ("submitted", [S.DELIVERED, S.DELIVERED], "delivered", [True, False]),
+    ("submitted", [S.SUBMITTED], "submitted", [False]),
+    ("submitted", [S.SENT, S.FAILED, S.DELIVERED], "failed", [True, True, False]),
+    ("pending", [S.SUBMITTED, S.SENT, S.DELIVERED], "delivered", [True, True, True]),
+    ("sent", [S.SUBMITTED, S.DELIVERED], "delivered", [False, True]),
+    ("delivered", [S.FAILED, S.SENT], "delivered", [False, False]),
+    ("failed", [S.DELIVERED], "failed", [False]),
+]
+IDS = [f"{start}:{'-'.join(r.value for r in receipts)}" for start, receipts, _, _ in ORDERINGS]
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+async def feedback(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Feedback]:
+    """Feedback on the store; no journey waits for these receipts, so nothing is signalled."""
+    client = await Client.connect("127.0.0.1:1", lazy=True)
+    yield Feedback(client=client, sessions=sessions)
+
+
+async def _add_message(
+    sessions: async_sessionmaker[AsyncSession], *, status: str, provider_message_id: str | None
+) -> Message:
+    key = uuid.uuid4().hex
+    message = Message(
+        idempotency_key=f"receipt-ordering/{key}",
+        workflow_id=f"journey:cart_abandonment:c-{key}:k1",
+        journey="cart_abandonment",
+        step="send:cart_reminder",
+        customer_id=f"c-{key}",
+        template="cart_reminder",
+        category="marketing",
+        to="+8613800138000",
+        status=status,
+        provider="tencent",
+        provider_message_id=provider_message_id,
+    )
+    async with sessions() as session:
+        session.add(message)
+        await session.commit()
+    return message
+
+
+async def _state(sessions: async_sessionmaker[AsyncSession], message_id: str) -> tuple[str, list[bool]]:
+    """The message's status, and the applied flag of each receipt stored for it, in arrival order."""
+    async with sessions() as session:
+        message = await session.get(Message, message_id)
+        assert message is not None
+        changes = (
+            await session.exec(
+                select(MessageStatusChange)
+                .where(MessageStatusChange.message_id == message_id)
+                .order_by(col(MessageStatusChange.id))
+            )
+        ).all()
+    return message.status, [change.applied for change in changes]
+
+
+async def _receipt(feedback: Feedback, *, status: MessageStatus, serial: str, message_id: str | None) -> bool:
+    return await feedback.receipt(
+        provider="tencent",
+        message_id=message_id,
+        provider_message_id=serial,
+        status=status,
+        error_code=None,
+        at=None,
+        raw={"report_status": status.value},
+    )
+
+
+@pytest.mark.parametrize(("start", "receipts", "final", "applied"), ORDERINGS, ids=IDS)
+async def test_receipt_moves_a_known_message_only_forward(
+    sessions: async_sessionmaker[AsyncSession],
+    feedback: Feedback,
+    start: str,
+    receipts: list[MessageStatus],
+    final: str,
+    applied: list[bool],
+) -> None:
+    """Receipts for a recorded message, in the given order, leave exactly the expected status:
+    a later final status never replaces the first one, and nothing moves back."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    message = await _add_message(sessions, status=start, provider_message_id=serial)
+    returned = [
+        await _receipt(feedback, status=status, serial=serial, message_id=message.id) for status in receipts
+    ]
+    assert returned == applied
+    assert await _state(sessions, message.id) == (final, applied)
+
+
+# (status the send recorded, receipts stored unmatched before it, status after attaching them,
+#  which of them applied, what attach_unmatched returns)
+EARLY: list[tuple[str, list[MessageStatus], str, list[bool], MessageStatus | None]] = [
+    ("submitted", [S.DELIVERED, S.FAILED], "delivered", [True, False], S.DELIVERED),
+    ("submitted", [S.FAILED, S.DELIVERED], "failed", [True, False], S.FAILED),
+    ("submitted", [S.UNDELIVERED, S.DELIVERED], "undelivered", [True, False], S.UNDELIVERED),
+    ("submitted", [S.SENT, S.DELIVERED], "delivered", [True, True], S.DELIVERED),
+    ("submitted", [S.DELIVERED, S.SUBMITTED], "delivered", [True, False], S.DELIVERED),
+    ("submitted", [S.DELIVERED, S.SENT], "delivered", [True, False], S.DELIVERED),
+    ("submitted", [S.SENT, S.SENT], "sent", [True, False], S.SENT),
+    ("submitted", [S.SUBMITTED], "submitted", [False], None),
+    ("sent", [S.SUBMITTED], "sent", [False], None),
+    ("sent", [S.SUBMITTED, S.DELIVERED], "delivered", [False, True], S.DELIVERED),
+    ("delivered", [S.FAILED], "delivered", [False], None),
+    ("failed", [S.DELIVERED], "failed", [False], None),
+]
+EARLY_IDS = [f"{start}:{'-'.join(r.value for r in receipts)}" for start, receipts, *_ in EARLY]
+
+
+@pytest.mark.parametrize(("start", "receipts", "final", "applied", "moved"), EARLY, ids=EARLY_IDS)
+async def test_attach_unmatched_applies_early_receipts_only_forward(
+    sessions: async_sessionmaker[AsyncSession],
+    feedback: Feedback,
+    start: str,
+    receipts: list[MessageStatus],
+    final: str,
+    applied: list[bool],
+    moved: MessageStatus | None,
+) -> None:
+    """Receipts stored before their send was recorded are attached in arrival order when it is:
+    the message ends with the expected status, and a later final status never replaces the first."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    for status in receipts:
+        assert await _receipt(feedback, status=status, serial=serial, message_id=None) is False
+    message = await _add_message(sessions, status=start, provider_message_id=serial)
+    async with sessions() as session:
+        row = await session.get(Message, message.id)
+        assert row is not None
+        assert await attach_unmatched(session, row) == moved
+        await session.commit()
+    assert await _state(sessions, message.id) == (final, applied)
+
+
+async def test_receipt_after_attached_early_receipt_does_not_replace_it(
+    sessions: async_sessionmaker[AsyncSession], feedback: Feedback
+) -> None:
+    """An early delivered receipt, once attached, is not replaced by a failed one arriving later,
+    and a late sent one does not move it back."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    await _receipt(feedback, status=S.DELIVERED, serial=serial, message_id=None)
+    message = await _add_message(sessions, status="submitted", provider_message_id=serial)
+    async with sessions() as session:
+        row = await session.get(Message, message.id)
+        assert row is not None
+        await attach_unmatched(session, row)
+        await session.commit()
+    assert await _receipt(feedback, status=S.FAILED, serial=serial, message_id=message.id) is False
+    assert await _receipt(feedback, status=S.SENT, serial=serial, message_id=None) is False
+    assert await _state(sessions, message.id) == ("delivered", [True, False, False])
+
+
+async def test_receipt_for_a_message_recorded_meanwhile_is_attached_in_order(
+    sessions: async_sessionmaker[AsyncSession], feedback: Feedback
+) -> None:
+    """A receipt matched by the provider's id alone (no message id) follows the same order rules:
+    failed after delivered changes nothing."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    message = await _add_message(sessions, status="submitted", provider_message_id=serial)
+    assert await _receipt(feedback, status=S.DELIVERED, serial=serial, message_id=None) is True
+    assert await _receipt(feedback, status=S.FAILED, serial=serial, message_id=None) is False
+    assert await _state(sessions, message.id) == ("delivered", [True, False])
