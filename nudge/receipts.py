@@ -33,11 +33,15 @@ async def attach_unmatched(session: AsyncSession, message: Message) -> MessageSt
     if not message.provider or not message.provider_message_id:
         return None
     rows = await session.exec(
-        select(MessageStatusChange).where(
+        select(MessageStatusChange)
+        .where(
             col(MessageStatusChange.message_id).is_(None),
             MessageStatusChange.provider == message.provider,
             MessageStatusChange.provider_message_id == message.provider_message_id,
         )
+        # In arrival order: of two final statuses the first one stays, and a table's row order
+        # is not arrival order (PostgreSQL reuses space that VACUUM frees).
+        .order_by(col(MessageStatusChange.id))
     )
     status = MessageStatus(message.status)
     moved: MessageStatus | None = None
