@@ -12,14 +12,15 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from nudge.models import MessageStatus
 from nudge.receipts import attach_unmatched
-from nudge.store import Message, MessageStatusChange, session_factory
+from nudge.store import Message, MessageStatusChange, create_engine, session_factory
 from starter.feedback import Feedback
 
 S = MessageStatus
@@ -199,4 +200,60 @@ async def test_receipt_for_a_message_recorded_meanwhile_is_attached_in_order(
     message = await _add_message(sessions, status="submitted", provider_message_id=serial)
     assert await _receipt(feedback, status=S.DELIVERED, serial=serial, message_id=None) is True
     assert await _receipt(feedback, status=S.FAILED, serial=serial, message_id=None) is False
+    assert await _state(sessions, message.id) == ("delivered", [True, False])
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_attach_unmatched_follows_arrival_not_heap_order(engine: AsyncEngine, db_url: str) -> None:
+    """Early receipts are attached in the order they arrived even when PostgreSQL stores the later
+    one first in the heap (space freed by VACUUM): delivered, then failed, stays delivered."""
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        for i in range(200):
+            session.add(
+                MessageStatusChange(
+                    provider="other", provider_message_id=f"f{i}", status="sent", raw={"i": i}
+                )
+            )
+        await session.commit()
+    async with sessions() as session:
+        await session.exec(
+            delete(MessageStatusChange).where(
+                col(MessageStatusChange.provider_message_id).in_([f"f{i}" for i in range(3, 13)])
+            )
+        )
+        await session.commit()
+    async with engine.connect() as conn:
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+            text("VACUUM message_status_change")
+        )
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    # The first receipt is too big for the freed space at the start of the table; the second, from
+    # another connection (as a second webhook call would be), fits there.
+    async with sessions() as session:
+        padding = "".join(uuid.uuid4().hex for _ in range(55))
+        session.add(
+            MessageStatusChange(
+                provider="tencent", provider_message_id=serial, status=S.DELIVERED, raw={"pad": padding}
+            )
+        )
+        await session.commit()
+    other = create_engine(db_url)
+    try:
+        async with session_factory(other)() as session:
+            session.add(MessageStatusChange(provider="tencent", provider_message_id=serial, status=S.FAILED))
+            await session.commit()
+    finally:
+        await other.dispose()
+    in_heap_order = "SELECT status FROM message_status_change WHERE provider_message_id = :s ORDER BY ctid"
+    async with sessions() as session:
+        heap = (await session.exec(text(in_heap_order), params={"s": serial})).all()
+    assert [status for (status,) in heap] == ["failed", "delivered"], "the heap no longer inverts the order"
+
+    message = await _add_message(sessions, status="submitted", provider_message_id=serial)
+    async with sessions() as session:
+        row = await session.get(Message, message.id)
+        assert row is not None
+        assert await attach_unmatched(session, row) is S.DELIVERED
+        await session.commit()
     assert await _state(sessions, message.id) == ("delivered", [True, False])
