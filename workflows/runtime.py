@@ -51,7 +51,9 @@ with workflow.unsafe.imports_passed_through():
         SentMessage,
     )
 
-from workflows.keys import bucket, journey_workflow_id, send_idempotency_key
+    # Pure and deterministic; passed through so that the sandbox need not reload it per run (and
+    # so that ``make mutation``'s trampolines in it read the real environment).
+    from workflows.keys import bucket, journey_workflow_id, send_idempotency_key
 
 OPTED_OUT = "opted_out"
 """The event the gateway signals to a customer's marketing journeys when they opt out."""
