@@ -8,15 +8,24 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from sqlmodel import select
+from sqlmodel import col, select
+from temporalio.worker import Worker
 
-from nudge.models import JourneyResult, MessageStatus
+from activities.crm import CrmActivities
+from activities.routing import build_router
+from activities.send import SendActivities
+from nudge.models import Event, JourneyInput, JourneyResult, MessageStatus
 from nudge.phone import phone_hash
-from nudge.routes import DEV_TWILIO_ACCOUNTS
+from nudge.quiet_hours import ALWAYS_OPEN
+from nudge.routes import DEV_TWILIO_ACCOUNTS, local_routes
 from nudge.signing import twilio_signature
 from nudge.store import InboundMessage, JourneyEntry, Message, MessageStatusChange, Suppression
+from simulator.app import SimConfig
+from simulator.app import create_app as create_sim
 from tests.gateway.conftest import Gateway
 from tests.gateway.test_gateway import add_message, event
+from tests.servers import serve
+from workflows import JOURNEYS, PaymentSuccess
 
 TOKEN = "nudge-dev-callback-token"
 ((TWILIO_SID, TWILIO_TOKEN),) = DEV_TWILIO_ACCOUNTS.items()
@@ -107,9 +116,20 @@ async def test_aliyun_batch_receipts_match_by_biz_id_and_number(gateway: Gateway
 
 
 async def test_aliyun_report_rejects_malformed_body(gateway: Gateway) -> None:
-    """A body that is not an SmsReport array gets 422 naming the problem."""
-    response = await gateway.http.post(f"/v1/webhooks/aliyun/{TOKEN}/report", json={"biz_id": "x"})
-    assert response.status_code == 422
+    """A body that is not an SmsReport array, or a report without its number or outcome, gets 422
+    naming the problem, and nothing is stored."""
+    url = f"/v1/webhooks/aliyun/{TOKEN}/report"
+    not_a_list = await gateway.http.post(url, json={"biz_id": "x"})
+    incomplete = await gateway.http.post(url, json=[{"biz_id": "x"}])
+
+    assert (not_a_list.status_code, incomplete.status_code) == (422, 422)
+    assert [(e["loc"], e["type"]) for e in not_a_list.json()["detail"]] == [(["body"], "list_type")]
+    assert [(e["loc"], e["type"]) for e in incomplete.json()["detail"]] == [
+        (["body", 0, "phone_number"], "missing"),
+        (["body", 0, "success"], "missing"),
+    ]
+    async with gateway.sessions() as session:
+        assert (await session.exec(select(MessageStatusChange))).all() == []
 
 
 async def test_twilio_status_callback_with_valid_signature_is_applied(
@@ -221,24 +241,67 @@ async def test_tencent_report_and_reply(gateway: Gateway, customer_id: str) -> N
 
 
 async def test_receipt_before_send_is_kept_and_applied_later(gateway: Gateway, customer_id: str) -> None:
-    """A Tencent report for a SerialNo not recorded yet is stored unmatched, not lost."""
-    serial = f"2433:{uuid.uuid4().int % 10**12}"
-    report = {
-        "mobile": "13800138000",
-        "nationcode": "86",
-        "report_status": "SUCCESS",
-        "errmsg": "DELIVRD",
-        "sid": serial,
-    }
-    response = await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/report", json=[report])
-    assert response.status_code == 200
+    """Tencent pushes the report before it answers SendSms: the gateway keeps it unmatched, and
+    when the send's answer is recorded the report is applied (the message is delivered) and the
+    journey waiting for it learns so from the send's result and completes."""
+    phone = f"+86139{uuid.uuid4().int % 10**8:08d}"
+    r = await gateway.http.put(f"/v1/customers/{customer_id}", json={"id": customer_id, "phone": phone})
+    assert r.status_code == 200, r.text
+    webhook = f"{str(gateway.http.base_url).rstrip('/')}/v1/webhooks/tencent/{TOKEN}/report"
+    # receipt_reorder_rate=1: the simulator posts the report, and hears the gateway's answer,
+    # before it answers the send.
+    carrier = create_sim(SimConfig(latency_ms=0, receipt_reorder_rate=1.0, tencent_report_url=webhook))
+    task_queue = f"early-{uuid.uuid4().hex[:12]}"
+    async with serve(carrier) as carrier_url, httpx.AsyncClient(trust_env=False) as http:
+        [route] = [c for c in local_routes(carrier_url) if c.name == "tencent-cn"]
+        sends = SendActivities(
+            gateway.sessions, build_router([route], http), link_base_url=PUBLIC, quiet_hours=ALWAYS_OPEN
+        )
+        worker = Worker(
+            gateway.client,
+            task_queue=task_queue,
+            workflows=list(JOURNEYS),
+            activities=[sends.send_message, CrmActivities(gateway.sessions).get_profile],
+        )
+        async with worker:
+            handle = await gateway.client.start_workflow(
+                PaymentSuccess.__name__,
+                JourneyInput(customer_id=customer_id, key="o1"),
+                id=PaymentSuccess.workflow_id(customer_id, "o1"),
+                task_queue=task_queue,
+                start_signal="event",
+                start_signal_args=[
+                    Event(
+                        event_id=uuid.uuid4().hex,
+                        customer_id=customer_id,
+                        name="order_paid",
+                        properties={"order_id": "o1", "amount": "9.90"},
+                    )
+                ],
+                result_type=JourneyResult,
+            )
+            # Without the report applied, the journey would sit out its receipt window
+            # (time-skipped) and end undelivered:no_receipt.
+            result = await handle.result()
+
+    assert (result.outcome, result.reason) == ("completed", None)
+    [message] = result.messages
+    assert message.status is MessageStatus.DELIVERED
     async with gateway.sessions() as session:
-        [change] = (
+        row = await session.get(Message, message.message_id)
+        changes = (
             await session.exec(
-                select(MessageStatusChange).where(MessageStatusChange.provider_message_id == serial)
+                select(MessageStatusChange)
+                .where(MessageStatusChange.message_id == message.message_id)
+                .order_by(col(MessageStatusChange.id))
             )
         ).all()
-    assert (change.message_id, change.status, change.applied) == (None, "delivered", False)
+    assert row is not None and (row.status, row.provider) == ("delivered", "tencent")
+    # The report was stored first, unmatched; recording the send attached it and applied it.
+    assert [(c.status, c.applied, c.provider_message_id) for c in changes] == [
+        ("delivered", True, row.provider_message_id),
+        ("submitted", True, row.provider_message_id),
+    ]
 
 
 async def test_receipt_signals_the_waiting_journey(gateway: Gateway, customer_id: str) -> None:
