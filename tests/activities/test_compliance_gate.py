@@ -221,16 +221,31 @@ async def test_caps_per_journey_and_a_journeys_own_stricter_cap(
 
 
 async def test_caps_blocked_and_failed_messages_do_not_count(
-    make_sends: GateFactory, sessions: async_sessionmaker[AsyncSession]
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
 ) -> None:
-    """A message the gate blocked (no consent) holds no place under the cap."""
+    """With 1 marketing a day: a message the gate blocked (no consent) and one the carrier refused
+    (failed, after it had taken its place under the cap) hold no place; the next one goes."""
     sends = make_sends(caps=[FrequencyCap(limit=1, window=DAY)])
-    await add_customers(sessions, new_customer("c1", unique_phone()), consented=False)
+    phone = unique_phone()
+    await add_customers(sessions, new_customer("c1", phone), consented=False)
     assert (await run(sends, marketing("c1", 1))).reason == "no_consent"
     async with sessions() as session:
         await consent.record(session, "c1", "granted", ConsentIn(source="checkout_form"))
         await session.commit()
-    assert (await run(sends, marketing("c1", 2))).decision is SendDecision.SENT
+
+    # Over the carrier's 1600 characters: refused with a 4xx, a permanent failure at the provider.
+    too_long = marketing("c1", 2, params={"name": "A" * 1600, "cart_url": "https://shop.example.com/c"})
+    refused = await run(sends, too_long)
+    async with sessions() as session:
+        failed = await session.get(Message, refused.message_id)
+    assert failed is not None and (failed.status, failed.reason) == (MessageStatus.FAILED, "provider:422")
+    assert failed.cap_reserved_at is not None  # it did take a place before the carrier refused it
+
+    assert (await run(sends, marketing("c1", 3))).decision is SendDecision.SENT
+    assert len(await ledger_to(http, carrier_url, phone)) == 1
 
 
 @settings(
@@ -310,18 +325,23 @@ async def test_gate_never_sends_to_suppressed_or_unconsented_marketing(
 
         result = await run(sends, request)
 
-        reachable = standing["suppression"] != "unreachable"
-        if standing["category"] is Category.MARKETING:
-            allowed = reachable and standing["suppression"] == "none" and standing["consent"] == "granted"
+        # The first check that refuses gives the reason: reachability, then (for marketing)
+        # suppression, then consent.
+        is_marketing = standing["category"] is Category.MARKETING
+        expected: tuple[SendDecision, str | None]
+        if standing["suppression"] == "unreachable":
+            expected = (SendDecision.BLOCKED, "unreachable:test")
+        elif is_marketing and standing["suppression"] == "opt_out":
+            expected = (SendDecision.SUPPRESSED, "suppressed")
+        elif is_marketing and standing["consent"] == "none":
+            expected = (SendDecision.BLOCKED, "no_consent")
+        elif is_marketing and standing["consent"] == "withdrawn":
+            expected = (SendDecision.BLOCKED, "consent_withdrawn:email")
         else:
-            allowed = reachable
+            expected = (SendDecision.SENT, None)
+        assert (result.decision, result.reason) == expected, standing
         delivered = await ledger_to(http, carrier_url, phone)
-        assert (result.decision is SendDecision.SENT) == allowed, (standing, result)
-        assert len(delivered) == (1 if allowed else 0), standing
-        if not reachable:
-            assert result.reason is not None and result.reason.startswith("unreachable:")
-        elif standing["suppression"] == "opt_out" and standing["category"] is Category.MARKETING:
-            assert result.decision is SendDecision.SUPPRESSED
+        assert len(delivered) == (1 if expected[0] is SendDecision.SENT else 0), standing
 
 
 async def test_gate_decisions_are_recorded_on_the_message(
