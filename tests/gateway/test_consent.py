@@ -81,7 +81,8 @@ async def test_stop_withdraws_consent_and_start_restores_only_that(
     gateway: Gateway, customer_id: str
 ) -> None:
     """STOP withdraws the consent of the number's customers (source: the reply); START grants it
-    back. START does not lift an unreachable number's suppression."""
+    back, but only a consent a reply withdrew: one withdrawn another way stays withdrawn. START
+    does not lift an unreachable number's suppression."""
     number = await _customer(gateway, customer_id, consent={"source": "signup_form"})
 
     async def reply(text: str) -> None:
@@ -95,8 +96,18 @@ async def test_stop_withdraws_consent_and_start_restores_only_that(
 
     await reply("START")
     record = (await gateway.http.get(f"/v1/customers/{customer_id}/consent")).json()
+    assert [(c["granted"], c["source"]) for c in record["current"]] == [(True, "reply:twilio")]
     assert [e["action"] for e in record["history"]] == ["granted", "withdrawn", "granted"]
     assert record["history"][-1]["text"] == "START"
+
+    r = await gateway.http.post(
+        f"/v1/customers/{customer_id}/consent:withdraw", json={"source": "support_email"}
+    )
+    assert r.status_code == 200, r.text
+    await reply("START")
+    record = (await gateway.http.get(f"/v1/customers/{customer_id}/consent")).json()
+    assert [(c["granted"], c["source"]) for c in record["current"]] == [(False, "support_email")]
+    assert [e["action"] for e in record["history"]] == ["granted", "withdrawn", "granted", "withdrawn"]
 
     async with gateway.sessions() as session:
         await suppress(session, number, reason="provider:21211", source="twilio", scope=SUPPRESS_ALL)
