@@ -237,6 +237,38 @@ async def test_post_event_order_paid_converts_cart_and_confirms_payment(
     )
 
 
+async def test_post_event_order_paid_again_for_a_finished_order_is_refused(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """Re-entry NEVER: a second order_paid for an order whose confirmation has run (a new event id,
+    as a shop's resend after a crash has) is refused with the reason, starts no second run, and
+    sends nothing more."""
+    workflow_id = f"journey:payment_success:{customer_id}:o2"
+    first = await gateway.http.post("/v1/events", json=event(customer_id, "order_paid", order_id="o2"))
+    assert [(t["workflow_id"], t["action"]) for t in first.json()["touched"]] == [(workflow_id, "started")]
+    for _ in range(100):
+        if gateway.carrier.requests:
+            break
+        await asyncio.sleep(0.05)
+    [confirmation] = gateway.carrier.requests
+    sent = gateway.carrier.results[confirmation.idempotency_key]
+    handle = gateway.client.get_workflow_handle(workflow_id, result_type=JourneyResult)
+    await handle.signal(
+        "message", MessageUpdate(message_id=sent.message_id, kind="receipt", status=MessageStatus.DELIVERED)
+    )
+    assert (await handle.result()).outcome == "completed"
+    run_id = (await handle.describe()).run_id
+
+    again = await gateway.http.post("/v1/events", json=event(customer_id, "order_paid", order_id="o2"))
+
+    assert again.status_code == 202
+    assert [(t["workflow_id"], t["action"], t["reason"]) for t in again.json()["touched"]] == [
+        (workflow_id, "refused", "re-entry not allowed")
+    ]
+    assert (await handle.describe()).run_id == run_id
+    assert [r.template for r in gateway.carrier.requests] == ["payment_success"]
+
+
 async def test_simulator_receipt_updates_status_monotonically(gateway: Gateway, customer_id: str) -> None:
     """A delivered receipt is applied; a late 'sent' is stored but does not move the status back."""
     message = await add_message(gateway, customer_id)
