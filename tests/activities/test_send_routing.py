@@ -234,13 +234,20 @@ async def test_a_provider_deferral_gives_up_the_place_under_the_caps(
 async def test_twilio_opt_out_blocks_and_suppresses(
     sends: SendActivities, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier: str
 ) -> None:
-    """21610 (the recipient texted STOP to Twilio) fails the message for good and suppresses the number."""
+    """21610 (the recipient texted STOP to Twilio) fails the message for good and suppresses the
+    number: the row is failed, and a retry, once Twilio would take it, sends nothing."""
     await configure(http, carrier, faults=[{"provider": "twilio", "code": "21610"}])
     result = await run(sends, request("us"))
     assert (result.decision, result.reason) == (SendDecision.BLOCKED, "provider:21610")
+    row = await message(sessions)
+    assert (row.status, row.error_code) == (MessageStatus.FAILED, "21610")
     async with sessions() as session:
         suppression = await session.get(Suppression, phone_hash(US))
     assert suppression is not None and suppression.reason == "provider:21610"
+
+    await configure(http, carrier, faults=[])
+    assert await run(sends, request("us"), attempt=2) == result
+    assert await ledger(http, carrier) == []
 
 
 @pytest.mark.usefixtures("customers")
@@ -288,13 +295,18 @@ async def test_unknown_forced_route_blocks_with_reason(
 async def test_every_route_paused_is_retryable(
     sends: SendActivities, router: Router, http: httpx.AsyncClient, carrier: str
 ) -> None:
-    """When every candidate's breaker is open the attempt fails retryably, naming the routes."""
+    """When every candidate's breaker is open the attempt fails retryably, naming each route
+    with the reason its breaker opened."""
     for route in router.routes:
-        route.breaker.trip("test")
+        route.breaker.trip(f"{route.name} down")
     with pytest.raises(ApplicationError) as failure:
         await run(sends, request())
     assert failure.value.type == "NoRouteAvailable" and not failure.value.non_retryable
-    assert "aliyun-cn (test)" in failure.value.message
+    # Every route serves a mainland number (Twilio has no country rule), best first.
+    assert failure.value.message.endswith(
+        "aliyun-cn (aliyun-cn down), tencent-cn (tencent-cn down), "
+        "aliyun-cn-backup (aliyun-cn-backup down), twilio-intl (twilio-intl down)"
+    )
     assert await ledger(http, carrier) == []
 
 
