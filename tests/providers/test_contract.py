@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from httpx_aiohttp import AiohttpTransport
 
 from activities.providers.base import Submission
 from nudge.errors import (
@@ -213,9 +214,16 @@ async def test_tencent_send_accepted_and_recorded_once(http: httpx.AsyncClient, 
 
 async def test_tencent_batch_parses_per_number_results(http: httpx.AsyncClient, carrier: str) -> None:
     """One SendSms for many numbers; a bad number fails alone and the rest go out."""
+    actions: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        actions.append(request.headers.get("x-tc-action", ""))
+
     numbers = ["+8613800138001", "+8612345", "+8613800138003"]
     batch = [with_code(sms(n, message_id=f"m-{i}"), "tencent") for i, n in enumerate(numbers)]
-    outcomes = await tencent(http, carrier).send_batch(batch)
+    async with httpx.AsyncClient(transport=AiohttpTransport(), event_hooks={"request": [record]}) as counted:
+        outcomes = await tencent(counted, carrier).send_batch(batch)
+    assert actions == ["SendSms"]
     assert isinstance(outcomes[0], Submission) and isinstance(outcomes[2], Submission)
     assert isinstance(outcomes[1], PermanentProviderError)
     assert outcomes[1].code == "InvalidParameterValue.IncorrectPhoneNumber"
