@@ -64,12 +64,15 @@ async def test_seed_from_two_processes_at_once_is_safe(db_url: str, engine: Asyn
 
 
 async def test_template_review_goes_draft_pending_approved(engine: AsyncEngine) -> None:
-    """A new template is a draft, is not sent until approved, and is sent once it is."""
+    """A new template is a draft, then pending once submitted, then approved with its time; the
+    variant the gate reads (``get``) carries each state. (That the gate sends only an approved one
+    is tests/activities/test_send_registry.py.)"""
     registry = registry_on(engine)
     change = await registry.put_template("sale", body=SALE_EN, category=Category.MARKETING)
     assert (change.created, change.template.status) == (True, "draft")
     assert (await registry.get("sale")).status is ApprovalStatus.DRAFT
     assert (await registry.submit_template("sale")).status == "pending"
+    assert (await registry.get("sale")).status is ApprovalStatus.PENDING
     approved = await registry.approve_template("sale")
     assert approved.status == "approved" and approved.approved_at is not None
     assert (await registry.get("sale")).status is ApprovalStatus.APPROVED
