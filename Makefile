@@ -35,8 +35,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.raw --events 300 --rate 10
 	$(BIN)/python -m bench.journeys --events 300 --rate 10
 
-## mutation: mutation-test the core with mutmut (long; not part of `make test`), print the score per module and the survivors
+## mutation: plant the bugs issue 9 found, then mutation-test the core with mutmut (long; not in `make test`): the score per module and the survivors
 mutation: $(STAMP)
+	$(BIN)/python -m tests.mutation.planted
 	$(BIN)/python -m tests.mutation $(MUTATION_ARGS)
 
 clean:
