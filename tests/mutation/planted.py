@@ -45,6 +45,20 @@ PLANTED = (
         ("tests/store/test_receipt_ordering.py",),
     ),
     Planted(
+        "receipt status machine: an equal-rank receipt signal moves a journey's delivered message",
+        "workflows/runtime.py",
+        "update.status.rank > record.status.rank",
+        "update.status.rank >= record.status.rank",
+        ("tests/workflows/test_receipt_signals.py",),
+    ),
+    Planted(
+        "receipt status machine: an early receipt signal replaces a final send result",
+        "workflows/runtime.py",
+        "early.status.rank > record.status.rank",
+        "early.status.rank >= record.status.rank",
+        ("tests/workflows/test_receipt_signals.py",),
+    ),
+    Planted(
         "quiet hours: marketing may go out at exactly 21:00",
         "nudge/quiet_hours.py",
         "return self.start <= local < self.end",
