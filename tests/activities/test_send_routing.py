@@ -42,9 +42,16 @@ async def carrier() -> AsyncIterator[str]:
         yield url
 
 
+CLIENT_TIMEOUT_S = 5.0
+"""Long enough for any answer from the in-process simulator on a slow, loaded machine (2 s was
+seen to expire under load); the lost-answer faults hold the answer three times as long."""
+HELD_ANSWER_S = 3 * CLIENT_TIMEOUT_S
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=httpx.Timeout(2.0)) as client:
+    timeout = httpx.Timeout(CLIENT_TIMEOUT_S)
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout) as client:
         yield client
 
 
@@ -256,7 +263,7 @@ async def test_lost_answer_is_reconciled_not_resent(
 ) -> None:
     """Aliyun accepts but the answer times out: the retry finds it with QuerySendDetails and
     records it; the carrier received it exactly once."""
-    await configure(http, carrier, timeout_rate=1.0, timeout_s=5)
+    await configure(http, carrier, timeout_rate=1.0, timeout_s=HELD_ANSWER_S)
     with pytest.raises(ApplicationError) as failure:
         await run(sends, request())
     assert failure.value.type == "ProviderUnreachable"
@@ -318,7 +325,7 @@ async def test_retry_after_throttle_then_timeout_reconciles(
     await configure(http, carrier, faults=[{"provider": "twilio", "code": "20429"}])
     with pytest.raises(ApplicationError):
         await run(sends, request("us"))
-    await configure(http, carrier, faults=[], timeout_rate=1.0, timeout_s=5)
+    await configure(http, carrier, faults=[], timeout_rate=1.0, timeout_s=HELD_ANSWER_S)
     with pytest.raises(ApplicationError) as lost:
         await run(sends, request("us"), attempt=2)
     assert lost.value.type == "ProviderUnreachable"
