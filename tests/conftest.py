@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import psycopg
@@ -32,17 +33,43 @@ def _libpq_conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-async def postgres_unreachable() -> str | None:
+def running_in_ci(environ: Mapping[str, str]) -> bool:
+    """Is ``CI`` set (as CI services do), to anything but empty, ``0`` or ``false``?"""
+    return environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+@functools.cache
+def _postgres_unreachable() -> str | None:
     """None if PostgreSQL answers at ``NUDGE_TEST_POSTGRES_URL``, else why not (asked once)."""
     try:
-        conn = await psycopg.AsyncConnection.connect(_libpq_conninfo(POSTGRES_URL), connect_timeout=3)
+        psycopg.connect(_libpq_conninfo(POSTGRES_URL), connect_timeout=3).close()
     except psycopg.Error as exc:
         shown = make_url(POSTGRES_URL).render_as_string(hide_password=True)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"PostgreSQL not reachable at {shown} ({first_line})"
-    await conn.close()
     return None
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what will not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In CI, a PostgreSQL that does not answer ends the run before any test, with the reason.
+
+    Outside CI its tests skip with the reason; in CI a skip would leave the run green with the
+    PostgreSQL half of the store untested.
+    """
+    if not running_in_ci(os.environ) or not any(item.get_closest_marker("postgres") for item in items):
+        return
+    if (reason := _postgres_unreachable()) is not None:
+        pytest.exit(
+            f"{reason}; CI is set, so the PostgreSQL tests may not skip",
+            returncode=pytest.ExitCode.TESTS_FAILED,
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_unreachable() -> str | None:
+    """None if PostgreSQL answers at ``NUDGE_TEST_POSTGRES_URL``, else why not (asked once)."""
+    return _postgres_unreachable()
 
 
 @contextlib.asynccontextmanager
