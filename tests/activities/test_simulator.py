@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -10,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from simulator.app import SimConfig, create_app
+from tests.polling import wait_until
 from tests.servers import serve
 
 
@@ -33,7 +33,9 @@ async def test_simulator_click_rate_clicks_a_share_of_links() -> None:
     """With click_rate=1 every message's link is clicked; with 0 none is; receipts arrive."""
     received: list[dict[str, Any]] = []
     clicks: list[str] = []
-    sim_app = create_app(SimConfig(latency_ms=0, receipt_delay_ms=10, click_delay_ms=10, click_rate=1.0))
+    # Clicks come 90 ms before receipts: a click that should not happen would be in before the
+    # receipts that the test waits for.
+    sim_app = create_app(SimConfig(latency_ms=0, receipt_delay_ms=100, click_delay_ms=10, click_rate=1.0))
     async with (
         serve(_callback_app(received, clicks)) as base,
         serve(sim_app) as sim,
@@ -52,9 +54,18 @@ async def test_simulator_click_rate_clicks_a_share_of_links() -> None:
                 },
             )
             assert r.status_code == 202
-            await asyncio.sleep(0.3)
-        ledger = (await http.get("/_sim/ledger")).json()
+
+        async def ledger() -> list[dict[str, Any]]:
+            entries: list[dict[str, Any]] = (await http.get("/_sim/ledger")).json()
+            return entries
+
+        async def settled() -> bool:
+            # The carrier notes a click in its ledger only once the redirect has come back.
+            return len(received) >= 2 and bool((await ledger())[0]["clicked"])
+
+        await wait_until(settled, what="both receipts and the first message's click")
+        entries = await ledger()
     assert clicks == ["code0"]
-    assert [len(m["clicked"]) for m in ledger] == [1, 0]
+    assert [len(m["clicked"]) for m in entries] == [1, 0]
     assert sorted(r["client_ref"] for r in received) == ["m0", "m1"]
     assert all(r["status"] == "delivered" for r in received)
