@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -143,11 +143,15 @@ class CircuitBreaker:
 
 @dataclass
 class RateLimiter:
-    """A token bucket of ``rate`` tokens per second where priority callers are served first."""
+    """A token bucket of ``rate`` tokens per second where priority callers are served first.
+
+    ``clock`` and ``sleep`` are the real ones unless a test gives a fake pair that keeps time.
+    """
 
     rate: float
     burst: float | None = None
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     _tokens: float = field(init=False)
     _updated: float = field(init=False)
     _priority_waiting: int = field(default=0, init=False)
@@ -172,7 +176,7 @@ class RateLimiter:
                     self._tokens -= 1
                     return waited
                 delay = max((1 - self._tokens) / self.rate, 0.001)
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
                 waited += delay
         finally:
             if priority:

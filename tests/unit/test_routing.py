@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 
 import httpx
@@ -27,11 +28,37 @@ US = "+14155550100"
 
 
 class Clock:
+    """A monotonic clock that moves only when the test moves it; ``sleep`` waits on it."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._slept = 0
 
     def __call__(self) -> float:
         return self.now
+
+    async def sleep(self, delay: float) -> None:
+        """Return once the clock has moved ``delay`` on; sleepers due together wake in turn."""
+        self._slept += 1
+        woken = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + delay, self._slept, woken))
+        await woken
+
+    async def settle(self) -> None:
+        """Let every task run until it sleeps or ends (no I/O here, so a few loop turns do)."""
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    async def run(self, *tasks: asyncio.Task[None]) -> None:
+        """Jump from one sleeper's wake-up to the next until ``tasks`` are done."""
+        await self.settle()
+        while not all(task.done() for task in tasks):
+            assert self._sleepers, "tasks are stuck with no sleeper to wake"
+            self.now = self._sleepers[0][0]
+            while self._sleepers and self._sleepers[0][0] <= self.now:
+                heapq.heappop(self._sleepers)[2].set_result(None)
+            await self.settle()
 
 
 def route(name: str, **fields: object) -> RouteConfig:
@@ -164,7 +191,8 @@ async def test_rate_limiter_keeps_to_its_rate() -> None:
 
 async def test_rate_limiter_serves_priority_first() -> None:
     """With marketing callers queued, a transactional caller gets the next token."""
-    limiter = RateLimiter(20, burst=1)
+    clock = Clock()
+    limiter = RateLimiter(20, burst=1, clock=clock, sleep=clock.sleep)
     await limiter.acquire()  # empty the bucket
     order: list[str] = []
 
@@ -173,10 +201,11 @@ async def test_rate_limiter_serves_priority_first() -> None:
         order.append(name)
 
     marketing = [asyncio.create_task(take(f"m{i}", False)) for i in range(5)]
-    await asyncio.sleep(0.01)
+    await clock.settle()  # all five are waiting for the next token, due in 50 ms
     transactional = asyncio.create_task(take("t", True))
-    await asyncio.gather(*marketing, transactional)
-    assert order.index("t") <= 1
+    await clock.run(*marketing, transactional)
+    assert order[0] == "t"
+    assert sorted(order) == ["m0", "m1", "m2", "m3", "m4", "t"]
 
 
 def test_breaker_probe_that_never_reports_gives_way_to_a_new_one() -> None:
