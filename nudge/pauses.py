@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.errors import InvalidInput
-from nudge.store import Pause, PauseEvent, read_sessions
+from nudge.store import Pause, PauseEvent, read_sessions, utcnow
 
 
 class Scope(StrEnum):
@@ -128,10 +128,17 @@ async def pause(
 
 
 async def resume(
-    sessions: async_sessionmaker[AsyncSession], *, scope: Scope, value: str, reason: str | None, by: str
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    scope: Scope,
+    value: str,
+    reason: str | None,
+    by: str,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Pause:
     """Lift the pause and record who did it and why; returns the pause that was lifted. Raises
-    ``NotPaused`` when there is none. A resume restarts the breaker's window for the scope."""
+    ``NotPaused`` when there is none. A resume restarts the breaker's window for the scope, from
+    ``clock()``: a test that fixes the breaker's clock gives the same one here."""
     async with sessions() as session:
         row = await session.get(Pause, (scope.value, value))
         if row is None:
@@ -141,6 +148,7 @@ async def resume(
             PauseEvent(
                 scope=scope.value,
                 value=value,
+                at=clock(),
                 action="resumed",
                 source=Source.MANUAL.value,
                 reason=reason,

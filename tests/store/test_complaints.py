@@ -26,7 +26,9 @@ from nudge.pauses import (
 )
 from nudge.store import Complaint, Customer, Message, Pause, PauseEvent, session_factory
 
-NOW = datetime.now(UTC)
+NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
+"""The breaker's clock in every test here, fixed: a clock read at import would drift away from
+the wall clock that a resume writes, and the window would be wrong once the run is minutes old."""
 POLICY = ComplaintPolicy(
     window=timedelta(hours=24), attribution=timedelta(hours=72), threshold=0.2, min_volume=10
 )
@@ -213,14 +215,21 @@ async def test_resume_restarts_the_breakers_window(
     complaint does not pause the template again, but enough over enough new sends do."""
     messages = await add_messages(sessions, 10)
     await complain(recorder, messages[:3])
-    await resume(sessions, scope=Scope.TEMPLATE, value="cart_reminder", reason="copy fixed", by="ops")
+    await resume(
+        sessions,
+        scope=Scope.TEMPLATE,
+        value="cart_reminder",
+        reason="copy fixed",
+        by="ops",
+        clock=lambda: NOW + timedelta(minutes=1),
+    )
     later = ComplaintRecorder(sessions, policy=POLICY, clock=lambda: NOW + timedelta(minutes=10))
 
     assert [p.scope for p in await complain(later, messages[3:4])] == []
 
     fresh = await add_messages(sessions, 10, ago=timedelta(minutes=-5))
     opened = await complain(later, fresh[:3])
-    # The complaint since the resume and two new ones make 3 in 10: over 20%.
+    # Only complaints about messages sent since the resume count: 3 of the 10 new ones, over 20%.
     assert [(p.scope, p.complaints, p.sent) for p in opened] == [("template", 3, 10)]
 
 
