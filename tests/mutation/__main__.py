@@ -78,14 +78,15 @@ def load_results(modules: Iterable[str]) -> dict[str, dict[str, int | None]]:
 
 
 def mutant_change(name: str, path: str) -> str:
-    """The mutated line(s) of ``name``, as the ``+`` side of its diff, stripped and joined."""
+    """The mutant in one line: its ``+`` lines, or the ``-`` lines it deletes (``- ...``)."""
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-    diff = get_diff_for_mutant(name, path=path)
-    added = [
-        line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")
-    ]
-    return " | ".join(added)
+    diff = get_diff_for_mutant(name, path=path).splitlines()
+    added = [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
+    removed = [line[1:].strip() for line in diff if line.startswith("-") and not line.startswith("---")]
+    if any(added):
+        return " | ".join(added)
+    return "- " + " | ".join(removed)
 
 
 def load_equivalents() -> dict[str, tuple[str, str]]:
