@@ -35,8 +35,11 @@ MUTANTS = ROOT / "mutants"
 EQUIVALENTS = Path(__file__).with_name("equivalent.toml")
 TARGET = 85.0
 
-KILLED = {1, 3, 36, 24, -24, 152, 255, 37}
-"""mutmut exit codes that count as caught: a failing test, a crash in the run, or a timeout."""
+KILLED = {1, 3, 36, 24, -24, 152, 37}
+"""mutmut exit codes that count as caught: a failing test, an internal error of pytest in the run
+(an import the mutant broke), or the CPU limit (a mutant that loops)."""
+LOST = {255, -1}
+"""The worker died before it ran the tests (mutmut files this under timeout): run it again."""
 SURVIVED = {0, 33, 5}
 """A mutant the tests passed, or one that no test reached (no tests: as bad as survived)."""
 
@@ -105,7 +108,7 @@ def score(results: dict[str, dict[str, int | None]]) -> tuple[list[ModuleScore],
     for path, codes in results.items():
         module = ModuleScore(path)
         for name, code in sorted(codes.items()):
-            if code is None:
+            if code is None or code in LOST:
                 module.unchecked.append(name)
             elif name in equivalents and code in SURVIVED:
                 seen.add(name)
@@ -217,13 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             print(f"mutmut run failed (exit {code}); see {MUTANTS / 'mutmut-run.log'}", file=sys.stderr)
             return code
-        if not args.only and not args.no_recheck and not first_run:
-            stale = [n for codes in load_results(chosen).values() for n, c in codes.items() if c in SURVIVED]
-            if stale:
-                print(f"rechecking {len(stale)} earlier survivors against today's tests", flush=True)
-                code = run_mutmut(stale)
-                if code != 0:
-                    return code
+        recheck = not (args.only or args.no_recheck or first_run)  # --only reran its modules whole
+        again = (SURVIVED if recheck else set()) | LOST
+        stale = [n for codes in load_results(chosen).values() for n, c in codes.items() if c in again]
+        if stale:
+            print(
+                f"running {len(stale)} mutants again: earlier survivors, and any whose worker died",
+                flush=True,
+            )
+            code = run_mutmut(stale)
+            if code != 0:
+                return code
     results = load_results(chosen)
     missing = [p for p in chosen if p not in results]
     if missing:
