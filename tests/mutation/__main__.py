@@ -5,8 +5,8 @@ the modules listed under ``[tool.mutmut] only_mutate`` in pyproject.toml, and ru
 reach that function. A mutant the tests fail on is *killed*; one they pass is *survived*.
 
 Some mutants cannot change behaviour (an equivalent mutant: ``x[:8]`` on an 8-byte value, a log
-line's wording). Each is listed in ``equivalent.toml`` beside this file with the mutated line and
-a one-line reason; the report leaves them out of the score, and warns when a listed one no longer
+line's wording). Each is listed in ``equivalent/<module>.toml`` beside this file with the mutated
+line and a one-line reason; the report leaves them out of the score, and warns when a listed one no longer
 matches (the code moved on, so the entry must be looked at again).
 
     python -m tests.mutation                 # incremental: mutate what changed, recheck survivors
@@ -32,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS = ROOT / "mutants"
-EQUIVALENTS = Path(__file__).with_name("equivalent.toml")
+EQUIVALENTS = Path(__file__).with_name("equivalent")
+"""One TOML file per module (``nudge.signing.toml``), each a list of ``[[equivalent]]`` entries."""
 TARGET = 85.0
 
 KILLED = {1, 3, 36, 24, -24, 152, 37}
@@ -94,10 +95,11 @@ def mutant_change(name: str, path: str) -> str:
 
 def load_equivalents() -> dict[str, tuple[str, str]]:
     """Mutant name -> (the mutated line it was judged on, why it cannot change behaviour)."""
-    if not EQUIVALENTS.exists():
-        return {}
-    entries = tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", [])
-    return {e["mutant"]: (e["change"], e["reason"]) for e in entries}
+    listed = {}
+    for path in sorted(EQUIVALENTS.glob("*.toml")):
+        for entry in tomllib.loads(path.read_text()).get("equivalent", []):
+            listed[entry["mutant"]] = (entry["change"], entry["reason"])
+    return listed
 
 
 def score(results: dict[str, dict[str, int | None]]) -> tuple[list[ModuleScore], list[str]]:
@@ -149,7 +151,7 @@ def print_report(scores: list[ModuleScore], warnings: list[str], *, show_survivo
         ok &= s.score >= TARGET and not s.unchecked
         print(
             f"{s.path:<{width}}  {total:>7}  {len(s.killed):>6}  {len(s.survived):>8}  "
-            f"{len(s.equivalent):>10}  {s.score:5.1f}%{mark}"
+            f"{len(s.equivalent):>10}  {f'{s.score:5.1f}%' if s.scored else '    -'}{mark}"
         )
     killed = sum(len(s.killed) for s in scores)
     scored = sum(s.scored for s in scores)
