@@ -6,7 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -18,6 +20,7 @@ from nudge.signing import (
     aliyun_rpc_string_to_sign,
     canonical_query,
     parse_acs3_authorization,
+    parse_tc3_authorization,
     tencent_tc3_authorization,
     tencent_tc3_signature,
     twilio_signature,
@@ -300,7 +303,13 @@ def _spec_aliyun_rpc(params: dict[str, str], secret: str, method: str) -> str:
 
 
 def _spec_aliyun_acs3(
-    *, secret: str, method: str, query: dict[str, str], headers: list[tuple[str, str]], body: bytes
+    *,
+    secret: str,
+    method: str,
+    query: dict[str, str],
+    headers: list[tuple[str, str]],
+    body: bytes,
+    path: str = "/",
 ) -> tuple[str, str]:
     """§1.5: hex HMAC-SHA256 over the hashed canonical request; (signature, signed header names).
 
@@ -317,7 +326,7 @@ def _spec_aliyun_acs3(
     canonical = "\n".join(
         [
             method,
-            "/",
+            path,
             _aliyun_query(query),
             canonical_headers,
             ";".join(names),
@@ -330,11 +339,21 @@ def _spec_aliyun_acs3(
     )
 
 
-def _spec_tencent_tc3(*, secret_key: str, service: str, host: str, timestamp: int, body: bytes) -> str:
+def _spec_tencent_tc3(
+    *,
+    secret_key: str,
+    service: str,
+    host: str,
+    timestamp: int,
+    body: bytes,
+    content_type: str = "application/json; charset=utf-8",
+) -> str:
     """§3: the TC3 key chain over the UTC date, service and "tc3_request", then the string to sign."""
     day = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
     canonical = (
-        "POST\n/\n\ncontent-type:application/json; charset=utf-8\nhost:"
+        "POST\n/\n\ncontent-type:"
+        + content_type
+        + "\nhost:"
         + host
         + "\n\ncontent-type;host\n"
         + hashlib.sha256(body).hexdigest()
@@ -591,3 +610,198 @@ def test_twilio_signature_with_unicode_and_repeated_values_follows_the_spec() ->
 def test_twilio_signature_unicode_vector() -> None:
     """Our own vector, written out, for the unicode parameters with repeated values."""
     assert twilio_signature(TWILIO_INBOUND, TWILIO_UNICODE, "tok") == "F07m29mL2zxpVCZ8MrnRyaBhKsY="
+
+
+# ----- Authorization parsing, URL variants, paths, content types and the process's local zone ------
+
+
+def test_parse_acs3_authorization_splits_each_field_at_its_first_equals_sign() -> None:
+    """A field value that itself holds '=' (base64 padding) is kept whole, not split again."""
+    fields = parse_acs3_authorization("ACS3-HMAC-SHA256 Credential=AK==,SignedHeaders=host,Signature=c2ln=")
+    assert fields == {"Credential": "AK==", "SignedHeaders": "host", "Signature": "c2ln="}
+
+
+def test_parse_tc3_authorization_reads_the_documented_header() -> None:
+    """The C1 Authorization header parses into its three fields, the spaces after commas trimmed."""
+    fields = parse_tc3_authorization(
+        "TC3-HMAC-SHA256 Credential=AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE/2019-02-25/cvm/tc3_request, "
+        "SignedHeaders=content-type;host, "
+        "Signature=72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
+    )
+    assert fields == {
+        "Credential": "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE/2019-02-25/cvm/tc3_request",
+        "SignedHeaders": "content-type;host",
+        "Signature": "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168",
+    }
+
+
+MISSING = "authorization lacks Credential, SignedHeaders or Signature"
+MALFORMED_AUTHORIZATIONS = [
+    ("TC3-HMAC-SHA256 Credential=a,SignedHeaders=b,Signature=c", "not a ACS3-HMAC-SHA256 authorization"),
+    ("", "not a ACS3-HMAC-SHA256 authorization"),
+    ("ACS3-HMAC-SHA256 Credential=a,SignedHeaders=b", MISSING),
+    ("ACS3-HMAC-SHA256 Credential=a,Signature=c", MISSING),
+    ("ACS3-HMAC-SHA256 SignedHeaders=b,Signature=c", MISSING),
+    ("ACS3-HMAC-SHA256 credential=a,signedheaders=b,signature=c", MISSING),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    MALFORMED_AUTHORIZATIONS,
+    ids=["other-scheme", "empty", "no-signature", "no-signed-headers", "no-credential", "lowercase-names"],
+)
+def test_parse_acs3_authorization_rejects_malformed_headers_saying_why(value: str, message: str) -> None:
+    """Another scheme, or a missing (or wrongly cased) field, raises ValueError with its reason."""
+    with pytest.raises(ValueError) as raised:
+        parse_acs3_authorization(value)
+    assert str(raised.value) == message
+
+
+PORT_CASES = [
+    # (URL the request came in on, URLs whose signature it accepts, URLs whose signature it refuses)
+    (
+        "https://h.example/p?x=1",
+        ["https://h.example/p?x=1", "https://h.example:443/p?x=1"],
+        ["http://h.example/p?x=1", "https://h.example:80/p?x=1", "https://h.example:444/p?x=1"],
+    ),
+    (
+        "https://h.example:443/p",
+        ["https://h.example:443/p", "https://h.example/p"],
+        ["https://h.example:80/p"],
+    ),
+    (
+        "http://h.example/p",
+        ["http://h.example/p", "http://h.example:80/p"],
+        ["http://h.example:81/p", "http://h.example:443/p", "https://h.example/p"],
+    ),
+    (
+        "http://h.example:80/p",
+        ["http://h.example:80/p", "http://h.example/p"],
+        ["http://h.example:443/p"],
+    ),
+    (
+        "http://h.example:8080/p",
+        ["http://h.example:8080/p"],
+        ["http://h.example/p", "http://h.example:80/p"],
+    ),
+    (
+        "https://user:pa%40ss@h.example/p",
+        ["https://user:pa%40ss@h.example/p", "https://user:pa%40ss@h.example:443/p"],
+        ["https://h.example:443/p", "https://h.example/p", "https://@@h.example:443/p"],
+    ),
+    (
+        "ftp://h.example/p",
+        ["ftp://h.example/p"],
+        ["ftp://h.example:21/p", "ftp://h.example:443/p", "ftp://h.example:80/p"],
+    ),
+    (
+        "https:///p",  # no host at all: only the port is toggled, no host is made up
+        ["https:///p", "https://:443/p"],
+        ["https://XXXX/p", "https://XXXX:443/p", "https://localhost/p"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted", "refused"),
+    PORT_CASES,
+    ids=["https", "https-443", "http", "http-80", "http-custom-port", "userinfo", "other-scheme", "no-host"],
+)
+def test_twilio_signature_valid_tries_only_the_default_port_variants(
+    url: str, accepted: list[str], refused: list[str]
+) -> None:
+    """A signature is valid over the URL as received, or with its scheme's default port (443, 80)
+    added or dropped, credentials kept; never over another port, scheme or host."""
+    for signed in accepted:
+        signature = _spec_twilio(signed, TWILIO_PARAMS, "12345")
+        assert twilio_signature_valid(url, TWILIO_PARAMS, signature, "12345"), signed
+    for signed in refused:
+        signature = _spec_twilio(signed, TWILIO_PARAMS, "12345")
+        assert not twilio_signature_valid(url, TWILIO_PARAMS, signature, "12345"), signed
+
+
+@pytest.mark.parametrize("path", ["/v1/sms", "/", ""], ids=["roa-path", "root", "empty-means-root"])
+def test_aliyun_acs3_signs_the_path_it_is_given(path: str) -> None:
+    """The canonical URI is the request's path (an empty one is '/'), as the spec-sheet signer says."""
+    query, headers, body = _acs3_case()
+    expected, _ = _spec_aliyun_acs3(
+        secret="k3y", method="POST", query=query, headers=headers, body=body, path=path or "/"
+    )
+    authorization = aliyun_acs3_authorization(
+        access_key_id="AK",
+        secret="k3y",
+        method="POST",
+        path=path,
+        query=query,
+        headers=dict(headers),
+        payload_sha256=hashlib.sha256(body).hexdigest(),
+    )
+    assert parse_acs3_authorization(authorization)["Signature"] == expected
+
+
+def test_tencent_tc3_authorization_signs_the_content_type_it_is_given() -> None:
+    """A form-encoded body's content type goes into the signature the Authorization header carries."""
+    form = "application/x-www-form-urlencoded"
+    authorization = tencent_tc3_authorization(
+        secret_id="AKID",
+        secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+        service="sms",
+        host="sms.tencentcloudapi.com",
+        timestamp=1795564800,
+        payload=b"a=1",
+        content_type=form,
+    )
+    expected = _spec_tencent_tc3(
+        secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+        service="sms",
+        host="sms.tencentcloudapi.com",
+        timestamp=1795564800,
+        body=b"a=1",
+        content_type=form,
+    )
+    assert parse_tc3_authorization(authorization)["Signature"] == expected
+
+
+@pytest.fixture
+def china_local_time() -> Iterator[None]:
+    """The process's local zone is Asia/Shanghai for the test, so a date taken in local time shows."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Shanghai"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.mark.usefixtures("china_local_time")
+def test_tencent_tc3_uses_the_utc_date_whatever_the_local_zone() -> None:
+    """At 23:59:59 UTC on 25 November (already the 26th in Shanghai, the process's zone) the
+    scope, the credential and the key chain use 2026-11-25."""
+    assert time.localtime(1795651199).tm_mday == 26  # the fixture took effect
+    signature = tencent_tc3_signature(
+        secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+        service="sms",
+        host="sms.tencentcloudapi.com",
+        timestamp=1795651199,
+        payload=TC3_BODY,
+    )
+    assert signature == "66a1741c606e150b9aea5d1bad71b88ce56cbf91b7b1d47238b1d403508dbafe"
+    authorization = tencent_tc3_authorization(
+        secret_id="AKID",
+        secret_key="Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+        service="sms",
+        host="sms.tencentcloudapi.com",
+        timestamp=1795651199,
+        payload=TC3_BODY,
+    )
+    assert parse_tc3_authorization(authorization) == {
+        "Credential": "AKID/2026-11-25/sms/tc3_request",
+        "SignedHeaders": "content-type;host",
+        "Signature": "66a1741c606e150b9aea5d1bad71b88ce56cbf91b7b1d47238b1d403508dbafe",
+    }
