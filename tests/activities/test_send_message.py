@@ -14,9 +14,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.send import SendActivities
 from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.registry import Registry
 from nudge.segments import count_segments
 from nudge.store import Link, Message, MessageStatusChange, suppress
-from tests.activities.conftest import LosesResponses
+from tests.activities.conftest import GateFactory, LosesResponses
 from tests.customers import add_customers, new_customer
 
 PHONE = "+8613800138000"
@@ -320,3 +321,69 @@ async def test_send_message_carrier_rejection_is_blocked_and_final(
 
     await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 1.0})
     assert await run(sends, send_request(), attempt=2) == result
+
+
+class RivalWinsTheRace(Registry):
+    """The registry, except that the gate's first template lookup (after it found no message by
+    the key) lets a rival attempt store a message under the same key first: the race that a
+    concurrent attempt of the same activity wins."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], rival: Message) -> None:
+        super().__init__(sessions)
+        self._rival_sessions = sessions
+        self._rival: Message | None = rival
+
+    async def get(self, code: str, language: str | None = None) -> Any:
+        if self._rival is not None:
+            rival, self._rival = self._rival, None
+            async with self._rival_sessions() as session:
+                session.add(rival)
+                await session.commit()
+        return await super().get(code, language)
+
+
+def submitted(key: str, message_id: str) -> Message:
+    return Message(
+        id=message_id,
+        idempotency_key=key,
+        workflow_id="journey:cart_abandonment:c1:k1",
+        journey="cart_abandonment",
+        step="send:cart_reminder",
+        customer_id="c1",
+        template="cart_reminder",
+        category="marketing",
+        to=PHONE,
+        body="sent by the rival",
+        status="submitted",
+        provider="simulator",
+        provider_message_id=f"sim-{message_id}",
+        route="sim",
+    )
+
+
+async def test_send_message_losing_the_insert_race_returns_the_winners_message(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """When a concurrent attempt stores the same idempotency key between this attempt's lookup and
+    its insert, this attempt answers with the winner's message (not another one in the store) and
+    sends nothing."""
+    await add_customer(sessions)
+    async with sessions() as session:
+        session.add(submitted("another/run/1", "m-other"))
+        await session.commit()
+    request = send_request()
+    raced = make_sends(registry=RivalWinsTheRace(sessions, submitted(request.idempotency_key, "m-rival")))
+
+    result = await run(raced, request)
+
+    assert (result.message_id, result.decision, result.provider_message_id) == (
+        "m-rival",
+        SendDecision.SENT,
+        "sim-m-rival",
+    )
+    assert sorted(m.id for m in await rows(sessions, Message)) == ["m-other", "m-rival"]
+    assert await rows(sessions, Link) == []
+    assert await ledger(http, carrier_url) == []
