@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import hashlib
+
+import phonenumbers
 import pytest
 
 from nudge.errors import InvalidPhoneNumber
-from nudge.phone import mask, mask_in_text, to_e164
+from nudge.phone import mask, mask_in_text, phone_hash, to_e164
 
 
 @pytest.mark.parametrize(
@@ -69,3 +72,47 @@ def test_mask_in_text_leaves_hex_ids_alone() -> None:
         mask_in_text("message 84325567b86042e5bca1d3c9db244de9") == "message 84325567b86042e5bca1d3c9db244de9"
     )
     assert mask_in_text("to 13800138000, id 13800138000abc") == "to *******8000, id 13800138000abc"
+
+
+@pytest.mark.parametrize("raw", ["not a number", ""], ids=["words", "empty"])
+def test_to_e164_unparseable_number_says_why(raw: str) -> None:
+    """A string that is no number at all is reported as unparseable, with phonenumbers' reason
+    (the message the gateway returns per customer) and its exception as the cause."""
+    with pytest.raises(InvalidPhoneNumber) as raised:
+        to_e164(raw)
+    assert str(raised.value) == (
+        "cannot parse phone number: (1) The string supplied did not seem to be a phone number."
+    )
+    assert isinstance(raised.value.__cause__, phonenumbers.NumberParseException)
+
+
+@pytest.mark.parametrize("raw", ["12345", "+86 123", "1380013800"], ids=["short", "short-cn", "ten-digit-cn"])
+def test_to_e164_invalid_number_says_it_is_not_valid_for_its_region(raw: str) -> None:
+    """A parseable string that is no valid number in its region gets that message."""
+    with pytest.raises(InvalidPhoneNumber) as raised:
+        to_e164(raw)
+    assert str(raised.value) == "not a valid phone number for its region"
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("12345", "*****"),
+        ("+12345", "******"),
+        ("1234567", "***4567"),
+        (" 12345678 ", "****5678"),
+        ("+447911123456", "+44******3456"),
+    ],
+    ids=["five", "six-with-plus", "seven", "eight-padded", "uk"],
+)
+def test_mask_hides_all_of_a_short_input_and_all_but_four_of_a_longer_one(number: str, masked: str) -> None:
+    """Six characters or fewer are all hidden; from seven on the last four show (after trimming)."""
+    assert mask(number) == masked
+
+
+def test_phone_hash_is_pinned_to_its_documented_formula() -> None:
+    """The suppression key is sha256 of "nudge-suppression:<E.164>", hex: a change would forget
+    every suppressed number."""
+    expected = "52508cd3e5a154b8a9b5ec53877150181b078f8455ac4f04361ab518121fc12b"
+    assert hashlib.sha256(b"nudge-suppression:+8613800138000").hexdigest() == expected
+    assert phone_hash("+8613800138000") == expected
