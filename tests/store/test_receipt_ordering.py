@@ -234,3 +234,133 @@ async def test_attach_unmatched_follows_arrival_not_heap_order(
         assert await attach_unmatched(session, row) is S.DELIVERED
         await session.commit()
     assert await _state(sessions, message.id) == ("delivered", [True, False])
+
+
+async def _store_change(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    message_id: str | None,
+    provider: str,
+    provider_message_id: str | None,
+    status: MessageStatus,
+) -> int:
+    """A receipt row as the gateway stores it; returns its id."""
+    change = MessageStatusChange(
+        message_id=message_id, provider=provider, provider_message_id=provider_message_id, status=status
+    )
+    async with sessions() as session:
+        session.add(change)
+        await session.commit()
+    assert change.id is not None
+    return change.id
+
+
+async def _changes(
+    sessions: async_sessionmaker[AsyncSession], ids: list[int]
+) -> list[tuple[str | None, bool]]:
+    """Each receipt's message and applied flag, in the order of ``ids``."""
+    async with sessions() as session:
+        rows = {c.id: c for c in (await session.exec(select(MessageStatusChange))).all()}
+    return [(rows[i].message_id, rows[i].applied) for i in ids]
+
+
+async def test_attach_unmatched_takes_only_unmatched_receipts_of_the_same_provider_and_id(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A delivered receipt already matched to another message, one from another provider with the
+    same id, and one for another id are left alone: only the message's own sent receipt attaches."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    decoys = [
+        await _store_change(
+            sessions,
+            message_id="another-message",
+            provider="tencent",
+            provider_message_id=serial,
+            status=S.DELIVERED,
+        ),
+        await _store_change(
+            sessions, message_id=None, provider="twilio", provider_message_id=serial, status=S.DELIVERED
+        ),
+        await _store_change(
+            sessions,
+            message_id=None,
+            provider="tencent",
+            provider_message_id=f"{serial}9",
+            status=S.DELIVERED,
+        ),
+    ]
+    own = await _store_change(
+        sessions, message_id=None, provider="tencent", provider_message_id=serial, status=S.SENT
+    )
+    message = await _add_message(sessions, status="submitted", provider_message_id=serial)
+    async with sessions() as session:
+        row = await session.get(Message, message.id)
+        assert row is not None
+        assert await attach_unmatched(session, row) is S.SENT
+        await session.commit()
+    assert await _state(sessions, message.id) == ("sent", [True])
+    assert await _changes(sessions, [*decoys, own]) == [
+        ("another-message", False),
+        (None, False),
+        (None, False),
+        (message.id, True),
+    ]
+
+
+async def test_attach_unmatched_without_the_providers_id_attaches_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A message the provider has not given an id yet takes no unmatched receipt, not even one
+    stored without an id."""
+    stray = await _store_change(
+        sessions, message_id=None, provider="tencent", provider_message_id=None, status=S.DELIVERED
+    )
+    message = await _add_message(sessions, status="submitted", provider_message_id=None)
+    async with sessions() as session:
+        row = await session.get(Message, message.id)
+        assert row is not None
+        assert await attach_unmatched(session, row) is None
+        await session.commit()
+    assert await _state(sessions, message.id) == ("submitted", [])
+    assert await _changes(sessions, [stray]) == [(None, False)]
+
+
+# (early receipts as (status, error code) in order of arrival, the message's error code after)
+EARLY_CODES: list[tuple[list[tuple[MessageStatus, str | None]], str | None]] = [
+    ([(S.FAILED, "30007")], "30007"),
+    ([(S.SENT, None), (S.UNDELIVERED, "30003")], "30003"),
+    ([(S.SENT, "W1"), (S.DELIVERED, None)], "W1"),
+    ([(S.FAILED, "30007"), (S.UNDELIVERED, "30003")], "30007"),
+]
+EARLY_CODE_IDS = ["failed", "sent-undelivered", "coded-sent-delivered", "failed-undelivered"]
+
+
+@pytest.mark.parametrize(("receipts", "error_code"), EARLY_CODES, ids=EARLY_CODE_IDS)
+async def test_attach_unmatched_keeps_the_error_code_of_the_receipts_it_applies(
+    sessions: async_sessionmaker[AsyncSession],
+    feedback: Feedback,
+    receipts: list[tuple[MessageStatus, str | None]],
+    error_code: str | None,
+) -> None:
+    """An applied early receipt's error code becomes the message's; one without a code keeps the
+    code already there; a receipt that is not applied leaves the code alone."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    for status, code in receipts:
+        await feedback.receipt(
+            provider="tencent",
+            message_id=None,
+            provider_message_id=serial,
+            status=status,
+            error_code=code,
+            at=None,
+            raw={"report_status": status.value},
+        )
+    message = await _add_message(sessions, status="submitted", provider_message_id=serial)
+    async with sessions() as session:
+        row = await session.get(Message, message.id)
+        assert row is not None
+        await attach_unmatched(session, row)
+        await session.commit()
+    async with sessions() as session:
+        stored = await session.get(Message, message.id)
+    assert stored is not None and stored.error_code == error_code
