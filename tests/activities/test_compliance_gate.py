@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -248,6 +249,62 @@ async def test_caps_blocked_and_failed_messages_do_not_count(
     assert len(await ledger_to(http, carrier_url, phone)) == 1
 
 
+async def test_caps_count_only_the_customers_own_messages_of_that_category(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """With 1 marketing and 1 transactional a day: each of two customers gets a reminder, the
+    first customer's confirmation goes (the reminder is not counted under the transactional cap),
+    and only their second confirmation is capped."""
+    caps = [
+        FrequencyCap(limit=1, window=DAY),
+        FrequencyCap(limit=1, window=DAY, category=Category.TRANSACTIONAL),
+    ]
+    sends = make_sends(caps=caps)
+    first, second = unique_phone(), unique_phone()
+    await add_customers(sessions, new_customer("c1", first), new_customer("c2", second))
+
+    decisions = [
+        (await run(sends, marketing("c1"))).decision,
+        (await run(sends, marketing("c2"))).decision,
+        (await run(sends, transactional("c1", 1))).decision,
+    ]
+    again = await run(sends, transactional("c1", 2))
+
+    assert decisions == [SendDecision.SENT] * 3
+    assert (again.decision, again.reason) == (SendDecision.CAPPED, "capped:1/24h per customer")
+    assert len(await ledger_to(http, carrier_url, first)) == 2
+    assert len(await ledger_to(http, carrier_url, second)) == 1
+
+
+async def test_caps_a_full_cap_blocks_only_its_own_message(
+    make_sends: GateFactory, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A reminder deferred by quiet hours (still pending) is untouched when another customer's
+    reminder meets a full cap: it stays deferred, holding no place under the caps."""
+    at = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # 03:00 in Los Angeles, 18:00 in China
+    sends = make_sends(
+        caps=[FrequencyCap(limit=0, window=DAY)], quiet_hours=DEFAULT_WINDOWS, clock=lambda: at
+    )
+    await add_customers(
+        sessions,
+        new_customer("night", next(US_NUMBERS), timezone="America/Los_Angeles"),
+        new_customer("day", unique_phone()),
+    )
+
+    deferred = await run(sends, marketing("night"))
+    capped = await run(sends, marketing("day"))
+
+    assert (deferred.decision, capped.decision) == (SendDecision.DEFERRED, SendDecision.CAPPED)
+    async with sessions() as session:
+        row = await session.get(Message, deferred.message_id)
+    assert row is not None
+    assert (row.status, row.reason, row.cap_reserved_at) == ("pending", "deferred:quiet_hours", None)
+    assert row.defer_until == datetime(2026, 6, 1, 15, 0, tzinfo=UTC)  # 08:00 PDT
+
+
 @settings(
     max_examples=12,
     deadline=None,
@@ -406,4 +463,49 @@ async def test_gate_never_sends_marketing_in_quiet_hours(
         assert 8 <= opens.hour < 21 and timedelta(0) < result.retry_at - moment <= timedelta(hours=13)
     assert len(await ledger_to(http, carrier_url, phone)) == (
         1 if result.decision is SendDecision.SENT else 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("then", "expected"),
+    [
+        ("stop", (SendDecision.SUPPRESSED, "suppressed", "blocked")),
+        ("carrier-refuses", (SendDecision.BLOCKED, "provider:invalid_number", "failed")),
+    ],
+    ids=["stop-before-the-window-opens", "carrier-refuses-when-it-opens"],
+)
+async def test_quiet_hours_deferred_message_refused_later_has_no_retry_time(
+    make_sends: GateFactory,
+    sessions: async_sessionmaker[AsyncSession],
+    then: str,
+    expected: tuple[SendDecision, str, str],
+) -> None:
+    """A reminder deferred at 23:00 UTC (a number the carrier will refuse, judged in UTC) and
+    retried when the window opens: refused then (STOP meanwhile, or the carrier's 4xx), its result
+    is final, with no time to try again."""
+    phone = (
+        "1380013" + f"{next(_NUMBERS) % 10**4:04d}"
+    )  # not E.164: quiet hours in UTC, the carrier refuses it
+    now = [datetime(2026, 6, 1, 23, 0, tzinfo=UTC)]
+    sends = make_sends(caps=NO_CAPS, quiet_hours=DEFAULT_WINDOWS, clock=lambda: now[0])
+    await add_customers(sessions, new_customer("c1", phone))
+    deferred = await run(sends, marketing("c1"))
+    assert (deferred.decision, deferred.retry_at) == (
+        SendDecision.DEFERRED,
+        datetime(2026, 6, 2, 8, 0, tzinfo=UTC),
+    )
+    if then == "stop":
+        async with sessions() as session:
+            await suppress(session, phone, reason="reply:STOP", source="simulator")
+            await session.commit()
+    now[0] = datetime(2026, 6, 2, 8, 0, tzinfo=UTC)
+
+    result = await run(sends, marketing("c1"))
+
+    decision, reason, status = expected
+    assert (result.decision, result.reason, result.status.value, result.retry_at) == (
+        decision,
+        reason,
+        status,
+        None,
     )

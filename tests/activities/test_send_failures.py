@@ -1,28 +1,70 @@
-"""A provider's permanent refusal, as the store records it: the failed message, its audit row, the
-suppression it leaves (marketing only for an opt-out, everything for a dead number) and the
-complaint it counts. The real gate on the real store, against the simulator's Twilio API."""
+"""A provider's refusal or an unreachable provider, as the store records it, and what the retry does.
+
+A permanent refusal leaves the failed message, its audit row, the suppression (marketing only for
+an opt-out, everything for a dead number) and the complaint it counts. A call that never reached
+the provider is marked so, and its retry goes through the gate again with the recipient as they
+are now. The real gate on the real store, against the simulator's Twilio API."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from httpx_aiohttp import AiohttpTransport
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.routing import build_router
 from activities.send import SendActivities
+from nudge import consent
+from nudge.consent import ConsentIn
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import local_routes
-from nudge.store import Complaint, Message, MessageStatusChange, Suppression
+from nudge.store import Complaint, Customer, Message, MessageStatusChange, Suppression, suppress
 from tests.customers import add_customers, new_customer
 
 US = "+14155550100"
+
+
+class RefusesConnections(httpx.AsyncBaseTransport):
+    """The production transport, except that the next send can fail to connect (it never reaches
+    the carrier), after running ``meanwhile`` (what a concurrent attempt did in the meantime)."""
+
+    def __init__(self) -> None:
+        self._inner = AiohttpTransport()
+        self._refuse: list[Callable[[], Awaitable[None]] | None] = []
+
+    def refuse_next_send(self, meanwhile: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._refuse.append(meanwhile)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._refuse and request.method == "POST":
+            meanwhile = self._refuse.pop(0)
+            if meanwhile is not None:
+                await meanwhile()
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.fixture
+def refuser() -> RefusesConnections:
+    return RefusesConnections()
+
+
+@pytest.fixture
+async def http(refuser: RefusesConnections) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=refuser, timeout=httpx.Timeout(5.0), trust_env=False) as client:
+        yield client
 
 
 @pytest.fixture
@@ -133,3 +175,87 @@ async def test_permanent_refusal_is_recorded_with_its_consequences(
     assert later.decision is confirmation
     assert len(await ledger(http, carrier_url)) == (1 if confirmation is SendDecision.SENT else 0)
     assert (await run(gate, send(1, Category.MARKETING))).status is MessageStatus.FAILED
+
+
+async def test_send_not_reaching_the_provider_is_marked_and_resent_at_once(
+    gate: SendActivities,
+    refuser: RefusesConnections,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+) -> None:
+    """A connection refused before the request left is recorded ``not_sent:ConnectError`` on the
+    pending message, so the retry sends at once instead of waiting for Twilio's lookup grace."""
+    refuser.refuse_next_send()
+    with pytest.raises(ApplicationError) as failure:
+        await run(gate, send(1, Category.MARKETING))
+    assert failure.value.type == "ProviderUnreachable"
+    [row] = await all_rows(sessions, Message)
+    assert (row.status, row.reason, row.route) == ("pending", "not_sent:ConnectError", "twilio-intl")
+
+    result = await run(gate, send(1, Category.MARKETING))
+
+    [entry] = await ledger(http, carrier_url)
+    [row] = await all_rows(sessions, Message)
+    assert (result.decision, result.provider_message_id) == (SendDecision.SENT, entry["provider_id"])
+    assert (row.status, row.reason) == ("submitted", None)
+
+
+async def test_send_refused_connection_leaves_another_attempts_send_alone(
+    gate: SendActivities, refuser: RefusesConnections, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """When a concurrent attempt recorded the message submitted while this one failed to connect,
+    this attempt does not mark it ``not_sent``: the store keeps the other attempt's record."""
+
+    async def other_attempt_sent_it() -> None:
+        async with sessions() as session:
+            await session.exec(update(Message).values(status="submitted", provider_message_id="SM-other"))
+            await session.commit()
+
+    refuser.refuse_next_send(meanwhile=other_attempt_sent_it)
+    with pytest.raises(ApplicationError):
+        await run(gate, send(1, Category.MARKETING))
+
+    [row] = await all_rows(sessions, Message)
+    assert (row.status, row.reason, row.provider_message_id) == ("submitted", None, "SM-other")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("stop", (SendDecision.SUPPRESSED, "suppressed")),
+        ("withdrawn", (SendDecision.BLOCKED, "consent_withdrawn:support_email")),
+        ("new-phone", (SendDecision.SUPPRESSED, "suppressed")),
+    ],
+    ids=["stop-reply", "consent-withdrawn", "old-number-stopped-after-a-phone-change"],
+)
+async def test_send_retry_judges_the_recipient_as_they_are_now(
+    gate: SendActivities,
+    refuser: RefusesConnections,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier_url: str,
+    change: str,
+    expected: tuple[SendDecision, str],
+) -> None:
+    """Between a marketing send that never reached the provider and its retry, the number replies
+    STOP, or consent is withdrawn, or the profile moves to a new number after the old one (which
+    the message is addressed to) replied STOP: the retry is refused, and nothing is sent."""
+    refuser.refuse_next_send()
+    with pytest.raises(ApplicationError):
+        await run(gate, send(1, Category.MARKETING))
+    async with sessions() as session:
+        if change in ("stop", "new-phone"):
+            await suppress(session, US, reason="reply:STOP", source="twilio")
+        if change == "withdrawn":
+            await consent.record(session, "us", "withdrawn", ConsentIn(source="support_email"))
+        if change == "new-phone":
+            await session.exec(update(Customer).values(phone="+14155550199"))
+        await session.commit()
+
+    result = await run(gate, send(1, Category.MARKETING))
+
+    assert (result.decision, result.reason) == expected
+    [row] = await all_rows(sessions, Message)
+    assert (row.to, row.status, row.reason) == (US, "blocked", expected[1])
+    assert await ledger(http, carrier_url) == []
