@@ -16,6 +16,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,7 +27,7 @@ from nudge.consent import ConsentIn
 from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.phone import phone_hash
 from nudge.quiet_hours import DEFAULT_WINDOWS
-from nudge.store import SUPPRESS_ALL, Message, Suppression, suppress
+from nudge.store import SUPPRESS_ALL, Customer, Message, Suppression, suppress
 from tests.activities.conftest import GateFactory
 from tests.customers import add_customers, new_customer
 
@@ -303,6 +304,36 @@ async def test_caps_a_full_cap_blocks_only_its_own_message(
     assert row is not None
     assert (row.status, row.reason, row.cap_reserved_at) == ("pending", "deferred:quiet_hours", None)
     assert row.defer_until == datetime(2026, 6, 1, 15, 0, tzinfo=UTC)  # 08:00 PDT
+
+
+async def test_caps_reservation_waits_for_the_customers_row_lock(
+    make_sends: GateFactory, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """On PostgreSQL a capped send counts under the customer's row lock: while another
+    transaction holds that row, the send waits for it (and goes once it is released)."""
+    if sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("the customer's row lock is PostgreSQL's; SQLite takes the database write lock")
+    sends = make_sends(caps=[FrequencyCap(limit=1, window=DAY)])
+    await add_customers(sessions, new_customer("c1", unique_phone()))
+    async with sessions() as holder, sessions() as observer:
+        await holder.exec(select(Customer.id).where(Customer.id == "c1").with_for_update())
+        send = asyncio.ensure_future(run(sends, marketing("c1")))
+        deadline = asyncio.get_running_loop().time() + 60
+        waiting = 0
+        while not send.done() and not waiting and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            rows = await observer.exec(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()"
+                )
+            )
+            waiting = rows.one()[0]
+            await observer.rollback()
+        assert not send.done(), "the send did not wait for the customer's row lock"
+        assert waiting, "the send never waited on a lock"
+        await holder.rollback()
+    assert (await send).decision is SendDecision.SENT
 
 
 @settings(
