@@ -1,13 +1,20 @@
 """``make mutation``: mutate the core with mutmut, then score each module against the target.
 
 mutmut (pinned: this reads its result files) plants one small bug at a time in every function of
-the modules listed under ``[tool.mutmut] only_mutate`` in pyproject.toml, and runs the tests that
-reach that function. A mutant the tests fail on is *killed*; one they pass is *survived*.
+the core modules and runs, for each mutant, the tests that reached the mutated function. A mutant
+the tests fail on is *killed*; one they pass is *survived*.
 
-Some mutants cannot change behaviour (an equivalent mutant: ``x[:8]`` on an 8-byte value, a log
-line's wording). Each is listed in ``equivalent/<module>.toml`` beside this file with the mutated
-line and a one-line reason; the report leaves them out of the score, and warns when a listed one no longer
-matches (the code moved on, so the entry must be looked at again).
+The modules come in groups (``[tool.nudge.mutation]`` in pyproject.toml), each with the tests that
+judge it: a pure module by its unit tests, the store's services by the store tests, the send gate
+by the activity tests. A mutant must be caught by its own module's tests, not by some e2e run
+that happens to pass through it; and mutmut then runs a few hundred tests per mutant, not all.
+Each group runs in a copy of the tree under ``.mutation/<group>/`` (mutmut works in ``./mutants``
+of its working directory and reads ``./pyproject.toml``), kept between runs so that a rerun only
+mutates what changed.
+
+Some mutants cannot change behaviour (an equivalent mutant: ``x[:8]`` on an 8-byte value). Each is
+listed in ``equivalent/<module>.toml`` beside this file with the mutated line and a one-line
+reason; the report leaves them out of the score, and warns when a listed one no longer matches.
 
     python -m tests.mutation                 # incremental: mutate what changed, recheck survivors
     python -m tests.mutation --fresh         # from scratch (what a fresh clone does)
@@ -18,6 +25,7 @@ matches (the code moved on, so the entry must be looked at again).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import os
@@ -26,12 +34,12 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MUTANTS = ROOT / "mutants"
+WORK = ROOT / ".mutation"
 EQUIVALENTS = Path(__file__).with_name("equivalent")
 """One TOML file per module (``nudge.signing.toml``), each a list of ``[[equivalent]]`` entries."""
 TARGET = 85.0
@@ -43,6 +51,21 @@ LOST = {255, -1}
 """The worker died before it ran the tests (mutmut files this under timeout): run it again."""
 SURVIVED = {0, 33, 5}
 """A mutant the tests passed, or one that no test reached (no tests: as bad as survived)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    modules: tuple[str, ...]
+    tests: tuple[str, ...]
+
+    @property
+    def root(self) -> Path:
+        return WORK / self.name
+
+    @property
+    def mutants(self) -> Path:
+        return self.root / "mutants"
 
 
 @dataclass
@@ -62,9 +85,13 @@ class ModuleScore:
         return 100.0 * len(self.killed) / self.scored if self.scored else 100.0
 
 
-def core_modules() -> list[str]:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
-    return list(config["only_mutate"])
+def groups() -> list[Group]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["nudge"]["mutation"]
+    return [Group(name, tuple(g["modules"]), tuple(g["tests"])) for name, g in config.items()]
+
+
+def group_of(path: str) -> Group:
+    return next(g for g in groups() if path in g.modules)
 
 
 def module_glob(path: str) -> str:
@@ -72,20 +99,40 @@ def module_glob(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".") + ".*"
 
 
-def load_results(modules: Iterable[str]) -> dict[str, dict[str, int | None]]:
+def results_root(path: str) -> Path:
+    """Where ``path``'s results are: its group's folder, or a plain ``mutmut run`` in the tree."""
+    group = group_of(path)
+    if (group.mutants / (path + ".meta")).exists() or not (ROOT / "mutants" / (path + ".meta")).exists():
+        return group.root
+    return ROOT
+
+
+def load_results(modules: list[str]) -> dict[str, dict[str, int | None]]:
     results = {}
     for path in modules:
-        meta = MUTANTS / (path + ".meta")
+        meta = results_root(path) / "mutants" / (path + ".meta")
         if meta.exists():
             results[path] = json.loads(meta.read_text())["exit_code_by_key"]
     return results
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """mutmut reads ``pyproject.toml`` and ``mutants/`` from the working directory."""
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def mutant_change(name: str, path: str) -> str:
     """The mutant in one line: its ``+`` lines, or the ``-`` lines it deletes (``- ...``)."""
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-    diff = get_diff_for_mutant(name, path=path).splitlines()
+    with inside(results_root(path)):
+        diff = get_diff_for_mutant(name, path=path).splitlines()
     added = [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
     removed = [line[1:].strip() for line in diff if line.startswith("-") and not line.startswith("---")]
     if any(added):
@@ -129,35 +176,32 @@ def score(results: dict[str, dict[str, int | None]]) -> tuple[list[ModuleScore],
                 module.survived.append(name)
         scores.append(module)
     for name in sorted(set(equivalents) - seen):
-        if any(fnmatch.fnmatch(name, module_glob(p)) for p in results):
-            warnings.append(f"listed as equivalent but no longer generated: {name}")
+        if any(fnmatch.fnmatchcase(name, module_glob(p)) for p in results):
+            warnings.append(f"listed as equivalent but no longer a survivor: {name}")
     return scores, warnings
 
 
 def print_report(scores: list[ModuleScore], warnings: list[str], *, show_survivors: bool = True) -> bool:
-    width = max(len(s.path) for s in scores) if scores else 10
+    width = max([len(s.path) for s in scores] + [6])
     print()
-    print(f"{'module':<{width}}  mutants  killed  survived  equivalent  score")
+    print(f"{'module':<{width}}  mutants  killed  survived  equivalent  unchecked  score")
     ok = True
     for s in scores:
         total = len(s.killed) + len(s.survived) + len(s.equivalent) + len(s.unchecked)
-        mark = (
-            ""
-            if s.score >= TARGET and not s.unchecked
-            else "  < target"
-            if s.score < TARGET
-            else "  unchecked"
-        )
-        ok &= s.score >= TARGET and not s.unchecked
+        met = s.score >= TARGET and not s.unchecked
+        ok &= met
+        mark = "" if met else "  < target" if s.score < TARGET else "  (unchecked)"
+        shown = f"{s.score:5.1f}%" if s.scored else "    -"
         print(
             f"{s.path:<{width}}  {total:>7}  {len(s.killed):>6}  {len(s.survived):>8}  "
-            f"{len(s.equivalent):>10}  {f'{s.score:5.1f}%' if s.scored else '    -'}{mark}"
+            f"{len(s.equivalent):>10}  {len(s.unchecked):>9}  {shown}{mark}"
         )
     killed = sum(len(s.killed) for s in scores)
     scored = sum(s.scored for s in scores)
     print(
         f"{'all':<{width}}  {'':>7}  {killed:>6}  {scored - killed:>8}  "
-        f"{sum(len(s.equivalent) for s in scores):>10}  {100 * killed / max(scored, 1):5.1f}%"
+        f"{sum(len(s.equivalent) for s in scores):>10}  {sum(len(s.unchecked) for s in scores):>9}  "
+        f"{100 * killed / max(scored, 1):5.1f}%"
     )
     if show_survivors:
         for s in scores:
@@ -172,27 +216,76 @@ def print_report(scores: list[ModuleScore], warnings: list[str], *, show_survivo
     return ok
 
 
-def run_mutmut(names: list[str]) -> int:
+def prepare(group: Group) -> None:
+    """Lay today's tree into the group's folder (keeping its mutants/) with the group's config."""
+    from tests.mutation.planted import copy_tree
+
+    group.root.mkdir(parents=True, exist_ok=True)
+    for child in group.root.iterdir():
+        if child.name != "mutants":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    copy_tree(group.root)
+    pyproject = (group.root / "pyproject.toml").read_text()
+    # The shared [tool.mutmut] options, with this group's modules and tests (lists as JSON are TOML).
+    pyproject = pyproject.replace(
+        "[tool.mutmut]\n",
+        "[tool.mutmut]\n"
+        f"only_mutate = {json.dumps(list(group.modules))}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(list(group.tests))}\n",
+        1,
+    )
+    (group.root / "pyproject.toml").write_text(pyproject)
+
+
+def run_mutmut(group: Group, names: list[str]) -> int:
     """Run mutmut on ``names`` (all changed mutants if empty); its own output goes to a log."""
-    MUTANTS.mkdir(exist_ok=True)
-    log = MUTANTS / "mutmut-run.log"
-    command = [sys.executable, "-m", "mutmut", "run", *names]
-    print(f"mutmut run {' '.join(names) or '(incremental)'}; its output: {log.relative_to(ROOT)}", flush=True)
+    group.mutants.mkdir(exist_ok=True)
+    log = group.mutants / "mutmut-run.log"
+    shown = " ".join(names) if len(names) < 6 else f"{len(names)} mutants"
+    print(f"[{group.name}] mutmut run {shown or '(incremental)'}; log: {log.relative_to(ROOT)}", flush=True)
     started = time.monotonic()
     with log.open("a") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mutmut", "run", *names],
+            cwd=group.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         while process.poll() is None:
             time.sleep(15)
-            done = sum(
-                code is not None for codes in load_results(core_modules()).values() for code in codes.values()
+            metas = [group.mutants / (p + ".meta") for p in group.modules]
+            codes = [
+                c for m in metas if m.exists() for c in json.loads(m.read_text())["exit_code_by_key"].values()
+            ]
+            done = sum(c is not None for c in codes)
+            print(
+                f"  [{group.name}] {time.monotonic() - started:6.0f} s  {done}/{len(codes)} mutants",
+                flush=True,
             )
-            print(f"  {time.monotonic() - started:6.0f} s  {done} mutants have a result", flush=True)
     return process.returncode
+
+
+def run_group(group: Group, only: list[str], *, recheck: bool) -> int:
+    prepare(group)
+    first_run = not any((group.mutants / (p + ".meta")).exists() for p in group.modules)
+    code = run_mutmut(group, [module_glob(p) for p in only])
+    if code != 0:
+        print(f"mutmut run failed (exit {code}); see {group.mutants / 'mutmut-run.log'}", file=sys.stderr)
+        return code
+    # --only reran its modules whole; a first run has nothing stale to look at again.
+    again = (SURVIVED if recheck and not only and not first_run else set()) | LOST
+    stale = [
+        n for m in load_results(only or list(group.modules)).values() for n, c in m.items() if c in again
+    ]
+    if stale:
+        print(f"[{group.name}] running {len(stale)} mutants again: earlier survivors, or their worker died")
+        code = run_mutmut(group, stale)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fresh", action="store_true", help="delete mutants/ first and mutate everything")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier runs and mutate everything")
     parser.add_argument(
         "--only",
         action="append",
@@ -208,29 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    os.chdir(ROOT)  # mutmut reads pyproject.toml and mutants/ from the working directory
-    modules = core_modules()
+    modules = [m for g in groups() for m in g.modules]
     unknown = [p for p in args.only if p not in modules]
     if unknown:
-        parser.error(f"not a core module (see [tool.mutmut] only_mutate): {', '.join(unknown)}")
+        parser.error(f"not a core module (see [tool.nudge.mutation] in pyproject.toml): {', '.join(unknown)}")
     chosen = args.only or modules
-    if args.fresh and MUTANTS.exists():
-        shutil.rmtree(MUTANTS)
-    first_run = not any(load_results(modules).values())
+    if args.fresh and WORK.exists():
+        shutil.rmtree(WORK)
     if not args.report:
-        code = run_mutmut([module_glob(p) for p in args.only])
-        if code != 0:
-            print(f"mutmut run failed (exit {code}); see {MUTANTS / 'mutmut-run.log'}", file=sys.stderr)
-            return code
-        recheck = not (args.only or args.no_recheck or first_run)  # --only reran its modules whole
-        again = (SURVIVED if recheck else set()) | LOST
-        stale = [n for codes in load_results(chosen).values() for n, c in codes.items() if c in again]
-        if stale:
-            print(
-                f"running {len(stale)} mutants again: earlier survivors, and any whose worker died",
-                flush=True,
-            )
-            code = run_mutmut(stale)
+        for group in groups():
+            only = [p for p in args.only if p in group.modules]
+            if args.only and not only:
+                continue
+            code = run_group(group, only, recheck=not args.no_recheck)
             if code != 0:
                 return code
     results = load_results(chosen)

@@ -21,11 +21,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.mutation.__main__ import MUTANTS, ROOT, SURVIVED, core_modules, load_results
+from tests.mutation.__main__ import ROOT, SURVIVED, groups, load_results, results_root
 
 
 def survivors_matching(pattern: str) -> list[str]:
-    names = [n for codes in load_results(core_modules()).values() for n, c in codes.items() if c in SURVIVED]
+    modules = [m for g in groups() for m in g.modules]
+    names = [n for codes in load_results(modules).values() for n, c in codes.items() if c in SURVIVED]
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 
@@ -43,14 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     tests = argv[split + 1 :]
     if not tests:
         parser.error("name the tests to run after --")
-    if not (MUTANTS / "mutmut-stats.json").exists():
+    names = [n for m in args.mutants for n in (survivors_matching(m) if m.endswith("*") else [m])]
+    if not names:
+        parser.error("no such survivors")
+    modules = [m for g in groups() for m in g.modules]
+    module = next(
+        (m for m in modules if names[0].startswith(m.removesuffix(".py").replace("/", ".") + ".")), None
+    )
+    if module is None:
+        parser.error(f"{names[0]} is not a mutant of a core module")
+    mutants = results_root(module) / "mutants"
+    if not (mutants / "mutmut-stats.json").exists():
         parser.error("no mutmut run to take mutants from: run make mutation first")
     work: Path = args.workdir
     if not work.exists():
-        shutil.copytree(MUTANTS, work, ignore=shutil.ignore_patterns("*.meta", "__pycache__", "*.log"))
+        shutil.copytree(mutants, work, ignore=shutil.ignore_patterns("*.meta", "__pycache__", "*.log"))
     shutil.rmtree(work / "tests")
     shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    names = [n for m in args.mutants for n in (survivors_matching(m) if m.endswith("*") else [m])]
     survived = 0
     for name in names:
         result = subprocess.run(
