@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nudge.caps import FullCap, Reservation, cap_reason, full_cap
-from nudge.models import FrequencyCap
+from nudge.caps import FullCap, Reservation, applicable, cap_reason, full_cap
+from nudge.models import Category, FrequencyCap
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 DAY = FrequencyCap(limit=2, window=timedelta(hours=24))
@@ -28,6 +28,8 @@ CASES: list[tuple[list[FrequencyCap], list[Reservation], tuple[FrequencyCap, dat
     # Three held, limit 2: the place frees when the second oldest (10 h ago) leaves, in 14 h.
     ([DAY], held(1, 20, 10), (DAY, NOW + timedelta(hours=14))),
     ([DAY], held(30, 25, 1), None),
+    # A per-customer cap counts the customer's messages from every journey.
+    ([DAY], held(3, journey="welcome") + held(1), (DAY, NOW + timedelta(hours=21))),
     ([WEEK_PER_JOURNEY], held(2, journey="welcome"), None),
     ([WEEK_PER_JOURNEY], held(48), (WEEK_PER_JOURNEY, NOW + timedelta(days=5))),
     ([NONE_ALLOWED], [], (NONE_ALLOWED, None)),
@@ -39,6 +41,7 @@ IDS = [
     "day-two-inside",
     "day-three-inside",
     "day-two-outside",
+    "day-counts-every-journey",
     "journey-other-journey",
     "journey-same-journey",
     "limit-zero",
@@ -61,3 +64,11 @@ def test_full_cap_reason_names_the_cap() -> None:
     """A capped message's reason reads ``capped:`` and the cap's label."""
     assert cap_reason(DAY) == "capped:2/24h per customer"
     assert FullCap(WEEK_PER_JOURNEY, None).reason == "capped:1/7d per journey"
+
+
+def test_caps_applicable_keeps_only_the_messages_category() -> None:
+    """Of a marketing and a transactional cap, a marketing message is held to the first only, and
+    a transactional one to the second only."""
+    receipts = FrequencyCap(limit=10, window=timedelta(hours=1), category=Category.TRANSACTIONAL)
+    assert applicable([DAY, receipts], Category.MARKETING) == [DAY]
+    assert applicable([DAY, receipts], Category.TRANSACTIONAL) == [receipts]
