@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from nudge.segments import count_segments
+from nudge.segments import count_billed_segments, count_segments
 
 
 @pytest.mark.parametrize(
@@ -69,6 +69,7 @@ def test_count_segments_never_splits_a_surrogate_pair() -> None:
         ("a" * 153, "努济", 3),  # 157 characters: 67 + 67 + 23
         ("a" * 130, "努济", 2),
     ],
+    ids=["latin-sig-71", "latin-sig-70", "cjk-sig-157", "cjk-sig-134"],
 )
 def test_count_mainland_segments_counts_the_signature(body: str, signature: str, segments: int) -> None:
     """Aliyun and Tencent bill 70 characters, signature in 【】 included, then parts of 67."""
@@ -112,7 +113,9 @@ def test_count_segments_basic_table_characters_cost_one_septet() -> None:
     assert count_segments(text + "a") == 2
 
 
-@pytest.mark.parametrize("char", ["á", "`", "“", "’", "\t"])
+@pytest.mark.parametrize(
+    "char", ["á", "`", "“", "’", "\t"], ids=["U+00E1", "U+0060", "U+201C", "U+2019", "U+0009"]
+)
 def test_count_segments_non_gsm_character_switches_to_ucs2(char: str) -> None:
     """A character outside both GSM tables makes 100 characters UCS-2: 2 parts instead of 1."""
     assert count_segments("a" * 99 + char) == 2
@@ -212,6 +215,7 @@ def test_count_segments_surrogate_pair_at_a_part_boundary(text: str, segments: i
         ("努济", 131, 3),  # 135
         ("努济", 0, 1),
     ],
+    ids=lambda value: ("cjk-sig" if value == "努济" else "latin-sig") if isinstance(value, str) else None,
 )
 def test_count_mainland_segments_boundaries_with_the_bracketed_signature(
     signature: str, body_length: int, segments: int
@@ -221,3 +225,33 @@ def test_count_mainland_segments_boundaries_with_the_bracketed_signature(
 
     for char in ["购", "a", "{"]:  # Chinese, Latin and GSM extension characters all count one
         assert count_mainland_segments(char * body_length, signature=signature) == segments, char
+
+
+@pytest.mark.parametrize(
+    ("char", "units"),
+    [("\ud7ff", 1), ("\ue000", 1), ("\uffff", 1), ("\U00010000", 2), ("\U0001f600", 2), ("\U0010ffff", 2)],
+    ids=["U+D7FF", "U+E000", "U+FFFF", "U+10000", "U+1F600", "U+10FFFF"],
+)
+def test_count_segments_ucs2_units_split_at_the_end_of_the_bmp(char: str, units: int) -> None:
+    """Up to U+FFFF a character is one UTF-16 unit, from U+10000 on a surrogate pair of two: 35 of
+    them fit one SMS either way, 36 fit one only if each is a single unit."""
+    assert len(char.encode("utf-16-le")) // 2 == units  # the oracle: UTF-16 code units
+    assert count_segments(char * 35) == 1
+    assert count_segments(char * 36) == (1 if units == 1 else 2)
+    assert count_segments(char * 70) == (1 if units == 1 else 3)  # 140 units: 33 + 33 + 4 pairs
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+def test_count_billed_segments_mainland_providers_count_the_signature_to_a_mainland_number(
+    provider: str,
+) -> None:
+    """Aliyun and Tencent bill 【signature】 + body to +86: 64 + 7 = 71 characters is 2 parts there,
+    1 part (70 UCS-2 units or fewer) to another country or through Twilio."""
+    body = "购" * 64
+    assert count_billed_segments(body, provider=provider, to="+8613800138000", signature="Nudge") == 2
+    assert count_billed_segments(body, provider=provider, to="+8613800138000", signature="努") == 1
+    assert count_billed_segments(body, provider=provider, to="+15005550006", signature="Nudge") == 1
+    assert count_billed_segments(body, provider="twilio", to="+8613800138000", signature="Nudge") == 1
+    # Elsewhere the carrier's own count applies: 71 UCS-2 units are 2 parts, 161 GSM-7 septets too.
+    assert count_billed_segments("购" * 71, provider=provider, to="+15005550006", signature="Nudge") == 2
+    assert count_billed_segments("a" * 161, provider="twilio", to="+8613800138000", signature="Nudge") == 2
