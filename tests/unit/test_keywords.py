@@ -6,6 +6,23 @@ import pytest
 
 from nudge.keywords import HELP_WORDS, START_WORDS, STOP_WORDS, classify_reply
 
+PINYIN = {
+    "退订": "tuiding",
+    "取消": "quxiao",
+    "拒收": "jushou",
+    "退订了": "tuiding-le",
+    "不退订": "bu-tuiding",
+}
+
+
+def _test_id(text: str) -> str:
+    """A plain-ASCII test id without spaces, so that mutmut can select the test again by it."""
+    if text in PINYIN:
+        return PINYIN[text]
+    if not text.strip():
+        return f"blank-{len(text)}"
+    return "_".join(text.split())
+
 
 @pytest.mark.parametrize(
     ("text", "keyword"),
@@ -24,6 +41,7 @@ from nudge.keywords import HELP_WORDS, START_WORDS, STOP_WORDS, classify_reply
         ("please stop texting me", None),
         ("thanks", None),
     ],
+    ids=lambda value: _test_id(value) if isinstance(value, str) else "none",
 )
 def test_classify_reply_matches_whole_message(text: str, keyword: str | None) -> None:
     """Only a whole-message keyword counts, whatever its case and surrounding spaces."""
@@ -65,7 +83,7 @@ def _forms(word: str) -> list[str]:
     return [word, word.lower(), word.capitalize(), f"  {word}\n", f"{word.lower()}!", f"\t{word}."]
 
 
-@pytest.mark.parametrize(("word", "keyword"), EXPECTED, ids=[word for word, _ in EXPECTED])
+@pytest.mark.parametrize(("word", "keyword"), EXPECTED, ids=[_test_id(word) for word, _ in EXPECTED])
 def test_classify_reply_knows_every_keyword_in_every_form(word: str, keyword: str) -> None:
     """Each listed keyword classifies the same in upper, lower and title case, padded, or with ! or ."""
     for text in _forms(word):
@@ -111,8 +129,12 @@ def test_classify_reply_opt_out_with_any_inner_whitespace() -> None:
         "",
         "   ",
         "!",
+        "STOPX",
+        "helpx",
     ],
+    ids=_test_id,
 )
 def test_classify_reply_ignores_near_misses(text: str) -> None:
-    """A reply that only contains, extends or misspells a keyword is not a keyword."""
+    """A reply that only contains, extends or misspells a keyword is not a keyword (only a final
+    '.' or '!' is dropped, no other trailing letter)."""
     assert classify_reply(text) is None
