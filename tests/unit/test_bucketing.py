@@ -1,4 +1,5 @@
-"""A/B bucketing is pinned to known variants for known ids, so a change of hashing fails here.
+"""A/B bucketing is pinned to known variants for known ids, so a change of hashing fails here;
+so are the other names ``workflows.keys`` derives, workflow ids and idempotency keys.
 
 A customer's variant must survive a deploy: ``bucket`` is judged against a table written out by
 hand and against a separate implementation of the documented scheme (SHA-256 of
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workflows.keys import journey_workflow_id, send_idempotency_key
 from workflows.runtime import bucket
 
 KNOWN: list[tuple[str, str, dict[str, float], str]] = [
@@ -55,7 +57,9 @@ def _expected(experiment: str, customer_id: str, weights: Mapping[str, float]) -
 
 
 @pytest.mark.parametrize(
-    ("experiment", "customer_id", "weights", "variant"), KNOWN, ids=[f"{e}:{c}" for e, c, _, _ in KNOWN]
+    ("experiment", "customer_id", "weights", "variant"),
+    KNOWN,
+    ids=[f"{e}:{c}" if (e + c).isascii() else f"unicode-ids-{i}" for i, (e, c, _, _) in enumerate(KNOWN)],
 )
 def test_bucket_assigns_the_pinned_variant(
     experiment: str, customer_id: str, weights: dict[str, float], variant: str
@@ -115,8 +119,51 @@ def test_bucket_never_picks_a_zero_weight_variant() -> None:
     assert picked == {"a", "c"}
 
 
-@pytest.mark.parametrize("weights", [{}, {"a": 0}, {"a": 0, "b": 0}, {"a": 1, "b": -1}])
+@pytest.mark.parametrize(
+    "weights",
+    [{}, {"a": 0}, {"a": 0, "b": 0}, {"a": 1, "b": -1}, {"a": 2, "b": -1}],
+    ids=["none", "one-zero", "all-zero", "negative-sums-to-zero", "negative-sums-positive"],
+)
 def test_bucket_rejects_weights_with_no_positive_split(weights: dict[str, float]) -> None:
-    """No variants, all-zero or negative weights are a journey definition error."""
-    with pytest.raises(ValueError, match="split weights"):
+    """No variants, all-zero weights, or any negative weight (even with a positive total) are a
+    journey definition error."""
+    with pytest.raises(ValueError, match="^split weights must be non-negative and not all zero$"):
         bucket("x", "c1", weights)
+
+
+def test_bucket_point_past_every_slice_goes_to_the_last_variant() -> None:
+    """When the point lies past every slice (here the total overflows to infinity), the customer
+    goes to the last variant in name order, not the last inserted or the second."""
+    weights = {"b": 1e308, "d": 1e308, "a": 1e308, "c": 1e308}
+    assert sum(weights.values()) == float("inf")
+    assert {bucket("huge", f"c{i}", weights) for i in range(20)} == {"d"}
+
+
+@pytest.mark.parametrize(
+    ("journey", "customer_id", "key", "workflow_id"),
+    [
+        ("welcome", "c1", None, "journey:welcome:c1"),
+        ("cart_abandonment", "c1", "k1", "journey:cart_abandonment:c1:k1"),
+        ("payment_success", "cust-0001", "o-2", "journey:payment_success:cust-0001:o-2"),
+        ("welcome", "c1", "", "journey:welcome:c1"),
+    ],
+    ids=["unkeyed", "keyed", "keyed-dashes", "empty-key-is-unkeyed"],
+)
+def test_journey_workflow_id_is_pinned(
+    journey: str, customer_id: str, key: str | None, workflow_id: str
+) -> None:
+    """A journey's workflow id is journey:<journey>:<customer>, plus :<key> for a (non-empty) key."""
+    assert journey_workflow_id(journey, customer_id, key) == workflow_id
+
+
+def test_journey_workflow_id_key_defaults_to_none() -> None:
+    """Without a key the id has no key part."""
+    assert journey_workflow_id("welcome", "c1") == "journey:welcome:c1"
+
+
+def test_send_idempotency_key_is_pinned() -> None:
+    """A send's key is <workflow id>/<first run id>/<seq>, as the providers and the ledger see it."""
+    assert send_idempotency_key("journey:cart_abandonment:c1:k1", "run-1", 1) == (
+        "journey:cart_abandonment:c1:k1/run-1/1"
+    )
+    assert send_idempotency_key("journey:welcome:c1", "0f9a", 12) == "journey:welcome:c1/0f9a/12"
