@@ -17,6 +17,7 @@ from nudge.phone import mask, mask_in_text, phone_hash, to_e164
         ("(650) 253-0000", "US", "+16502530000"),
         ("+1 650 253 0000", "CN", "+16502530000"),
     ],
+    ids=["cn-international", "cn-national-dashes", "us-national", "us-international-cn-region"],
 )
 def test_to_e164_normalises_cn_and_us_numbers(raw: str, region: str, expected: str) -> None:
     """Numbers with or without a country code come out in E.164; the region fills a missing one."""
@@ -28,7 +29,9 @@ def test_to_e164_default_region_is_china() -> None:
     assert to_e164("13800138000") == "+8613800138000"
 
 
-@pytest.mark.parametrize("raw", ["12345", "not a number", "+86 123", ""])
+@pytest.mark.parametrize(
+    "raw", ["12345", "not a number", "+86 123", ""], ids=["short", "words", "short-cn", "empty"]
+)
 def test_to_e164_invalid_number_raises(raw: str) -> None:
     """Unparseable or invalid numbers raise InvalidPhoneNumber (an InvalidInput)."""
     with pytest.raises(InvalidPhoneNumber):
