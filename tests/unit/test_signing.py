@@ -62,9 +62,10 @@ def test_aliyun_rpc_signature_matches_documentation_example() -> None:
 
 
 def test_aliyun_rpc_signature_matches_sdk_unit_test() -> None:
-    """Vector A2: the darabonba SDK's own test."""
+    """Vector A2: the darabonba SDK's own test; without a method the string to sign is for POST."""
     params = {"query": "test", "body": "test"}
     assert aliyun_rpc_string_to_sign(params, method="GET") == "GET&%2F&body%3Dtest%26query%3Dtest"
+    assert aliyun_rpc_string_to_sign(params) == "POST&%2F&body%3Dtest%26query%3Dtest"  # POST by default
     assert aliyun_rpc_signature(params, "secret", method="GET") == "XlUyV4sXjOuX5FnjUz9IF9tm5rU="
 
 
