@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from nudge.models import MessageStatus
-from nudge.receipts import attach_unmatched
+from nudge.receipts import attach_unmatched, has_unmatched
 from nudge.store import Message, MessageStatusChange, session_factory
 from starter.feedback import Feedback
 
@@ -364,3 +364,32 @@ async def test_attach_unmatched_keeps_the_error_code_of_the_receipts_it_applies(
     async with sessions() as session:
         stored = await session.get(Message, message.id)
     assert stored is not None and stored.error_code == error_code
+
+
+# (provider, provider's id asked about, whether an unmatched receipt waits for it), against:
+# tencent/S1 unmatched, tencent/S2 matched to a message already, twilio/S3 unmatched.
+WAITING = [
+    ("tencent", "S1", True),
+    ("tencent", "S2", False),
+    ("twilio", "S1", False),
+    ("tencent", "S3", False),
+    ("twilio", "S3", True),
+    ("tencent", "S9", False),
+]
+
+
+async def test_has_unmatched_finds_only_an_unmatched_receipt_of_that_provider_and_id(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A send looks for early receipts by provider and provider's id; a receipt already matched to a
+    message, or of another provider, does not count."""
+    await _store_change(
+        sessions, message_id=None, provider="tencent", provider_message_id="S1", status=S.SENT
+    )
+    await _store_change(
+        sessions, message_id="a-message", provider="tencent", provider_message_id="S2", status=S.SENT
+    )
+    await _store_change(sessions, message_id=None, provider="twilio", provider_message_id="S3", status=S.SENT)
+    async with sessions() as session:
+        found = [await has_unmatched(session, provider, serial) for provider, serial, _ in WAITING]
+    assert found == [waiting for _, _, waiting in WAITING]
