@@ -159,6 +159,7 @@ def score(results: dict[str, dict[str, int | None]]) -> tuple[list[ModuleScore],
         for name, code in sorted(codes.items()):
             if code is None or code in LOST:
                 module.unchecked.append(name)
+                seen.add(name)
             elif name in equivalents and code in SURVIVED:
                 seen.add(name)
                 change, _ = equivalents[name]
