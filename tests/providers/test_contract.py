@@ -6,13 +6,18 @@ a lookup finds a send whose answer was lost, and each error class comes back as 
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
 from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
 
 from activities.providers.base import Submission
+from activities.routing import build_provider, build_router
 from nudge.errors import (
     AccountProviderError,
     DeferredProviderError,
@@ -20,6 +25,7 @@ from nudge.errors import (
     ProviderError,
     RetryableProviderError,
 )
+from nudge.routes import RouteConfig, local_routes
 from tests.providers.conftest import (
     ALIYUN_KEY,
     BACKUP_KEY,
@@ -272,3 +278,101 @@ async def test_tencent_wrong_secret_is_account_level(http: httpx.AsyncClient, ca
     """A TC3 signature made with the wrong key gets AuthFailure.SignatureFailure."""
     with pytest.raises(AccountProviderError, match="AuthFailure.SignatureFailure"):
         await tencent(http, carrier, secret_key="wrong").send(with_code(sms(CN), "tencent"))
+
+
+# ----- Routes to adapters -----------------------------------------------------------------------
+
+
+async def test_build_router_wires_each_local_route_to_its_account(
+    http: httpx.AsyncClient, carrier: str
+) -> None:
+    """Each default route's adapter sends with that route's own credentials: the simulator checks
+    every signature and secret, and its ledger names the account each message came in on."""
+    router = build_router(local_routes(carrier), http)
+    for route in router.routes:
+        to = US if route.config.provider == "twilio" else CN
+        message = with_code(sms(to, message_id=f"m-{route.name}"), route.config.provider)
+        await route.provider.send(message.model_copy(update={"signature": route.config.signature}))
+    entries = {e["client_ref"] or e["provider"]: e for e in await ledger(http, carrier)}
+    assert {key: (e["provider"], e["account"]) for key, e in entries.items()} == {
+        "m-aliyun-cn": ("aliyun", "LTAI5tNudgeDevPrimary"),
+        "m-tencent-cn": ("tencent", "AKIDNudgeDevTencent"),
+        "m-aliyun-cn-backup": ("aliyun", "LTAI5tNudgeDevBackup"),
+        "twilio": ("twilio", "AC00000000000000000000000000000dev"),
+    }
+
+
+class Captured:
+    """A transport that records each request and answers 503 (the adapter's answer is not the point)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(503, json={})
+
+
+async def sent_request(config: RouteConfig, *, status_callback: str | None = None) -> httpx.Request:
+    """The one request the adapter built from ``config`` makes for a send."""
+    captured = Captured()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(captured)) as client:
+        provider = build_provider(config, client, status_callback=status_callback)
+        with contextlib.suppress(ProviderError):
+            await provider.send(with_code(sms(US if config.provider == "twilio" else CN), config.provider))
+    [request] = captured.requests
+    return request
+
+
+async def test_build_provider_aliyun_takes_the_routes_region_and_signing() -> None:
+    """An RPC route signs in the query for its own region; an ACS3 route signs in the header."""
+    rpc = RouteConfig(
+        name="a", provider="aliyun", base_url="https://sms.example/ali/", access_key_id="AK1",
+        access_key_secret=SecretStr("s1"), region="cn-shanghai",
+    )  # fmt: skip
+    request = await sent_request(rpc)
+    query = parse_qs(request.url.query.decode())
+    assert (request.url.host, request.url.path) == ("sms.example", "/ali/")
+    assert (query["AccessKeyId"], query["RegionId"], "Signature" in query) == (["AK1"], ["cn-shanghai"], True)
+    acs3 = rpc.model_copy(update={"aliyun_signing": "acs3"})
+    authorization = (await sent_request(acs3)).headers["authorization"]
+    assert authorization.startswith("ACS3-HMAC-SHA256 Credential=AK1,")
+
+
+async def test_build_provider_twilio_uses_the_routes_account_and_messaging_service() -> None:
+    """A Twilio route posts to its account's Messages resource, through its messaging service."""
+    config = RouteConfig(
+        name="t", provider="twilio", base_url="https://sms.example/tw", account_sid="AC1",
+        auth_token=SecretStr("tok"), messaging_service_sid="MG1",
+    )  # fmt: skip
+    request = await sent_request(config)
+    assert request.url.path == "/tw/2010-04-01/Accounts/AC1/Messages.json"
+    assert parse_qs(request.content.decode())["MessagingServiceSid"] == ["MG1"]
+    assert request.headers["authorization"] == "Basic QUMxOnRvaw=="  # base64 of AC1:tok
+
+
+async def test_build_provider_tencent_uses_the_routes_app_and_key() -> None:
+    """A Tencent route sends for its SDK app, signed with its SecretId."""
+    config = RouteConfig(
+        name="c", provider="tencent", base_url="https://sms.example/tc", secret_id="AKID1",
+        secret_key=SecretStr("k1"), sdk_app_id="1400009999",
+    )  # fmt: skip
+    request = await sent_request(config)
+    assert request.url.host == "sms.example"
+    assert json.loads(request.content)["SmsSdkAppId"] == "1400009999"
+    assert request.headers["authorization"].startswith("TC3-HMAC-SHA256 Credential=AKID1/")
+
+
+async def test_build_router_gives_simulator_routes_the_receipt_callback() -> None:
+    """A route on the simulator's own API asks for receipts at the worker's callback."""
+    captured = Captured()
+    config = RouteConfig(name="s", provider="simulator", base_url="https://sim.example")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(captured)) as client:
+        router = build_router(
+            [config], client, simulator_callback="https://n.example/v1/webhooks/simulator/status"
+        )
+        with contextlib.suppress(ProviderError):
+            await router.by_name["s"].provider.send(sms(CN))
+    [request] = captured.requests
+    assert str(request.url) == "https://sim.example/v1/messages"
+    assert json.loads(request.content)["status_callback"] == "https://n.example/v1/webhooks/simulator/status"

@@ -1,0 +1,239 @@
+"""The failover loop in the send gate: pacing, claiming a route before calling it, and what each
+failure leaves behind for the next attempt.
+
+The real ``send_message`` with real adapters against the carrier simulator over loopback, on the
+real store; only the rate limiter's clock and the loss of an answer are the test's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_aiohttp import AiohttpTransport
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from structlog.testing import capture_logs
+from temporalio.exceptions import ApplicationError
+
+from activities.routing import (
+    BreakerState,
+    CircuitBreaker,
+    RateLimiter,
+    Route,
+    Router,
+    build_provider,
+    build_router,
+)
+from activities.send import SendActivities
+from nudge.models import Category, MessageStatus, SendDecision, SendRequest
+from nudge.quiet_hours import ALWAYS_OPEN
+from nudge.routes import DEV_ALIYUN_KEYS, RouteConfig, local_routes
+from tests.activities.test_send_routing import (  # noqa: F401 - fixtures, shared with the routing tests
+    carrier,
+    configure,
+    customers,
+    ledger,
+    message,
+    request,
+    run,
+)
+from tests.polling import wait_until
+
+PRIMARY = next(iter(DEV_ALIYUN_KEYS))
+CART_PARAMS = {"name": "Ada", "cart_url": "https://shop.example.com/c/1"}
+
+
+class LosesAnswers(httpx.AsyncBaseTransport):
+    """The production transport, except that the carrier's answers to sends on the paths in
+    ``losing`` are lost on the way back (the carrier accepted the message): a read timeout."""
+
+    def __init__(self) -> None:
+        self._inner = AiohttpTransport()
+        self.losing: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and any(request.url.path.startswith(p) for p in self.losing):
+            await response.aread()
+            await response.aclose()
+            raise httpx.ReadTimeout("the carrier's answer was lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.fixture
+def transport() -> LosesAnswers:
+    return LosesAnswers()
+
+
+@pytest.fixture
+async def http(transport: LosesAnswers) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as client:
+        yield client
+
+
+def gate(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendActivities:
+    return SendActivities(
+        sessions, router, link_base_url="https://n.example", quiet_hours=ALWAYS_OPEN, caps=[]
+    )
+
+
+def cart(customer: str, **overrides: Any) -> SendRequest:
+    """A marketing cart reminder."""
+    fields: dict[str, Any] = {
+        "template": "cart_reminder",
+        "category": Category.MARKETING,
+        "params": CART_PARAMS,
+    }
+    return request(customer, **(fields | overrides))
+
+
+class HeldClock:
+    """The rate limiter's clock, which moves only when the test says; sleepers wait for it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleepers: list[asyncio.Future[None]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        woken = asyncio.get_running_loop().create_future()
+        self.sleepers.append(woken)
+        await woken
+
+    def tick(self, seconds: float) -> None:
+        """Move on and wake every sleeper, in the order they went to sleep."""
+        self.now += seconds
+        woken, self.sleepers = self.sleepers, []
+        for future in woken:
+            future.set_result(None)
+
+
+@pytest.mark.usefixtures("customers")
+async def test_transactional_send_takes_the_token_before_a_waiting_marketing_send(
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,  # noqa: F811
+) -> None:
+    """On a route at 1 message/s, a payment confirmation that arrives while a cart reminder waits
+    for the next token goes out first; the reminder follows with the token after."""
+    clock = HeldClock()
+    config = RouteConfig(name="sim", provider="simulator", base_url=carrier, tps=1)
+    limiter = RateLimiter(config.tps, clock=clock, sleep=clock.sleep)
+    router = Router(
+        [Route(config, build_provider(config, http, status_callback=None), CircuitBreaker("sim"), limiter)]
+    )
+    sends = gate(sessions, router)
+    await limiter.acquire()  # the bucket's one token is spent
+    reminder = asyncio.create_task(run(sends, cart("us")))
+    await wait_until(lambda: len(clock.sleepers) == 1, what="the reminder waits for a token")
+    confirmation = asyncio.create_task(run(sends, request("cn")))
+    await wait_until(lambda: len(clock.sleepers) == 2, what="the confirmation waits too")
+
+    clock.tick(1.0)  # one token: the reminder is woken first, and must let the confirmation have it
+    await wait_until(confirmation.done, what="the confirmation is sent", timeout=5)
+    assert not reminder.done()
+    assert [e["to"] for e in await ledger(http, carrier)] == ["+8613800138000"]
+    while not reminder.done():
+        await wait_until(lambda: reminder.done() or bool(clock.sleepers), what="the reminder waits")
+        clock.tick(1.0)
+    assert (reminder.result().decision, confirmation.result().decision) == (
+        SendDecision.SENT,
+        SendDecision.SENT,
+    )
+    assert [e["to"] for e in await ledger(http, carrier)] == ["+8613800138000", "+14155550100"]
+
+
+@pytest.mark.usefixtures("customers")
+async def test_failover_claims_the_next_route_so_a_lost_answer_is_looked_up_there(
+    sessions: async_sessionmaker[AsyncSession],
+    transport: LosesAnswers,
+    http: httpx.AsyncClient,
+    carrier: str,  # noqa: F811
+) -> None:
+    """Aliyun refuses the account, so a zh customer's message moves to Tencent under Tencent's own
+    signature and price; Tencent's answer is lost. The row already names Tencent, so the retry
+    asks Tencent, finds the message and records it: the carrier got it once."""
+    router = build_router(local_routes(carrier), http, breaker_threshold=1)
+    sends = gate(sessions, router)
+    await configure(
+        http, carrier, faults=[{"provider": "aliyun", "account": PRIMARY, "code": "isv.AMOUNT_NOT_ENOUGH"}]
+    )
+    transport.losing = {"/tencent"}
+    with capture_logs() as logs, pytest.raises(ApplicationError) as lost:
+        await run(sends, request("zh"))
+    assert [(e["route"], e["previous"]) for e in logs if e["event"] == "message_rerouted"] == [
+        ("tencent-cn", "aliyun-cn")
+    ]
+    assert (lost.value.type, lost.value.message) == (
+        "ProviderUnreachable",
+        "tencent-cn call failed (ReadTimeout); will reconcile and retry",
+    )
+    row = await message(sessions)
+    # Claimed before the call: Tencent's route, signature (no zh variant there) and price.
+    assert (row.status, row.route, row.signature, row.currency, row.reason) == (
+        MessageStatus.PENDING,
+        "tencent-cn",
+        "Nudge",
+        "CNY",
+        None,
+    )
+    assert row.cost == pytest.approx(0.05 * row.segments)
+    aliyun, tencent = router.by_name["aliyun-cn"].breaker, router.by_name["tencent-cn"].breaker
+    assert aliyun.state is BreakerState.OPEN and (aliyun.reason or "").startswith("isv.AMOUNT_NOT_ENOUGH: ")
+    assert (tencent.state, tencent.reason) == (BreakerState.OPEN, "ReadTimeout")
+    [entry] = await ledger(http, carrier)
+    assert (entry["provider"], entry["signature"]) == ("tencent", "Nudge")
+
+    transport.losing = set()
+    result = await run(sends, request("zh"), attempt=2)
+    assert (result.decision, result.route, result.provider) == (SendDecision.SENT, "tencent-cn", "tencent")
+    assert result.provider_message_id == entry["provider_id"]
+    assert len(await ledger(http, carrier)) == 1
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.usefixtures("customers")
+async def test_refused_connection_is_marked_not_sent(
+    sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
+) -> None:
+    """A route whose connection is refused cannot have the message: the row says not_sent (so
+    the retry sends without a lookup), the attempt fails retryably naming the route, and the
+    breaker counts each failure by its kind until it opens."""
+    config = RouteConfig(name="down", provider="simulator", base_url=f"http://127.0.0.1:{closed_port()}")
+    router = build_router([config], http, breaker_threshold=2)
+    sends = gate(sessions, router)
+    with pytest.raises(ApplicationError) as refused:
+        await run(sends, request("us"))
+    # httpx-aiohttp reports a refused connection as ConnectTimeout, over aiohttp's connector error.
+    assert (refused.value.type, refused.value.message) == (
+        "ProviderUnreachable",
+        "down unreachable (ConnectTimeout)",
+    )
+    row = await message(sessions)
+    assert (row.status, row.route, row.reason) == (MessageStatus.PENDING, "down", "not_sent:ConnectTimeout")
+    # The retry claims the same route again (clearing the mark before the call): no reroute.
+    with capture_logs() as logs, pytest.raises(ApplicationError):
+        await run(sends, request("us"), attempt=2)
+    assert [e for e in logs if e["event"] == "message_rerouted"] == []
+    assert (await message(sessions)).reason == "not_sent:ConnectTimeout"
+    assert (router.by_name["down"].breaker.state, router.by_name["down"].breaker.reason) == (
+        BreakerState.OPEN,
+        "ConnectTimeout",
+    )
