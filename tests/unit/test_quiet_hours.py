@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.quiet_hours import DEFAULT_WINDOWS, next_allowed
+from nudge.quiet_hours import ALWAYS_OPEN, DEFAULT_WINDOWS, Window, next_allowed
 
 NUMBERS = {
     "+8613800138000": ["Asia/Shanghai"],
@@ -213,3 +213,79 @@ def test_quiet_hours_agree_with_the_offset_table(case: tuple[datetime, str, str]
     if expected is not None:
         zones = RECIPIENTS[to][0]
         assert any((expected + timedelta(hours=_offset(z, season))).time() == time(8) for z in zones)
+
+
+# ----- Other windows, unparseable numbers, the caller's zone and zones with no common moment --------
+
+
+def test_quiet_hours_unparseable_number_is_judged_by_the_default_window_in_utc() -> None:
+    """A number phonenumbers cannot parse gets 08:00-21:00 UTC: 07:59 waits for 08:00, 21:00 for
+    08:00 the next day."""
+    day = datetime(2026, 1, 15, tzinfo=UTC)
+    assert next_allowed(day + timedelta(hours=7, minutes=59), "not a number") == day + timedelta(hours=8)
+    assert next_allowed(day + timedelta(hours=8), "not a number") is None
+    assert next_allowed(day + timedelta(hours=20, minutes=59), "not a number") is None
+    assert next_allowed(day + timedelta(hours=21), "not a number") == day + timedelta(days=1, hours=8)
+
+
+def test_quiet_hours_custom_windows_apply_by_calling_code_then_star() -> None:
+    """A window given for the country code wins; another country gets the "*" window; with no "*"
+    either, the default 08:00-21:00 applies (London in January is UTC+0, New York UTC-5)."""
+    windows = {"1": Window(start=time(10), end=time(18)), "*": Window(start=time(9), end=time(17))}
+    day = datetime(2026, 1, 15, tzinfo=UTC)
+    # New York, 09:30 local: outside its own 10:00-18:00, though inside the "*" window.
+    assert next_allowed(day + timedelta(hours=14, minutes=30), "+12125550100", windows=windows) == (
+        day + timedelta(hours=15)
+    )
+    # London, 08:30 local: outside "*" (09:00-17:00), though inside the default window.
+    assert next_allowed(day + timedelta(hours=8, minutes=30), "+447911123456", windows=windows) == (
+        day + timedelta(hours=9)
+    )
+    assert next_allowed(day + timedelta(hours=17), "+447911123456", windows=windows) == (
+        day + timedelta(days=1, hours=9)
+    )
+    only_us = {"1": Window(start=time(10), end=time(18))}
+    assert next_allowed(day + timedelta(hours=8, minutes=30), "+447911123456", windows=only_us) is None
+    assert next_allowed(day + timedelta(hours=7), "+447911123456", windows=only_us) == day + timedelta(
+        hours=8
+    )
+
+
+def test_quiet_hours_always_open_never_defers() -> None:
+    """With the playground's ALWAYS_OPEN (start == end) a message goes out at any hour, anywhere."""
+    night_in_shanghai = datetime(2026, 1, 15, 19, 0, tzinfo=UTC)  # 03:00 in Shanghai
+    night_in_new_york = datetime(2026, 1, 15, 7, 0, tzinfo=UTC)  # 02:00 in New York
+    assert next_allowed(night_in_shanghai, "+8613800138000", windows=ALWAYS_OPEN) is None
+    assert next_allowed(night_in_new_york, "+12125550100", windows=ALWAYS_OPEN) is None
+
+
+def test_quiet_hours_deferral_is_given_in_the_callers_zone() -> None:
+    """The moment returned carries the zone of ``now``: 20:30 in Shanghai, asked in Shanghai time,
+    defers to 08:00 Shanghai time the next day."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    allowed_at = next_allowed(datetime(2026, 11, 25, 20, 30, tzinfo=shanghai), "+8613800138000")
+    assert allowed_at is not None
+    assert allowed_at.tzinfo is shanghai
+    assert (allowed_at.day, allowed_at.hour, allowed_at.minute) == (26, 8, 0)
+
+
+def test_quiet_hours_zones_with_no_common_moment_go_by_the_latest_opening() -> None:
+    """+1 907 may be Adak (UTC-10 in January) or Anchorage (UTC-9): with a half-hour window no
+    moment is inside both, so the latest opening over the recipient's local today and the next two
+    days is taken: 08:00 in Adak on 17 January (18:00 UTC), given in the caller's zone.
+
+    At 05:00 UTC on the 16th it is still the 15th in Alaska, so the days count from the 15th."""
+    anchorage = ZoneInfo("America/Anchorage")
+    windows = {"1": Window(start=time(8), end=time(8, 30))}
+    now = datetime(2026, 1, 16, 5, 0, tzinfo=UTC).astimezone(anchorage)  # 20:00 on the 15th there
+    allowed_at = next_allowed(now, "+19075550100", windows=windows)
+    assert allowed_at == datetime(2026, 1, 17, 18, 0, tzinfo=UTC)
+    assert allowed_at is not None and allowed_at.tzinfo is anchorage
+
+
+def test_quiet_hours_number_with_no_known_zone_is_judged_in_utc() -> None:
+    """An international freephone number (+800) has no zone: it gets 08:00-21:00 UTC."""
+    day = datetime(2026, 1, 15, tzinfo=UTC)
+    assert next_allowed(day + timedelta(hours=7), "+80012345678") == day + timedelta(hours=8)
+    assert next_allowed(day + timedelta(hours=8), "+80012345678") is None
+    assert next_allowed(day + timedelta(hours=21), "+80012345678") == day + timedelta(days=1, hours=8)
