@@ -46,11 +46,21 @@ ALWAYS_OPEN: dict[str, Window] = {"*": Window(start=time(0), end=time(0))}
 """No quiet hours: for the playground (``make run``, ``make demo``), whose delays are seconds."""
 
 
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _zones(number: phonenumbers.PhoneNumber, window: Window, profile_zone: str | None) -> list[ZoneInfo]:
     names: tuple[str, ...]
     if window.zone:
         names = (window.zone,)
-    elif profile_zone:
+    elif profile_zone and _known_zone(profile_zone):
+        # A profile zone that does not exist (a typo) says nothing: the number's zones judge,
+        # rather than UTC, which would let marketing out at night in the Americas.
         names = (profile_zone,)
     else:
         names = tuple(z for z in pn_timezone.time_zones_for_number(number) if z != "Etc/Unknown")

@@ -289,3 +289,15 @@ def test_quiet_hours_number_with_no_known_zone_is_judged_in_utc() -> None:
     assert next_allowed(day + timedelta(hours=7), "+80012345678") == day + timedelta(hours=8)
     assert next_allowed(day + timedelta(hours=8), "+80012345678") is None
     assert next_allowed(day + timedelta(hours=21), "+80012345678") == day + timedelta(days=1, hours=8)
+
+
+@pytest.mark.parametrize(
+    "profile_zone", ["America/Los_Angles", "Not/A_Zone", "../etc/passwd"], ids=["typo", "unknown", "path"]
+)
+def test_quiet_hours_unknown_profile_zone_falls_back_to_the_numbers_zone(profile_zone: str) -> None:
+    """A profile zone that does not exist is ignored, not read as UTC: a Los Angeles number at
+    02:00 there (10:00 UTC) waits for 08:00 Los Angeles time (16:00 UTC)."""
+    now = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    assert next_allowed(now, "+14155550100", profile_zone=profile_zone) == datetime(
+        2026, 1, 15, 16, 0, tzinfo=UTC
+    )
