@@ -334,13 +334,12 @@ async def test_breaker_reason_and_alert_state_the_figures_and_the_policy(
         posted.append(json.loads(request.content))
         return httpx.Response(200)
 
-    alerts = AlertWebhook(
-        "https://hooks.example.com/nudge", client=httpx.AsyncClient(transport=httpx.MockTransport(webhook))
-    )
-    recorder = ComplaintRecorder(sessions, policy=POLICY, alerts=alerts, clock=lambda: NOW)
-    messages = await add_messages(sessions, 10)
-    await complain(recorder, messages[:3])
-    await alerts.aclose()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(webhook)) as client:
+        alerts = AlertWebhook("https://hooks.example.com/nudge", client=client)
+        recorder = ComplaintRecorder(sessions, policy=POLICY, alerts=alerts, clock=lambda: NOW)
+        messages = await add_messages(sessions, 10)
+        await complain(recorder, messages[:3])
+        await alerts.aclose()  # lets the alerts in flight reach the webhook
 
     reason = "complaint rate 30.0% over 24 h (3 complaints / 10 sent) is above 20.0%"
     stored = {p.scope: p for p in await current_pauses(sessions)}
