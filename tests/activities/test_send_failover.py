@@ -31,7 +31,9 @@ from activities.routing import (
 )
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
+from nudge.pauses import Scope, Source, pause
 from nudge.quiet_hours import ALWAYS_OPEN
+from nudge.registry import Registry
 from nudge.routes import DEV_ALIYUN_KEYS, RouteConfig, local_routes
 from tests.activities.test_send_routing import (  # noqa: F401 - fixtures, shared with the routing tests
     carrier,
@@ -237,3 +239,97 @@ async def test_refused_connection_is_marked_not_sent(
         BreakerState.OPEN,
         "ConnectTimeout",
     )
+
+
+async def pause_route(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+    await pause(sessions, scope=Scope.ROUTE, value=name, reason="test", source=Source.MANUAL, by="test")
+
+
+@pytest.mark.usefixtures("customers")
+async def test_every_route_paused_blocks_with_the_best_routes_pause(
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,  # noqa: F811
+) -> None:
+    """With each candidate route paused on its own, a reminder is blocked naming the pause of the
+    route it would have taken first; nothing is sent."""
+    router = build_router(local_routes(carrier), http)
+    for route in router.routes:
+        await pause_route(sessions, route.name)
+    result = await run(gate(sessions, router), cart("cn"))
+    assert (result.decision, result.reason) == (SendDecision.BLOCKED, "paused:route=aliyun-cn")
+    assert await ledger(http, carrier) == []
+
+
+@pytest.mark.usefixtures("customers")
+async def test_paused_and_broken_routes_are_each_named_with_their_reason(
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,  # noqa: F811
+) -> None:
+    """A route that is paused and routes whose breakers are open: the attempt fails retryably,
+    naming the pause for the one and the breaker's reason for the others."""
+    router = build_router(local_routes(carrier), http)
+    await pause_route(sessions, "aliyun-cn")
+    for route in router.routes[1:]:
+        route.breaker.trip(f"{route.name} down")
+    with pytest.raises(ApplicationError) as failure:
+        await run(gate(sessions, router), cart("cn"))
+    assert (failure.value.type, failure.value.message) == (
+        "NoRouteAvailable",
+        "every route for this message is paused: aliyun-cn (paused:route=aliyun-cn), "
+        "tencent-cn (tencent-cn down), aliyun-cn-backup (aliyun-cn-backup down), "
+        "twilio-intl (twilio-intl down)",
+    )
+
+
+@pytest.mark.usefixtures("customers")
+async def test_signatures_not_approved_skip_routes_and_name_the_best_routes(
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,  # noqa: F811
+) -> None:
+    """A zh customer's best route signs 努济: with 努济 rejected the routes using it are skipped
+    (and logged); with Nudge and the Twilio number rejected too, the message is blocked naming 努济."""
+    router = build_router(local_routes(carrier), http)
+    registry = Registry(sessions, routes=[route.config for route in router.routes])
+    await registry.seed()
+    sends = SendActivities(
+        sessions, router, link_base_url="https://n.example", registry=registry, quiet_hours=ALWAYS_OPEN
+    )
+    with capture_logs() as logs:
+        await run(sends, request("cn"))
+    assert [e for e in logs if e["event"] == "routes_skipped"] == []
+    await registry.reject_signature("努济", reason="qualification expired")
+    with capture_logs() as logs:
+        sent = await run(sends, request("zh"))
+    assert sent.route == "tencent-cn"
+    assert [e["routes"] for e in logs if e["event"] == "routes_skipped"] == [["aliyun-cn"]]
+    for name in ("Nudge", "+15005550006"):
+        await registry.reject_signature(name, reason="qualification expired")
+    blocked = await run(sends, request("zh", idempotency_key="k2"))
+    assert (blocked.decision, blocked.reason) == (SendDecision.BLOCKED, "signature_not_approved:努济")
+    assert len(await ledger(http, carrier)) == 2
+
+
+@pytest.mark.usefixtures("customers")
+async def test_category_rules_keep_a_route_for_transactional_traffic(
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,  # noqa: F811
+) -> None:
+    """A route kept for transactional messages carries the payment confirmation; the cart
+    reminder goes on the general route."""
+    routes = [
+        RouteConfig(
+            name="otp",
+            provider="simulator",
+            base_url=carrier,
+            categories=[Category.TRANSACTIONAL],
+            priority=1,
+        ),
+        RouteConfig(name="bulk", provider="simulator", base_url=carrier, priority=2),
+    ]
+    sends = gate(sessions, build_router(routes, http))
+    assert (await run(sends, request("us"))).route == "otp"
+    assert (await run(sends, cart("us", idempotency_key="k-cart"))).route == "bulk"

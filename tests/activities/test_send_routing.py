@@ -178,7 +178,9 @@ async def test_retryable_errors_open_the_breaker_then_traffic_moves(
         with pytest.raises(ApplicationError) as failure:
             await run(sends, request(), attempt=attempt)
         assert failure.value.type == "RetryableProviderError" and not failure.value.non_retryable
-    assert router.by_name["aliyun-cn"].breaker.state is BreakerState.OPEN
+        assert failure.value.message.startswith("aliyun-cn Throttling.User: ")
+    breaker = router.by_name["aliyun-cn"].breaker
+    assert (breaker.state, breaker.reason) == (BreakerState.OPEN, "Throttling.User")
     result = await run(sends, request(), attempt=3)
     assert result.route == "tencent-cn"
     assert len(await ledger(http, carrier)) == 1
