@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -333,3 +334,40 @@ async def test_category_rules_keep_a_route_for_transactional_traffic(
     sends = gate(sessions, build_router(routes, http))
     assert (await run(sends, request("us"))).route == "otp"
     assert (await run(sends, cart("us", idempotency_key="k-cart"))).route == "bulk"
+
+
+@pytest.mark.usefixtures("customers")
+async def test_reconcile_waits_out_the_lookup_grace_to_the_second(
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,  # noqa: F811
+) -> None:
+    """After an ambiguous failure Aliyun is given 60 s to list the message: 20 s on, the retry
+    comes back in 40 s; 59.5 s on, in the 1 s minimum; at 60 s the message is sent, once."""
+    now: list[datetime] = []
+    router = build_router(local_routes(carrier), http)
+    sends = SendActivities(
+        sessions, router, link_base_url="https://n.example", quiet_hours=ALWAYS_OPEN, clock=lambda: now[0]
+    )
+    await configure(http, carrier, failure_rate=1.0)  # isp.SYSTEM_ERROR, HTTP 500: ambiguous
+    now.append(datetime.now(UTC))
+    with pytest.raises(ApplicationError):
+        await run(sends, request())
+    await configure(http, carrier, failure_rate=0.0)
+    attempted = (await message(sessions)).updated_at
+    messages = []
+    for after, retry_in in ((20.0, 40.0), (59.5, 1.0)):
+        now[0] = attempted + timedelta(seconds=after)
+        with pytest.raises(ApplicationError) as pending:
+            await run(sends, request(), attempt=2)
+        assert pending.value.type == "ReconcilePending"
+        assert pending.value.next_retry_delay == timedelta(seconds=retry_in)
+        messages.append(pending.value.message)
+    assert (
+        messages[0]
+        == "aliyun-cn does not list the message yet; looking again in 40 s before sending it again"
+    )
+    assert await ledger(http, carrier) == []
+    now[0] = attempted + timedelta(seconds=60)
+    assert (await run(sends, request(), attempt=3)).decision is SendDecision.SENT
+    assert len(await ledger(http, carrier)) == 1
