@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -266,8 +267,23 @@ def run_mutmut(group: Group, names: list[str]) -> int:
     return process.returncode
 
 
+def forget_stale_coverage(group: Group) -> None:
+    """mutmut keeps which tests reach which function from its first run, and runs a mutant only
+    against those: a test written since would never be run against it. Drop that map whenever
+    the tests change, so that mutmut collects it again."""
+    digest = hashlib.sha256()
+    for path in sorted((group.root / "tests").rglob("*.py")):
+        digest.update(str(path.relative_to(group.root)).encode() + b"\0" + path.read_bytes())
+    stamp = group.mutants / "tests.sha256"
+    if not stamp.exists() or stamp.read_text() != digest.hexdigest():
+        (group.mutants / "mutmut-stats.json").unlink(missing_ok=True)
+        group.mutants.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest.hexdigest())
+
+
 def run_group(group: Group, only: list[str], *, recheck: bool) -> int:
     prepare(group)
+    forget_stale_coverage(group)
     first_run = not any((group.mutants / (p + ".meta")).exists() for p in group.modules)
     code = run_mutmut(group, [module_glob(p) for p in only])
     if code != 0:
