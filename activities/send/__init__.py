@@ -1,0 +1,15 @@
+"""The send gate, one step per module, in reading order:
+
+- ``activity``: ``send_message``, the steps in order;
+- ``compose``: the template variant, tracked links, signature, price and the provider's request;
+- ``ledger``: every read and write of a message row;
+- ``reconcile``: ask the route an earlier attempt called before sending again;
+- ``gate``: the ordered checks, each a reason to block or defer;
+- ``dispatch``: the best usable route, failover, and the provider's answer;
+- ``outcome``: the reasons, and the row as the journey's ``SendResult``.
+"""
+
+from .activity import SendActivities
+from .dispatch import never_reached
+
+__all__ = ["SendActivities", "never_reached"]

@@ -1,0 +1,157 @@
+"""What the message says, where it may go and what it costs: the template's variant for the
+customer, tracked links, the signature per route, billed segments, and the provider's request.
+
+No I/O except the registry's template lookup; the gate decides, the ledger writes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from activities.providers.base import OutboundSms
+from activities.routing import NoRoute, Recipient, Route, Router
+from nudge.errors import TemplateError
+from nudge.models import Category, MessageStatus, SendRequest
+from nudge.registry import Registry
+from nudge.segments import count_billed_segments
+from nudge.store import Customer, Link, Message
+from nudge.templates import Template
+
+from .outcome import NO_PHONE, NO_ROUTE
+
+_URL = re.compile(r"^https?://\S+$")
+SIGN_NAME_PROVIDERS = frozenset({"aliyun", "tencent"})
+"""Providers that sign with a name, where a template's own signature applies (Twilio's and the
+simulator API's sender is a number)."""
+
+
+class Composer:
+    """Renders and prices messages for the gate: built once per worker."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        router: Router,
+        link_base_url: str,
+        status_callbacks: Mapping[str, str] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._router = router
+        self._link_base_url = link_base_url.rstrip("/")
+        self._callbacks = dict(status_callbacks or {})
+
+    async def template(self, code: str, customer: Customer | None) -> Template:
+        """The registry's variant of ``code`` for the customer's language; unknown is permanent."""
+        try:
+            return await self._registry.get(code, language(customer))
+        except TemplateError as exc:
+            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+
+    def message(
+        self, request: SendRequest, template: Template, customer: Customer | None
+    ) -> tuple[Message, list[Link]]:
+        """A new ``pending`` row for ``request``, rendered and priced on its best route (or
+        already ``blocked`` when there is no phone or no route), with its tracked links."""
+        message = Message(
+            idempotency_key=request.idempotency_key,
+            workflow_id=request.workflow_id,
+            journey=request.journey,
+            step=request.step,
+            customer_id=request.customer_id,
+            template=request.template,
+            variant=request.variant,
+            # The category the caps count it under: a payment template in a marketing journey is
+            # marketing, as the opt-out check treats it.
+            category=(Category.MARKETING if is_marketing(request, template) else template.category).value,
+            notify_receipt=request.notify_receipt,
+        )
+        if customer is None or not customer.phone:
+            message.status = MessageStatus.BLOCKED
+            message.reason = NO_PHONE
+            return message, []
+        message.to = customer.phone
+        params, links = self._track_links(message.id, request.params)
+        try:
+            message.body = template.render(params)
+        except TemplateError as exc:
+            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+        message.params = {k: v for k, v in params.items() if k in template.variables}
+        to = recipient(customer.phone, customer)
+        try:
+            route = self._router.candidates(to, template, request.category, forced=request.route)[0]
+        except NoRoute as exc:
+            message.status = MessageStatus.BLOCKED
+            message.reason = f"{NO_ROUTE}{exc}"
+        else:
+            price(message, route, signature(request, template, route, to.language))
+        return message, links
+
+    def _track_links(self, message_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[Link]]:
+        """Replace every URL parameter with a tracked short link."""
+        rendered: dict[str, Any] = {}
+        links: list[Link] = []
+        for name, value in params.items():
+            if isinstance(value, str) and _URL.match(value):
+                link = Link(message_id=message_id, target_url=value)
+                links.append(link)
+                rendered[name] = f"{self._link_base_url}/l/{link.code}"
+            else:
+                rendered[name] = value
+        return rendered, links
+
+    def outbound(self, message: Message, route: Route, template: Template) -> OutboundSms:
+        """The provider's request for ``message`` on ``route``."""
+        params: dict[str, Any] = dict(message.params or {})
+        return OutboundSms(
+            message_id=message.id,
+            to=message.to or "",
+            body=message.body,
+            signature=message.signature or route.config.signature,
+            template_code=template.provider_codes.get(route.config.provider),
+            template_params={
+                name: str(params[name]) for name in template.ordered_variables if name in params
+            },
+            status_callback=self._callbacks.get(route.config.provider),
+        )
+
+
+def is_marketing(request: SendRequest, template: Template) -> bool:
+    """Marketing when the template or the journey is: a payment template inside a marketing
+    journey still respects an opt-out."""
+    return Category.MARKETING in (request.category, template.category)
+
+
+def language(customer: Customer | None) -> str | None:
+    value = ((customer.attributes if customer else None) or {}).get("language")
+    return value if isinstance(value, str) else None
+
+
+def recipient(to: str, customer: Customer | None) -> Recipient:
+    attributes: dict[str, Any] = (customer.attributes if customer else None) or {}
+    return Recipient.of(to, tier=attributes.get("tier"), language=language(customer))
+
+
+def signature(request: SendRequest, template: Template, route: Route, language: str | None) -> str:
+    """The journey's override, else the template's own signature where the provider signs with
+    a name, else the route's signature for the customer's language."""
+    if request.signature:
+        return request.signature
+    if template.signature and route.config.provider in SIGN_NAME_PROVIDERS:
+        return template.signature
+    return route.config.signature_for(language)
+
+
+def price(message: Message, route: Route, signature: str) -> None:
+    """Put the message on ``route``: its signature, billed segments and cost."""
+    message.route = route.name
+    message.signature = signature
+    message.segments = count_billed_segments(
+        message.body, provider=route.config.provider, to=message.to or "", signature=signature
+    )
+    message.cost = round(message.segments * route.config.cost_per_segment, 6)
+    message.currency = route.config.currency
