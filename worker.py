@@ -30,7 +30,7 @@ from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
 from starter.temporal import connect
 from workflows import JOURNEYS
-from workflows.runtime import Journey
+from workflows.journey import Journey
 
 log = get_logger("worker")
 

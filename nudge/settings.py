@@ -19,13 +19,6 @@ from nudge.models import FrequencyCap
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.routes import RouteConfig, local_routes
 
-SEARCH_ATTRIBUTES: dict[str, str] = {
-    "NudgeJourney": "Keyword",
-    "NudgeCustomerId": "Keyword",
-    "NudgeStep": "Keyword",
-    "NudgeOutcome": "Keyword",
-}
-"""Search attributes the Temporal UI filters on; registered when the dev server starts."""
 DEV_CALLBACK_TOKEN = "nudge-dev-callback-token"
 """The default callback token: fine on loopback, and the gateway warns when it is used elsewhere."""
 

@@ -30,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from nudge.binaries import find_binary
+from nudge.contracts import EVENT, MESSAGE, SEARCH_ATTRIBUTES, STATE
 from nudge.converter import data_converter
 from nudge.models import (
     Event,
@@ -43,8 +44,7 @@ from nudge.models import (
     SendRequest,
     SendResult,
 )
-from nudge.settings import SEARCH_ATTRIBUTES
-from workflows.runtime import Journey
+from workflows.journey import Journey
 
 
 async def register_search_attributes(client: Client) -> None:
@@ -189,8 +189,8 @@ class JourneyRun:
             await asyncio.sleep(0.02)
 
     async def event(self, name: str, **properties: Any) -> None:
-        await self.handle.signal(
-            "event",
+        await EVENT.send(
+            self.handle,
             Event(
                 event_id=uuid.uuid4().hex,
                 customer_id=self.customer,
@@ -202,17 +202,17 @@ class JourneyRun:
         await self.settle()
 
     async def click(self, message: SendResult) -> None:
-        await self.handle.signal("message", MessageUpdate(message_id=message.message_id, kind="click"))
+        await MESSAGE.send(self.handle, MessageUpdate(message_id=message.message_id, kind="click"))
         await self.settle()
 
     async def receipt(self, message: SendResult, status: MessageStatus) -> None:
-        await self.handle.signal(
-            "message", MessageUpdate(message_id=message.message_id, kind="receipt", status=status)
+        await MESSAGE.send(
+            self.handle, MessageUpdate(message_id=message.message_id, kind="receipt", status=status)
         )
         await self.settle()
 
     async def state(self) -> JourneyState:
-        return await self.handle.query("state", result_type=JourneyState)
+        return await STATE.ask(self.handle)
 
     async def result(self) -> JourneyResult:
         result: JourneyResult = await self.handle.result()
@@ -257,7 +257,7 @@ class JourneyTester:
             JourneyInput(customer_id=customer, key=key, config=config or {}),
             id=journey.workflow_id(customer, key),
             task_queue=self.task_queue,
-            start_signal="event",
+            start_signal=EVENT.name,
             start_signal_args=[trigger],
             result_type=JourneyResult,
         )

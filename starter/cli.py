@@ -18,6 +18,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nudge.contracts import STATE
 from nudge.logging import configure_logging
 from nudge.settings import get_settings
 from starter.cli_common import GatewayOpt, call_gateway, console, err
@@ -358,7 +359,7 @@ def journeys(
             )
             try:
                 if execution.status and execution.status.name == "RUNNING":
-                    state = await handle.query("state", result_type=JourneyState)
+                    state = await STATE.ask(handle)
                     messages = state.messages
                 elif execution.status and execution.status.name == "COMPLETED":
                     messages = (await handle.result()).messages

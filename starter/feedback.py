@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from nudge import consent
 from nudge.complaints import ComplaintKind, ComplaintRecorder
 from nudge.consent import ConsentIn
+from nudge.contracts import MESSAGE
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
 from nudge.models import MessageStatus, MessageUpdate
@@ -315,7 +316,7 @@ class Feedback:
 
     async def _signal(self, workflow_id: str, update: MessageUpdate) -> None:
         try:
-            await self._client.get_workflow_handle(workflow_id).signal("message", update)
+            await MESSAGE.send(self._client.get_workflow_handle(workflow_id), update)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -22,6 +22,7 @@ from nudge import consent
 from nudge.alerts import AlertWebhook
 from nudge.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.consent import ConsentIn
+from nudge.contracts import OPTED_OUT
 from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
@@ -37,7 +38,7 @@ from starter.router import EventRouter, RouteResult
 from starter.temporal import connect
 from starter.webhooks import router as webhooks
 from workflows import JOURNEYS
-from workflows.runtime import OPTED_OUT, Journey
+from workflows.journey import Journey
 
 log = get_logger(__name__)
 

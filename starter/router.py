@@ -26,10 +26,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from nudge.contracts import EVENT, SA_CUSTOMER, SA_JOURNEY
 from nudge.logging import get_logger
 from nudge.models import Category, Event, JourneyInput
 from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
-from workflows.runtime import SA_CUSTOMER, SA_JOURNEY, Journey, Reentry
+from workflows.journey import Journey, Reentry
 
 log = get_logger(__name__)
 
@@ -214,7 +215,7 @@ class EventRouter:
                 task_queue=self._queues[journey.category],
                 id_reuse_policy=reuse,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                start_signal="event",
+                start_signal=EVENT.name,
                 start_signal_args=[event],
                 search_attributes=TypedSearchAttributes(
                     [
@@ -251,7 +252,7 @@ class EventRouter:
         touched = []
         for entry in entries:
             try:
-                await self._client.get_workflow_handle(entry.workflow_id).signal("event", event)
+                await EVENT.send(self._client.get_workflow_handle(entry.workflow_id), event)
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise

@@ -20,7 +20,7 @@ from typing import IO
 import httpx
 
 from nudge.binaries import find_binary
-from nudge.settings import SEARCH_ATTRIBUTES
+from nudge.contracts import SEARCH_ATTRIBUTES
 
 
 def free_port() -> int:

@@ -1,7 +1,13 @@
-"""Deterministic orchestration: the journey runtime and the journeys a worker runs."""
+"""Deterministic orchestration: the journey runtime and the journeys a worker runs.
 
+Reading order: ``journey`` (the base class and its run loop), ``sms`` (what a send returns),
+``policies`` (timeouts and retries), ``keys`` (workflow ids, idempotency keys, A/B buckets),
+``humanize``, then ``journeys`` (the library).
+"""
+
+from workflows.journey import Journey, JourneyConfig, Reentry
 from workflows.journeys import CartAbandonment, HelpReply, Onboarding, PaymentSuccess
-from workflows.runtime import Journey, JourneyConfig, Reentry, SmsHandle
+from workflows.sms import SmsHandle
 
 JOURNEYS: tuple[type[Journey], ...] = (CartAbandonment, PaymentSuccess, Onboarding, HelpReply)
 """The journeys the worker runs and the gateway routes events to."""

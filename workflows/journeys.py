@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.runtime import Journey, JourneyConfig, Reentry
+from workflows.journey import Journey, JourneyConfig, Reentry
 
 with workflow.unsafe.imports_passed_through():
     from nudge.models import Category, Event, MessageStatus

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.providers.base import OutboundSms
 from activities.routing import NoRoute, Recipient, Route, Router
+from nudge.contracts import error_type
 from nudge.errors import TemplateError
 from nudge.models import Category, MessageStatus, SendRequest
 from nudge.registry import Registry
@@ -50,7 +51,7 @@ class Composer:
         try:
             return await self._registry.get(code, language(customer))
         except TemplateError as exc:
-            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=error_type(TemplateError), non_retryable=True) from exc
 
     def message(
         self, request: SendRequest, template: Template, customer: Customer | None
@@ -79,7 +80,7 @@ class Composer:
         try:
             message.body = template.render(params)
         except TemplateError as exc:
-            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=error_type(TemplateError), non_retryable=True) from exc
         message.params = {k: v for k, v in params.items() if k in template.variables}
         to = recipient(customer.phone, customer)
         try:

@@ -9,13 +9,13 @@ from sqlmodel import col, func, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from nudge.contracts import SA_CUSTOMER, SA_JOURNEY
 from nudge.converter import data_converter
 from nudge.models import Event, JourneyResult, JourneyState, MessageStatus, MessageUpdate
 from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange
 from starter.router import EventRouter
 from tests.gateway.conftest import Gateway
 from workflows import JOURNEYS
-from workflows.runtime import SA_CUSTOMER, SA_JOURNEY
 
 
 def event(customer_id: str, name: str, **properties: Any) -> dict[str, Any]:

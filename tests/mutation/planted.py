@@ -46,14 +46,14 @@ PLANTED = (
     ),
     Planted(
         "receipt status machine: an equal-rank receipt signal moves a journey's delivered message",
-        "workflows/runtime.py",
+        "workflows/journey.py",
         "update.status.rank > record.status.rank",
         "update.status.rank >= record.status.rank",
         ("tests/workflows/test_receipt_signals.py",),
     ),
     Planted(
         "receipt status machine: an early receipt signal replaces a final send result",
-        "workflows/runtime.py",
+        "workflows/journey.py",
         "early.status.rank > record.status.rank",
         "early.status.rank >= record.status.rank",
         ("tests/workflows/test_receipt_signals.py",),

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows.keys import journey_workflow_id, send_idempotency_key
-from workflows.runtime import bucket
+from workflows.keys import bucket, journey_workflow_id, send_idempotency_key
 
 KNOWN: list[tuple[str, str, dict[str, float], str]] = [
     ("welcome_copy", "c1", {"a": 50, "b": 50}, "a"),

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.runtime import Journey
+from workflows.journey import Journey
 
 with workflow.unsafe.imports_passed_through():
     from nudge.models import Event

@@ -8,7 +8,7 @@ from temporalio.client import WorkflowFailureError
 from nudge.models import MessageStatus, Profile, SendDecision
 from nudge.testing import JourneyTester
 from workflows import Onboarding, PaymentSuccess
-from workflows.runtime import bucket
+from workflows.keys import bucket
 
 
 async def test_payment_success_sends_confirmation_at_once(journeys: JourneyTester) -> None:

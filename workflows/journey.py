@@ -23,18 +23,32 @@ Everything here is deterministic: time is ``workflow.now()``, and all I/O goes t
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.humanize import human, snake
+from workflows.policies import PROFILE_TIMEOUT, READ_RETRY, SEND_RETRY, SEND_TIMEOUT
+from workflows.sms import SmsHandle
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict
 
+    from nudge.contracts import (
+        EVENT,
+        MESSAGE,
+        OPTED_OUT,
+        SA_CUSTOMER,
+        SA_JOURNEY,
+        SA_OUTCOME,
+        SA_STEP,
+        STATE,
+        get_profile,
+        send_message,
+    )
     from nudge.models import (
         Category,
         Event,
@@ -54,27 +68,6 @@ with workflow.unsafe.imports_passed_through():
     # Pure and deterministic; passed through so that the sandbox need not reload it per run (and
     # so that ``make mutation``'s trampolines in it read the real environment).
     from workflows.keys import bucket, journey_workflow_id, send_idempotency_key
-
-OPTED_OUT = "opted_out"
-"""The event the gateway signals to a customer's marketing journeys when they opt out."""
-
-SA_JOURNEY = SearchAttributeKey.for_keyword("NudgeJourney")
-SA_CUSTOMER = SearchAttributeKey.for_keyword("NudgeCustomerId")
-SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")
-SA_OUTCOME = SearchAttributeKey.for_keyword("NudgeOutcome")
-
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=20,
-    non_retryable_error_types=["TemplateError", "InvalidInput", "PermanentProviderError"],
-)
-READ_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=10,
-)
 
 
 class Reentry:
@@ -96,94 +89,6 @@ class _JourneyExit(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds >= 86400 and seconds % 3600 == 0:
-        return f"{seconds // 86400} d {seconds % 86400 // 3600} h".replace(" 0 h", "")
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min".replace(" 0 min", "")
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60} s".replace(" 0 s", "")
-    return f"{seconds} s"
-
-
-class SmsHandle:
-    """What ``send_sms`` returns: the gate's decision, and waits for the receipt or the click."""
-
-    def __init__(
-        self, journey: Journey, record: SentMessage, result: SendResult, *, notifies_receipt: bool
-    ) -> None:
-        self._journey = journey
-        self.record = record
-        self.result = result
-        self._notifies_receipt = notifies_receipt
-
-    @property
-    def message_id(self) -> str:
-        return self.record.message_id
-
-    @property
-    def sent(self) -> bool:
-        """False when the gate blocked the message; ``reason`` says why."""
-        return self.record.decision is SendDecision.SENT
-
-    @property
-    def reason(self) -> str | None:
-        return self.record.reason
-
-    @property
-    def decision(self) -> SendDecision:
-        """``sent``, ``blocked``, ``suppressed``, ``capped`` (or ``deferred``, never returned)."""
-        return self.record.decision
-
-    @property
-    def capped(self) -> bool:
-        """A frequency cap refused the message; ``retry_at`` says when it has room again."""
-        return self.record.decision is SendDecision.CAPPED
-
-    @property
-    def retry_at(self) -> datetime | None:
-        return self.result.retry_at
-
-    async def clicked(self, *, within: timedelta) -> bool:
-        """Wait up to ``within`` for a click on any link in the message."""
-        if not self.sent:
-            return False
-        return await self._journey._wait(
-            lambda: self.record.clicked,
-            within,
-            step=f"wait:click:{self.record.template}",
-            detail=f"waiting for a click on {self.record.template}",
-        )
-
-    async def receipt(self, *, within: timedelta) -> MessageStatus | None:
-        """Wait up to ``within`` for a final receipt; needs ``send_sms(..., notify_receipt=True)``."""
-        if not self.sent:
-            return None
-        if not self._notifies_receipt:
-            raise ApplicationError(
-                "receipt() needs send_sms(..., notify_receipt=True): receipts are only signalled "
-                "to journeys that asked for them",
-                type="JourneyDefinitionError",
-                non_retryable=True,
-            )
-        await self._journey._wait(
-            lambda: self.record.status is not None and self.record.status.terminal,
-            within,
-            step=f"wait:receipt:{self.record.template}",
-            detail=f"waiting for the receipt of {self.record.template}",
-        )
-        return self.record.status if self.record.status and self.record.status.terminal else None
-
-    async def delivered(self, *, within: timedelta) -> bool:
-        """Wait up to ``within`` for a delivery receipt; True only when delivered."""
-        return await self.receipt(within=within) is MessageStatus.DELIVERED
 
 
 class Journey:
@@ -209,7 +114,7 @@ class Journey:
         super().__init_subclass__(**kwargs)
         if "trigger" not in cls.__dict__:
             return  # an abstract intermediate class
-        cls.name = cls.__dict__.get("name", _snake(cls.__name__))
+        cls.name = cls.__dict__.get("name", snake(cls.__name__))
 
         async def run(self, input: JourneyInput) -> JourneyResult:  # type: ignore[no-untyped-def]
             return await self._run()
@@ -254,8 +159,8 @@ class Journey:
     async def sleep(self, duration: timedelta) -> None:
         """Sleep durably for ``duration``."""
         until = workflow.now() + duration
-        self._set_step("sleep", f"sleeping {_human(duration)}, until {until:%Y-%m-%d %H:%M:%S} UTC")
-        await workflow.sleep(duration, summary=f"sleep {_human(duration)}")
+        self._set_step("sleep", f"sleeping {human(duration)}, until {until:%Y-%m-%d %H:%M:%S} UTC")
+        await workflow.sleep(duration, summary=f"sleep {human(duration)}")
 
     async def sleep_until(self, moment: datetime) -> None:
         """Sleep durably until ``moment`` (timezone-aware); returns at once if it has passed."""
@@ -297,10 +202,9 @@ class Journey:
     async def profile(self) -> Profile:
         """The customer's CRM profile (a local activity: no extra server round trip)."""
         return await workflow.execute_local_activity(
-            "get_profile",
+            get_profile,
             self.customer_id,
-            result_type=Profile,
-            start_to_close_timeout=timedelta(seconds=5),
+            start_to_close_timeout=PROFILE_TIMEOUT,
             retry_policy=READ_RETRY,
             summary="read profile",
         )
@@ -356,7 +260,7 @@ class Journey:
             )
             delta = result.retry_at - workflow.now()
             if delta > timedelta(0):
-                await workflow.sleep(delta, summary=f"deferred {_human(delta)}")
+                await workflow.sleep(delta, summary=f"deferred {human(delta)}")
             result = await self._send(request)
         record = SentMessage(
             message_id=result.message_id,
@@ -387,18 +291,16 @@ class Journey:
             # result. Safe to run again after a lost workflow task: the send is idempotent by its
             # key and reconciles an in-doubt attempt.
             return await workflow.execute_local_activity(
-                "send_message",
+                send_message,
                 request,
-                result_type=SendResult,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=SEND_RETRY,
                 summary=f"send {request.template}",
             )
         return await workflow.execute_activity(
-            "send_message",
+            send_message,
             request,
-            result_type=SendResult,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=SEND_TIMEOUT,
             retry_policy=SEND_RETRY,
             summary=f"send {request.template}",
         )
@@ -416,7 +318,7 @@ class Journey:
 
     # ----- signals and queries -------------------------------------------------------------
 
-    @workflow.signal(name="event")
+    @workflow.signal(name=EVENT.name)
     def on_event(self, event: Event) -> None:
         if event.event_id in self._seen_ids:
             return
@@ -434,7 +336,7 @@ class Journey:
         else:
             self._inbox.append(event)
 
-    @workflow.signal(name="message")
+    @workflow.signal(name=MESSAGE.name)
     def on_message(self, update: MessageUpdate) -> None:
         record = self._records.get(update.message_id)
         if record is None:
@@ -451,17 +353,17 @@ class Journey:
         elif update.status is not None and (record.status is None or update.status.rank > record.status.rank):
             record.status = update.status
 
-    @workflow.query(name="state")
+    @workflow.query(name=STATE.name)
     def state(self) -> JourneyState:
         return self._state
 
     # ----- internals -----------------------------------------------------------------------
 
     async def _wait(self, condition: Any, within: timedelta, *, step: str, detail: str) -> bool:
-        self._set_step(step, f"{detail}, {_human(within)} left")
+        self._set_step(step, f"{detail}, {human(within)} left")
         try:
             await workflow.wait_condition(
-                condition, timeout=within, timeout_summary=f"{detail} ({_human(within)})"
+                condition, timeout=within, timeout_summary=f"{detail} ({human(within)})"
             )
         except TimeoutError:
             return False

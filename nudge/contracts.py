@@ -1,0 +1,98 @@
+"""What crosses a process boundary, declared once for both sides: activities, signals, queries,
+search attributes and the error types a retry policy treats as permanent.
+
+These are wire names. Recorded histories hold them (``tests/workflows/histories/``): never rename
+one, even when the Python symbol that carries it moves.
+
+Activities are declared here as typed stubs, with no I/O: a workflow calls
+``workflow.execute_activity(send_message, request, ...)`` with the stub, so the name, the input
+model and the result model are checked by mypy, and workflow code never imports the modules that
+do the I/O (the implementations in ``activities/`` carry the same name, and
+``tests/unit/test_contracts.py`` proves each implementation matches its stub).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.common import SearchAttributeKey
+
+from nudge.errors import InvalidInput, PermanentProviderError, TemplateError
+from nudge.models import Event, JourneyState, MessageUpdate, Profile, SendRequest, SendResult
+
+T = TypeVar("T")
+
+# ----- activities ----------------------------------------------------------------------------
+
+
+@activity.defn(name="send_message")
+async def send_message(request: SendRequest) -> SendResult:
+    """The send gate (``activities/send``): idempotent by ``request.idempotency_key``."""
+    raise NotImplementedError("a stub: the worker registers activities.send.SendActivities.send_message")
+
+
+@activity.defn(name="get_profile")
+async def get_profile(customer_id: str) -> Profile:
+    """The customer's CRM profile (``activities/crm.py``); an unknown customer is ``exists=False``."""
+    raise NotImplementedError("a stub: the worker registers activities.crm.CrmActivities.get_profile")
+
+
+ACTIVITIES = (send_message, get_profile)
+"""Every activity a journey calls; the worker registers one implementation of each."""
+
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (TemplateError, InvalidInput, PermanentProviderError)
+"""Errors an activity raises as ``ApplicationError(type=<class name>)`` that no retry can cure."""
+
+
+def error_type(error: type[Exception]) -> str:
+    """The ``ApplicationError.type`` an activity gives ``error`` (a retry policy matches on it)."""
+    return error.__name__
+
+
+# ----- signals and queries -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signal(Generic[T]):
+    """A signal's name and argument type, shared by the journey that handles it and its senders."""
+
+    name: str
+    arg: type[T]
+
+    async def send(self, handle: WorkflowHandle[Any, Any], arg: T) -> None:
+        await handle.signal(self.name, arg)
+
+
+@dataclass(frozen=True)
+class Query(Generic[T]):
+    name: str
+    result: type[T]
+
+    async def ask(self, handle: WorkflowHandle[Any, Any]) -> T:
+        return await handle.query(self.name, result_type=self.result)
+
+
+EVENT = Signal("event", Event)
+"""A customer's event, to the journeys that listen for it (and the signal a journey starts with)."""
+MESSAGE = Signal("message", MessageUpdate)
+"""A receipt or a click on a message a journey sent."""
+STATE = Query("state", JourneyState)
+"""Where a journey is: its step, its messages, its outcome."""
+
+OPTED_OUT = "opted_out"
+"""The event the gateway signals to a customer's marketing journeys when they opt out."""
+
+# ----- search attributes ---------------------------------------------------------------------
+
+SA_JOURNEY = SearchAttributeKey.for_keyword("NudgeJourney")
+SA_CUSTOMER = SearchAttributeKey.for_keyword("NudgeCustomerId")
+SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")
+SA_OUTCOME = SearchAttributeKey.for_keyword("NudgeOutcome")
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    key.name: "Keyword" for key in (SA_JOURNEY, SA_CUSTOMER, SA_STEP, SA_OUTCOME)
+}
+"""Name -> type of the search attributes the Temporal UI filters on; registered when the dev server
+starts."""
