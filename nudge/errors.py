@@ -3,6 +3,7 @@
 NudgeError
 ├── InvalidInput           bad data from a caller (4xx / CLI exit 2)
 │   ├── InvalidPhoneNumber
+│   ├── InvalidEvent       an event's properties do not fit the model a journey reads them as
 │   ├── TemplateError      unknown template, missing or mistyped variable, malformed body
 │   ├── NotFound           no such template variant or signature in the registry
 │   └── ApprovalRefused    a review step the entry's state or text does not allow
@@ -28,6 +29,14 @@ class InvalidInput(NudgeError):
 
 class InvalidPhoneNumber(InvalidInput):
     """A phone number that cannot be parsed or is not valid."""
+
+
+class InvalidEvent(InvalidInput):
+    """An event's properties do not fit the model a journey parses them as (``Event.parse``)."""
+
+    def __init__(self, message: str, *, fields: list[str]) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class TemplateError(InvalidInput):

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from nudge.errors import InvalidEvent
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Category(StrEnum):
@@ -26,6 +30,24 @@ class Event(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.]*$")
     properties: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime | None = None
+
+    def parse(self, model: type[M]) -> M:
+        """The properties as ``model`` (a pydantic model): typed, with its defaults.
+
+        In a journey's ``steps``, properties that do not fit end the journey
+        ``invalid_event:<fields>`` instead of failing it.
+
+        Raises:
+            InvalidEvent: a property is missing or of the wrong type.
+        """
+        try:
+            return model.model_validate(self.properties)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in error["loc"]) or "?" for error in exc.errors()})
+            raise InvalidEvent(
+                f"{self.name} properties do not fit {model.__name__}: {exc.error_count()} error(s)",
+                fields=fields,
+            ) from exc
 
 
 class Profile(BaseModel):

@@ -253,13 +253,12 @@ class JourneyTester:
             occurred_at=datetime.now(UTC),
         )
         handle = await self.env.client.start_workflow(
-            journey.__name__,
+            journey.run,
             JourneyInput(customer_id=customer, key=key, config=config or {}),
             id=journey.workflow_id(customer, key),
             task_queue=self.task_queue,
             start_signal=EVENT.name,
             start_signal_args=[trigger],
-            result_type=JourneyResult,
         )
         run = JourneyRun(self, handle, customer)
         self.runs.append(run)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -30,6 +29,7 @@ from nudge.contracts import EVENT, SA_CUSTOMER, SA_JOURNEY
 from nudge.logging import get_logger
 from nudge.models import Category, Event, JourneyInput
 from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
+from workflows.humanize import human
 from workflows.journey import Journey, Reentry
 
 log = get_logger(__name__)
@@ -205,7 +205,7 @@ class EventRouter:
         reuse = self._reuse_policy(journey.reentry, entry)
         try:
             handle = await self._client.start_workflow(
-                journey.__name__,
+                journey.run,
                 JourneyInput(
                     customer_id=event.customer_id,
                     key=key,
@@ -226,10 +226,11 @@ class EventRouter:
                 static_summary=f"{journey.name} for {event.customer_id}",
             )
         except WorkflowAlreadyStartedError:
+            cooldown = journey.reentry.cooldown
             reason = (
                 "re-entry not allowed"
-                if journey.reentry == Reentry.NEVER
-                else f"re-entry cool-down ({journey.reentry}) not over"
+                if cooldown is None
+                else f"re-entry cool-down ({human(cooldown)}) not over"
             )
             return Touch(workflow_id=workflow_id, journey=journey.name, action="refused", reason=reason), None
         started = entry is None or entry.run_id != handle.result_run_id
@@ -239,10 +240,9 @@ class EventRouter:
         return touch, _Entry(workflow_id, journey.name, key, handle.result_run_id, started)
 
     @staticmethod
-    def _reuse_policy(reentry: str | timedelta, entry: JourneyEntry | None) -> WorkflowIDReusePolicy:
-        if reentry == Reentry.ALWAYS:
-            return WorkflowIDReusePolicy.ALLOW_DUPLICATE
-        if isinstance(reentry, timedelta) and (entry is None or utcnow() - entry.entered_at >= reentry):
+    def _reuse_policy(reentry: Reentry, entry: JourneyEntry | None) -> WorkflowIDReusePolicy:
+        since = None if entry is None else utcnow() - entry.entered_at
+        if reentry.always or (reentry.cooldown is not None and reentry.allows(since_last_entry=since)):
             return WorkflowIDReusePolicy.ALLOW_DUPLICATE
         return WorkflowIDReusePolicy.REJECT_DUPLICATE
 

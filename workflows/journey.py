@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         get_profile,
         send_message,
     )
+    from nudge.errors import InvalidEvent
     from nudge.models import (
         Category,
         Event,
@@ -70,11 +72,38 @@ with workflow.unsafe.imports_passed_through():
     from workflows.keys import bucket, journey_workflow_id, send_idempotency_key
 
 
+@dataclass(frozen=True, slots=True)
 class Reentry:
-    """Re-entry rules: ``NEVER``, ``ALWAYS``, or a ``timedelta`` cool-down since the last entry."""
+    """Whether a customer may enter a journey again: ``Reentry.NEVER`` (the default),
+    ``Reentry.ALWAYS``, or ``Reentry.after(timedelta(days=7))``, a cool-down since the last entry.
+    A journey may also write a bare ``timedelta``; it means ``Reentry.after`` it."""
 
-    NEVER = "never"
-    ALWAYS = "always"
+    always: bool = False
+    cooldown: timedelta | None = None
+
+    NEVER: ClassVar[Reentry]
+    ALWAYS: ClassVar[Reentry]
+
+    @classmethod
+    def after(cls, cooldown: timedelta) -> Reentry:
+        if cooldown <= timedelta(0):
+            raise ValueError(f"a re-entry cool-down must be positive, not {cooldown}")
+        return cls(cooldown=cooldown)
+
+    def allows(self, *, since_last_entry: timedelta | None) -> bool:
+        """May the customer enter again, ``since_last_entry`` after the last time (None: never did)?"""
+        if self.always or since_last_entry is None:
+            return True
+        return self.cooldown is not None and since_last_entry >= self.cooldown
+
+    def __str__(self) -> str:
+        if self.always:
+            return "always"
+        return f"after {human(self.cooldown)}" if self.cooldown else "never"
+
+
+Reentry.NEVER = Reentry()
+Reentry.ALWAYS = Reentry(always=True)
 
 
 class JourneyConfig(BaseModel):
@@ -104,17 +133,26 @@ class Journey:
     """Events that end the journey early."""
     listens: ClassVar[frozenset[str]] = frozenset()
     """Other events ``steps`` waits for with ``wait_for``; only these are signalled."""
-    reentry: ClassVar[str | timedelta] = Reentry.NEVER
+    reentry: ClassVar[Reentry] = Reentry.NEVER
+    """Whether a customer may enter again once an instance for the same id has run."""
     category: ClassVar[Category] = Category.MARKETING
     name: ClassVar[str]
     """Stable identifier used in workflow ids and search attributes (snake_case class name)."""
     Config: ClassVar[type[JourneyConfig]] = JourneyConfig
+
+    if TYPE_CHECKING:
+        # Made per subclass by ``__init_subclass__`` (the SDK wants it on the workflow class).
+        async def run(self, input: JourneyInput) -> JourneyResult: ...
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "trigger" not in cls.__dict__:
             return  # an abstract intermediate class
         cls.name = cls.__dict__.get("name", snake(cls.__name__))
+        if isinstance(cls.__dict__.get("reentry"), timedelta):
+            cls.reentry = Reentry.after(cls.__dict__["reentry"])
+        if not isinstance(cls.reentry, Reentry):
+            raise TypeError(f"{cls.__name__}.reentry must be a Reentry or a timedelta, not {cls.reentry!r}")
 
         async def run(self, input: JourneyInput) -> JourneyResult:  # type: ignore[no-untyped-def]
             return await self._run()
@@ -122,7 +160,7 @@ class Journey:
         # The SDK wants the run method defined on the workflow class itself.
         run.__qualname__ = f"{cls.__name__}.run"
         run.__module__ = cls.__module__
-        cls.run = workflow.run(run)  # type: ignore[attr-defined]
+        cls.run = workflow.run(run)  # type: ignore[method-assign]
         workflow.defn(name=cls.__name__)(cls)
 
     @classmethod
@@ -213,23 +251,29 @@ class Journey:
         self,
         template: str,
         params: Mapping[str, Any] | None = None,
-        /,
         *,
+        required: bool = False,
         variant: str | None = None,
         notify_receipt: bool = False,
         route: str | None = None,
         signature: str | None = None,
         caps: Sequence[FrequencyCap] = (),
-        **kwargs: Any,
     ) -> SmsHandle:
         """Send ``template`` through the gate; the handle says whether it went out and why not.
 
-        Keyword arguments are the template's variables, except ``variant`` (A/B attribution),
-        ``notify_receipt`` (signal the receipt to this journey), ``route`` (force a route by name),
-        ``signature`` (override the route's signature) and ``caps`` (frequency caps stricter than
-        the global ones, e.g. ``[FrequencyCap(limit=1, window=timedelta(days=1), per="journey")]``).
         A send the gate defers (quiet hours, a provider's per-number limit) sleeps until the time
         it gives and goes again; a capped send returns ``capped`` with the time the cap frees.
+
+        Args:
+            template: The template's code in the registry.
+            params: The template's variables (a URL among them becomes a tracked link).
+            required: End the journey ``not_sent:<reason>`` when the gate does not send it.
+            variant: The A/B variant to attribute the send to (default: the last ``split``).
+            notify_receipt: Signal the delivery receipt to this journey (``handle.receipt``).
+            route: Force a route by name.
+            signature: Override the route's signature.
+            caps: Frequency caps stricter than the global ones, e.g.
+                ``[FrequencyCap(limit=1, window=timedelta(days=1), per="journey")]``.
         """
         self._seq += 1
         step = f"send:{template}"
@@ -242,7 +286,7 @@ class Journey:
             step=step,
             customer_id=self.customer_id,
             template=template,
-            params={**(params or {}), **kwargs},
+            params=dict(params or {}),
             category=self.category,
             variant=variant or self._variant,
             notify_receipt=notify_receipt,
@@ -282,6 +326,8 @@ class Journey:
                 record.status = early.status
         self._records[result.message_id] = record
         self._state.messages.append(record)
+        if required and record.decision is not SendDecision.SENT:
+            self.exit(f"not_sent:{record.reason}")
         return SmsHandle(self, record, result, notifies_receipt=notify_receipt)
 
     async def _send(self, request: SendRequest) -> SendResult:
@@ -359,11 +405,11 @@ class Journey:
 
     # ----- internals -----------------------------------------------------------------------
 
-    async def _wait(self, condition: Any, within: timedelta, *, step: str, detail: str) -> bool:
-        self._set_step(step, f"{detail}, {human(within)} left")
+    async def _wait(self, condition: Any, timeout: timedelta, *, step: str, detail: str) -> bool:
+        self._set_step(step, f"{detail}, {human(timeout)} left")
         try:
             await workflow.wait_condition(
-                condition, timeout=within, timeout_summary=f"{detail} ({human(within)})"
+                condition, timeout=timeout, timeout_summary=f"{detail} ({human(timeout)})"
             )
         except TimeoutError:
             return False
@@ -413,6 +459,9 @@ class Journey:
                 pass
             except _JourneyExit as exit_:
                 outcome, reason = "exited", exit_.reason
+            except InvalidEvent as exc:
+                # A trigger or awaited event whose properties do not fit what the journey reads.
+                outcome, reason = "exited", f"invalid_event:{','.join(exc.fields)}"
             except ActivityError:
                 # A goal or exit event (an opt-out, say) cancelled steps during a send: the
                 # activity reports its cancellation as an error, and the ending decides.

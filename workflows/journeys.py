@@ -21,7 +21,7 @@ class CartAbandonment(Journey):
     trigger = "cart_abandoned"
     key = "cart_id"
     goal = "order_paid"
-    reentry = timedelta(days=7)
+    reentry = Reentry.after(timedelta(days=7))
 
     class Config(JourneyConfig):
         first_wait: timedelta = timedelta(hours=1)
@@ -37,13 +37,11 @@ class CartAbandonment(Journey):
         profile = await self.profile()
         name = profile.name or "there"
         cart_url = str(event.properties.get("url", "https://shop.example.com/cart"))
-        reminder = await self.send_sms("cart_reminder", name=name, cart_url=cart_url)
-        if not reminder.sent:
-            self.exit(f"not_sent:{reminder.reason}")
-        if not await reminder.clicked(within=self.config.click_window):
+        reminder = await self.send_sms("cart_reminder", {"name": name, "cart_url": cart_url}, required=True)
+        if not await reminder.clicked(timeout=self.config.click_window):
             self.exit("no_reaction")
         await self.sleep(self.config.coupon_delay)
-        await self.send_sms("cart_coupon", name=name, coupon_url=self.config.coupon_url)
+        await self.send_sms("cart_coupon", {"name": name, "coupon_url": self.config.coupon_url})
         # Stay around so that a purchase is attributed to the coupon (the goal ends us early).
         await self.sleep(self.config.conversion_window)
         self.exit("no_purchase")
@@ -70,18 +68,17 @@ class PaymentSuccess(Journey):
         amount = event.properties.get("amount", "")
         if not workflow.patched("payment-receipt"):
             # Journeys started before receipts were awaited: send and end, as they did then.
-            confirmation = await self.send_sms("payment_success", order_id=order_id, amount=amount)
-            if not confirmation.sent:
-                self.exit(f"not_sent:{confirmation.reason}")
+            await self.send_sms("payment_success", {"order_id": order_id, "amount": amount}, required=True)
             return
         confirmation = await self.send_sms(
-            "payment_success", order_id=order_id, amount=amount, notify_receipt=self.config.await_receipt
+            "payment_success",
+            {"order_id": order_id, "amount": amount},
+            required=True,
+            notify_receipt=self.config.await_receipt,
         )
-        if not confirmation.sent:
-            self.exit(f"not_sent:{confirmation.reason}")
         if not self.config.await_receipt:
             return
-        status = await confirmation.receipt(within=self.config.receipt_window)
+        status = await confirmation.receipt(timeout=self.config.receipt_window)
         if status is not MessageStatus.DELIVERED:
             self.exit(f"undelivered:{status or 'no_receipt'}")
 
@@ -94,13 +91,11 @@ class HelpReply(Journey):
     """
 
     trigger = "help_requested"
-    reentry = timedelta(minutes=10)
+    reentry = Reentry.after(timedelta(minutes=10))
     category = Category.TRANSACTIONAL
 
     async def steps(self, event: Event) -> None:
-        answer = await self.send_sms("help_reply")
-        if not answer.sent:
-            self.exit(f"not_sent:{answer.reason}")
+        await self.send_sms("help_reply", required=True)
 
 
 class Onboarding(Journey):
@@ -122,9 +117,9 @@ class Onboarding(Journey):
         profile = await self.profile()
         name = profile.name or "there"
         if profile.lifecycle_stage in ("returning", "dormant"):
-            await self.send_sms("welcome_back", name=name, start_url=self.config.start_url)
+            await self.send_sms("welcome_back", {"name": name, "start_url": self.config.start_url})
         else:
             variant = self.split("welcome_copy", {"a": 50, "b": 50})
-            await self.send_sms(f"welcome_{variant}", name=name, start_url=self.config.start_url)
+            await self.send_sms(f"welcome_{variant}", {"name": name, "start_url": self.config.start_url})
         await self.sleep(self.config.activation_window)
         self.exit("not_activated")

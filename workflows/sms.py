@@ -53,19 +53,19 @@ class SmsHandle:
     def retry_at(self) -> datetime | None:
         return self.result.retry_at
 
-    async def clicked(self, *, within: timedelta) -> bool:
-        """Wait up to ``within`` for a click on any link in the message."""
+    async def clicked(self, *, timeout: timedelta) -> bool:
+        """Wait up to ``timeout`` for a click on any link in the message."""
         if not self.sent:
             return False
         return await self._journey._wait(
             lambda: self.record.clicked,
-            within,
+            timeout,
             step=f"wait:click:{self.record.template}",
             detail=f"waiting for a click on {self.record.template}",
         )
 
-    async def receipt(self, *, within: timedelta) -> MessageStatus | None:
-        """Wait up to ``within`` for a final receipt; needs ``send_sms(..., notify_receipt=True)``."""
+    async def receipt(self, *, timeout: timedelta) -> MessageStatus | None:
+        """Wait up to ``timeout`` for a final receipt; needs ``send_sms(..., notify_receipt=True)``."""
         if not self.sent:
             return None
         if not self._notifies_receipt:
@@ -77,12 +77,12 @@ class SmsHandle:
             )
         await self._journey._wait(
             lambda: self.record.status is not None and self.record.status.terminal,
-            within,
+            timeout,
             step=f"wait:receipt:{self.record.template}",
             detail=f"waiting for the receipt of {self.record.template}",
         )
         return self.record.status if self.record.status and self.record.status.terminal else None
 
-    async def delivered(self, *, within: timedelta) -> bool:
-        """Wait up to ``within`` for a delivery receipt; True only when delivered."""
-        return await self.receipt(within=within) is MessageStatus.DELIVERED
+    async def delivered(self, *, timeout: timedelta) -> bool:
+        """Wait up to ``timeout`` for a delivery receipt; True only when delivered."""
+        return await self.receipt(timeout=timeout) is MessageStatus.DELIVERED

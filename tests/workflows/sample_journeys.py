@@ -9,7 +9,9 @@ from temporalio import workflow
 from workflows.journey import Journey
 
 with workflow.unsafe.imports_passed_through():
-    from nudge.models import Event
+    from pydantic import BaseModel
+
+    from nudge.models import Category, Event
 
 
 class WaitsForUndeclared(Journey):
@@ -17,3 +19,35 @@ class WaitsForUndeclared(Journey):
 
     async def steps(self, event: Event) -> None:
         await self.wait_for("never_declared", timeout=timedelta(hours=1))
+
+
+class Basket(BaseModel):
+    """What ``TypedProperties`` reads its trigger's properties as."""
+
+    basket_id: str
+    items: int
+    url: str = "https://shop.example.com/basket"
+
+
+class SendsOptionNamedVariables(Journey):
+    """Sends a template whose variables are named like send options, then a required send."""
+
+    trigger = "options_test"
+    category = Category.TRANSACTIONAL
+
+    async def steps(self, event: Event) -> None:
+        await self.send_sms("route_notice", {"route": "r9", "variant": "v9", "caps": "c9"})
+        await self.send_sms("must_go", required=True)
+        await self.send_sms("after_required")
+
+
+class TypedProperties(Journey):
+    """Reads its trigger's properties as a model and sends them."""
+
+    trigger = "basket_filled"
+    category = Category.TRANSACTIONAL
+    reentry = timedelta(hours=1)
+
+    async def steps(self, event: Event) -> None:
+        basket = event.parse(Basket)
+        await self.send_sms("basket", {"items": basket.items, "url": basket.url})

@@ -1,0 +1,102 @@
+"""The journey API cannot swallow a template variable, ends a journey in one word when a send
+must go out, reads event properties as a typed model, and takes re-entry as a proper type."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from nudge.testing import JourneyTester, journey_tester
+from tests.workflows.sample_journeys import SendsOptionNamedVariables, TypedProperties
+from workflows import CartAbandonment, HelpReply, Journey, Onboarding, PaymentSuccess, Reentry
+
+
+@pytest.fixture
+async def samples(env: WorkflowEnvironment) -> AsyncIterator[JourneyTester]:
+    async with journey_tester(env, [SendsOptionNamedVariables, TypedProperties]) as tester:
+        yield tester
+
+
+async def test_variables_named_like_options_stay_template_variables(samples: JourneyTester) -> None:
+    """``route``, ``variant`` and ``caps`` in params reach the template, and force nothing."""
+    run = await samples.start(SendsOptionNamedVariables, customer="o1")
+    first = run.requests[0]
+    assert first.params == {"route": "r9", "variant": "v9", "caps": "c9"}
+    assert (first.route, first.variant, first.caps) == (None, None, [])
+
+
+async def test_required_send_that_is_refused_ends_the_journey_with_the_reason(samples: JourneyTester) -> None:
+    """``required=True``: a refused send ends the journey ``not_sent:<reason>``, and no later
+    step runs."""
+    samples.carrier.block["must_go"] = "no_consent"
+    run = await samples.start(SendsOptionNamedVariables, customer="o2")
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("exited", "not_sent:no_consent")
+    assert run.sent_templates == ["route_notice", "must_go"]
+
+
+async def test_required_send_that_goes_out_lets_the_journey_go_on(samples: JourneyTester) -> None:
+    run = await samples.start(SendsOptionNamedVariables, customer="o3")
+    result = await run.result()
+    assert result.outcome == "completed"
+    assert run.sent_templates == ["route_notice", "must_go", "after_required"]
+
+
+async def test_event_properties_are_read_as_a_typed_model(samples: JourneyTester) -> None:
+    """``event.parse(Basket)`` gives typed values, with the model's defaults."""
+    run = await samples.start(TypedProperties, customer="t1", basket_id="b1", items="3")
+    assert run.requests[0].params == {"items": 3, "url": "https://shop.example.com/basket"}
+    assert (await run.result()).outcome == "completed"
+
+
+async def test_properties_that_do_not_fit_end_the_journey_naming_the_fields(samples: JourneyTester) -> None:
+    """A missing ``basket_id`` and a non-numeric ``items`` end it ``invalid_event:basket_id,items``
+    without a send (the workflow does not fail or retry its task forever)."""
+    run = await samples.start(TypedProperties, customer="t2", items="many")
+    result = await run.result()
+    assert (result.outcome, result.reason) == ("exited", "invalid_event:basket_id,items")
+    assert run.sent_templates == []
+
+
+def test_reentry_is_a_type_and_a_bare_timedelta_means_after() -> None:
+    """Each built-in journey's re-entry is a ``Reentry``; a ``timedelta`` is read as a cool-down."""
+    assert TypedProperties.reentry == Reentry.after(timedelta(hours=1))
+    assert CartAbandonment.reentry.cooldown == timedelta(days=7)
+    assert HelpReply.reentry.cooldown == timedelta(minutes=10)
+    assert PaymentSuccess.reentry is Reentry.NEVER
+    assert Onboarding.reentry is Reentry.NEVER
+    assert (str(Reentry.NEVER), str(Reentry.ALWAYS), str(CartAbandonment.reentry)) == (
+        "never",
+        "always",
+        "after 7 d",
+    )
+
+
+@pytest.mark.parametrize(
+    ("reentry", "since", "allowed"),
+    [
+        (Reentry.NEVER, None, True),
+        (Reentry.NEVER, timedelta(days=999), False),
+        (Reentry.ALWAYS, timedelta(0), True),
+        (Reentry.after(timedelta(hours=1)), timedelta(minutes=59), False),
+        (Reentry.after(timedelta(hours=1)), timedelta(hours=1), True),
+    ],
+)
+def test_reentry_allows_after_its_cooldown_only(
+    reentry: Reentry, since: timedelta | None, allowed: bool
+) -> None:
+    assert reentry.allows(since_last_entry=since) is allowed
+
+
+def test_reentry_refuses_what_it_cannot_mean() -> None:
+    """A cool-down of zero or less, or a string where a Reentry belongs, fails at class definition."""
+    with pytest.raises(ValueError, match="positive"):
+        Reentry.after(timedelta(0))
+    with pytest.raises(TypeError, match="must be a Reentry"):
+
+        class Stringly(Journey):  # noqa: F841 - defined to fail
+            trigger = "x"
+            reentry = "never"  # type: ignore[assignment]
