@@ -46,11 +46,15 @@ async def ledger(
     carrier: CarrierDep,
     provider: Literal["native", "aliyun", "twilio", "tencent"] | None = None,
     account: str | None = None,
+    to: str | None = None,
 ) -> list[LedgerEntry]:
+    """Every message the carrier accepted, in order; ``provider``, ``account`` and ``to`` narrow it."""
     return [
         entry
         for entry in carrier.ledger
-        if (provider is None or entry.provider == provider) and (account is None or entry.account == account)
+        if (provider is None or entry.provider == provider)
+        and (account is None or entry.account == account)
+        and (to is None or entry.to == to)
     ]
 
 

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: the Temporal test server and the store."""
+"""Fixtures shared by every test package: the Temporal test server, the store, the carrier
+simulator and the HTTP client the worker would use (with faults a test can arm)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import make_url
@@ -17,6 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from nudge.store import create_engine, init_db
 from nudge.testing import time_skipping_environment
+from simulator.app import SimConfig, create_app
+from tests.faults import CLIENT_TIMEOUT_S, FaultyTransport
+from tests.servers import serve
 
 POSTGRES_URL = os.environ.get("NUDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -130,3 +135,32 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def carrier_config() -> SimConfig:
+    """How the carrier simulator behaves: no latency, receipts held back past the test's end.
+    A module overrides this fixture for another behaviour (latency, faults)."""
+    return SimConfig(latency_ms=0, receipt_delay_ms=600_000)
+
+
+@pytest.fixture
+async def carrier(carrier_config: SimConfig) -> AsyncIterator[str]:
+    """The real carrier simulator (every provider's wire format) on a free loopback port: its URL."""
+    async with serve(create_app(carrier_config)) as url:
+        yield url
+
+
+@pytest.fixture
+def transport() -> FaultyTransport:
+    """The production transport, unarmed; a test arms a fault on it (``tests/faults.py``)."""
+    return FaultyTransport()
+
+
+@pytest.fixture
+async def http(transport: FaultyTransport) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client as the worker's, over ``transport``."""
+    async with httpx.AsyncClient(
+        transport=transport, timeout=httpx.Timeout(CLIENT_TIMEOUT_S), trust_env=False
+    ) as client:
+        yield client

@@ -5,7 +5,6 @@ consent, caps never exceeded when sends race)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,15 +19,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.testing import ActivityEnvironment
 
 from nudge import consent
 from nudge.consent import ConsentIn
-from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest
 from nudge.phone import phone_hash
 from nudge.quiet_hours import DEFAULT_WINDOWS
 from nudge.store import SUPPRESS_ALL, Customer, Message, Suppression, suppress
 from tests.activities.conftest import GateFactory
+from tests.activities.sends import run
+from tests.carrier import ledger
 from tests.customers import add_customers, new_customer
 
 DAY = timedelta(hours=24)
@@ -62,18 +62,6 @@ def transactional(customer: str, n: int = 1) -> SendRequest:
     )
 
 
-async def run(sends: Any, request: SendRequest) -> SendResult:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, activity_type="send_message")
-    result: SendResult = await env.run(sends.send_message, request)
-    return result
-
-
-async def ledger_to(http: httpx.AsyncClient, carrier_url: str, phone: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = (await http.get(f"{carrier_url}/_sim/ledger")).json()
-    return [e for e in entries if e["to"] == phone]
-
-
 _NUMBERS = itertools.count(uuid.uuid4().int % 10**7)
 US_NUMBERS = (f"+1415{n % 10**7:07d}" for n in _NUMBERS)
 """Distinct numbers within a run: examples share the carrier's ledger, which is read by number."""
@@ -90,7 +78,7 @@ async def test_consent_marketing_needs_it_transactional_does_not(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """Without a recorded consent a cart reminder is blocked `no_consent` and never reaches the
     carrier; the payment confirmation to the same customer goes."""
@@ -103,14 +91,14 @@ async def test_consent_marketing_needs_it_transactional_does_not(
 
     assert (refused.decision, refused.reason) == (SendDecision.BLOCKED, "no_consent")
     assert confirmed.decision is SendDecision.SENT
-    assert [e["body"][:16] for e in await ledger_to(http, carrier_url, phone)] == ["Payment received"]
+    assert [e["body"][:16] for e in await ledger(http, carrier, to=phone)] == ["Payment received"]
 
 
 async def test_consent_withdrawn_blocks_marketing_with_its_source(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """Consent granted then withdrawn: the first reminder goes, the next is blocked with the
     withdrawal's source, and the audit trail keeps both events in order."""
@@ -125,7 +113,7 @@ async def test_consent_withdrawn_blocks_marketing_with_its_source(
     refused = await run(sends, marketing("c1", 2))
 
     assert (refused.decision, refused.reason) == (SendDecision.BLOCKED, "consent_withdrawn:support_email")
-    assert len(await ledger_to(http, carrier_url, phone)) == 1
+    assert len(await ledger(http, carrier, to=phone)) == 1
     async with sessions() as session:
         trail = await consent.history(session, "c1")
     assert [(e.action, e.source) for e in trail] == [
@@ -141,7 +129,7 @@ async def test_unreachable_number_gets_nothing_of_any_kind(
     sends: Any,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """When the carrier calls a number invalid, it is suppressed for everything: a later payment
     confirmation to it is blocked `unreachable:` without a call to the carrier."""
@@ -158,7 +146,7 @@ async def test_unreachable_number_gets_nothing_of_any_kind(
     async with sessions() as session:
         row = await session.get(Suppression, phone_hash("13800138000"))
     assert row is not None and row.scope == SUPPRESS_ALL
-    assert await ledger_to(http, carrier_url, "13800138000") == []
+    assert await ledger(http, carrier, to="13800138000") == []
 
 
 async def test_suppress_widens_an_opt_out_and_never_narrows_unreachable(
@@ -181,7 +169,7 @@ async def test_caps_cap_marketing_per_customer_and_say_when_they_free(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """With 1 marketing a day, the second reminder (another journey) is capped until a day after
     the first; a payment confirmation is not counted; a day later a reminder goes again."""
@@ -200,7 +188,7 @@ async def test_caps_cap_marketing_per_customer_and_say_when_they_free(
     now[0] += DAY
     assert (await run(sends, marketing("c1", 2))).decision is SendDecision.CAPPED
     assert (await run(sends, marketing("c1", 3))).decision is SendDecision.SENT
-    assert len(await ledger_to(http, carrier_url, phone)) == 3
+    assert len(await ledger(http, carrier, to=phone)) == 3
 
 
 async def test_caps_per_journey_and_a_journeys_own_stricter_cap(
@@ -226,7 +214,7 @@ async def test_caps_blocked_and_failed_messages_do_not_count(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """With 1 marketing a day: a message the gate blocked (no consent) and one the carrier refused
     (failed, after it had taken its place under the cap) hold no place; the next one goes."""
@@ -247,14 +235,14 @@ async def test_caps_blocked_and_failed_messages_do_not_count(
     assert failed.cap_reserved_at is not None  # it did take a place before the carrier refused it
 
     assert (await run(sends, marketing("c1", 3))).decision is SendDecision.SENT
-    assert len(await ledger_to(http, carrier_url, phone)) == 1
+    assert len(await ledger(http, carrier, to=phone)) == 1
 
 
 async def test_caps_count_only_the_customers_own_messages_of_that_category(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """With 1 marketing and 1 transactional a day: each of two customers gets a reminder, the
     first customer's confirmation goes (the reminder is not counted under the transactional cap),
@@ -276,8 +264,8 @@ async def test_caps_count_only_the_customers_own_messages_of_that_category(
 
     assert decisions == [SendDecision.SENT] * 3
     assert (again.decision, again.reason) == (SendDecision.CAPPED, "capped:1/24h per customer")
-    assert len(await ledger_to(http, carrier_url, first)) == 2
-    assert len(await ledger_to(http, carrier_url, second)) == 1
+    assert len(await ledger(http, carrier, to=first)) == 2
+    assert len(await ledger(http, carrier, to=second)) == 1
 
 
 async def test_caps_a_full_cap_blocks_only_its_own_message(
@@ -346,7 +334,7 @@ async def test_caps_hold_when_sends_for_one_customer_race(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     racers: int,
     limit: int,
 ) -> None:
@@ -364,7 +352,7 @@ async def test_caps_hold_when_sends_for_one_customer_race(
     decisions = sorted(r.decision.value for r in results)
     assert decisions.count("sent") == min(racers, limit), decisions
     assert decisions.count("capped") == racers - min(racers, limit), decisions
-    assert len(await ledger_to(http, carrier_url, phone)) == min(racers, limit)
+    assert len(await ledger(http, carrier, to=phone)) == min(racers, limit)
 
 
 # ----- the invariants, as properties ---------------------------------------------------------
@@ -388,7 +376,7 @@ async def test_gate_never_sends_to_suppressed_or_unconsented_marketing(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     customers: list[dict[str, Any]],
 ) -> None:
     """For any mix of consent, suppression and category: marketing reaches the carrier only with
@@ -428,7 +416,7 @@ async def test_gate_never_sends_to_suppressed_or_unconsented_marketing(
         else:
             expected = (SendDecision.SENT, None)
         assert (result.decision, result.reason) == expected, standing
-        delivered = await ledger_to(http, carrier_url, phone)
+        delivered = await ledger(http, carrier, to=phone)
         assert len(delivered) == (1 if expected[0] is SendDecision.SENT else 0), standing
 
 
@@ -470,7 +458,7 @@ async def test_gate_never_sends_marketing_in_quiet_hours(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     moment: datetime,
     zone: str,
     category: Category,
@@ -492,9 +480,7 @@ async def test_gate_never_sends_marketing_in_quiet_hours(
         assert result.decision is SendDecision.DEFERRED and result.retry_at is not None
         opens = result.retry_at.astimezone(ZoneInfo(zone))
         assert 8 <= opens.hour < 21 and timedelta(0) < result.retry_at - moment <= timedelta(hours=13)
-    assert len(await ledger_to(http, carrier_url, phone)) == (
-        1 if result.decision is SendDecision.SENT else 0
-    )
+    assert len(await ledger(http, carrier, to=phone)) == (1 if result.decision is SendDecision.SENT else 0)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ passes them all reaches the carrier. Every expectation is written out, not compu
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,17 +13,18 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.testing import ActivityEnvironment
 
 from nudge import consent
 from nudge.consent import ConsentIn
-from nudge.models import Category, FrequencyCap, SendDecision, SendRequest, SendResult
+from nudge.models import Category, FrequencyCap, SendDecision, SendRequest
 from nudge.pauses import PauseCache, Scope, Source, pause
 from nudge.quiet_hours import DEFAULT_WINDOWS
 from nudge.registry import Registry
 from nudge.routes import RouteConfig
 from nudge.store import SUPPRESS_ALL, Message, suppress
 from tests.activities.conftest import SENDER, GateFactory
+from tests.activities.sends import run
+from tests.carrier import ledger
 from tests.customers import add_customers, new_customer
 
 PHONE = "+8613800138000"
@@ -167,16 +167,9 @@ async def arrange(
         await registry.put_template(template, body=DRAFTS[template], category=category)
 
 
-async def run(gate: Any, request: SendRequest) -> SendResult:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, activity_type="send_message")
-    result: SendResult = await env.run(gate.send_message, request)
-    return result
-
-
 @pytest.fixture
-async def registry(sessions: async_sessionmaker[AsyncSession], carrier_url: str) -> Registry:
-    route = RouteConfig(name="sim", provider="simulator", base_url=carrier_url, signature=SENDER)
+async def registry(sessions: async_sessionmaker[AsyncSession], carrier: str) -> Registry:
+    route = RouteConfig(name="sim", provider="simulator", base_url=carrier, signature=SENDER)
     registry = Registry(sessions, routes=[route])
     await registry.seed()
     return registry
@@ -188,7 +181,7 @@ async def test_gate_order_first_refusing_check_decides(
     registry: Registry,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     conditions: frozenset[str],
     template: tuple[Any, ...],
     category: Category,
@@ -225,7 +218,7 @@ async def test_gate_order_first_refusing_check_decides(
     async with sessions() as session:
         [row] = (await session.exec(select(Message))).all()
     assert (row.id, row.status, row.reason) == (result.message_id, status, reason)
-    entries = (await http.get(f"{carrier_url}/_sim/ledger")).json()
+    entries = await ledger(http, carrier)
     assert [e["client_ref"] for e in entries] == ([row.id] if decision is SendDecision.SENT else [])
     if decision is SendDecision.DEFERRED:
         assert result.retry_at == row.defer_until == OPENS

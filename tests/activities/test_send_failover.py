@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from httpx_aiohttp import AiohttpTransport
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.testing import capture_logs
@@ -36,50 +34,13 @@ from nudge.pauses import Scope, Source, pause
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.registry import Registry
 from nudge.routes import DEV_ALIYUN_KEYS, RouteConfig, local_routes
-from tests.activities.test_send_routing import (  # noqa: F401 - fixtures, shared with the routing tests
-    carrier,
-    configure,
-    customers,
-    ledger,
-    message,
-    request,
-    run,
-)
+from tests.activities.sends import message, request, run
+from tests.carrier import configure, ledger
+from tests.faults import FaultyTransport
 from tests.polling import wait_until
 
 PRIMARY = next(iter(DEV_ALIYUN_KEYS))
 CART_PARAMS = {"name": "Ada", "cart_url": "https://shop.example.com/c/1"}
-
-
-class LosesAnswers(httpx.AsyncBaseTransport):
-    """The production transport, except that the carrier's answers to sends on the paths in
-    ``losing`` are lost on the way back (the carrier accepted the message): a read timeout."""
-
-    def __init__(self) -> None:
-        self._inner = AiohttpTransport()
-        self.losing: set[str] = set()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        if request.method == "POST" and any(request.url.path.startswith(p) for p in self.losing):
-            await response.aread()
-            await response.aclose()
-            raise httpx.ReadTimeout("the carrier's answer was lost", request=request)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-@pytest.fixture
-def transport() -> LosesAnswers:
-    return LosesAnswers()
-
-
-@pytest.fixture
-async def http(transport: LosesAnswers) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as client:
-        yield client
 
 
 def gate(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendActivities:
@@ -159,7 +120,7 @@ async def test_transactional_send_takes_the_token_before_a_waiting_marketing_sen
 @pytest.mark.usefixtures("customers")
 async def test_failover_claims_the_next_route_so_a_lost_answer_is_looked_up_there(
     sessions: async_sessionmaker[AsyncSession],
-    transport: LosesAnswers,
+    transport: FaultyTransport,
     http: httpx.AsyncClient,
     carrier: str,  # noqa: F811
 ) -> None:

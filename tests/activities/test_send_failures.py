@@ -7,73 +7,38 @@ are now. The real gate on the real store, against the simulator's Twilio API."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from httpx_aiohttp import AiohttpTransport
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.routing import build_router
 from activities.send import SendActivities
 from nudge import consent
 from nudge.consent import ConsentIn
-from nudge.models import Category, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.models import Category, MessageStatus, SendDecision, SendRequest
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import local_routes
 from nudge.store import Complaint, Customer, Message, MessageStatusChange, Suppression, suppress
+from tests.activities.sends import run
+from tests.carrier import ledger
 from tests.customers import add_customers, new_customer
+from tests.faults import FaultyTransport
 
 US = "+14155550100"
 
 
-class RefusesConnections(httpx.AsyncBaseTransport):
-    """The production transport, except that the next send can fail to connect (it never reaches
-    the carrier), after running ``meanwhile`` (what a concurrent attempt did in the meantime)."""
-
-    def __init__(self) -> None:
-        self._inner = AiohttpTransport()
-        self._refuse: list[Callable[[], Awaitable[None]] | None] = []
-
-    def refuse_next_send(self, meanwhile: Callable[[], Awaitable[None]] | None = None) -> None:
-        self._refuse.append(meanwhile)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._refuse and request.method == "POST":
-            meanwhile = self._refuse.pop(0)
-            if meanwhile is not None:
-                await meanwhile()
-            raise httpx.ConnectError("connection refused", request=request)
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-@pytest.fixture
-def refuser() -> RefusesConnections:
-    return RefusesConnections()
-
-
-@pytest.fixture
-async def http(refuser: RefusesConnections) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=refuser, timeout=httpx.Timeout(5.0), trust_env=False) as client:
-        yield client
-
-
 @pytest.fixture
 async def gate(
-    sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier_url: str
+    sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient, carrier: str
 ) -> SendActivities:
     """The gate on the local routes (a US number goes out on twilio-intl), without caps."""
     await add_customers(sessions, new_customer("us", US, name="Bo"))
-    router = build_router(local_routes(carrier_url), http)
+    router = build_router(local_routes(carrier), http)
     return SendActivities(
         sessions, router, link_base_url="https://n.example", quiet_hours=ALWAYS_OPEN, caps=[]
     )
@@ -95,26 +60,14 @@ def send(n: int, category: Category) -> SendRequest:
     )
 
 
-async def run(gate: SendActivities, request: SendRequest) -> SendResult:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, activity_type="send_message")
-    result: SendResult = await env.run(gate.send_message, request)
-    return result
-
-
-async def faults(http: httpx.AsyncClient, carrier_url: str, *entries: dict[str, Any]) -> None:
-    response = await http.post(f"{carrier_url}/_sim/config", json={"faults": list(entries)})
+async def faults(http: httpx.AsyncClient, carrier: str, *entries: dict[str, Any]) -> None:
+    response = await http.post(f"{carrier}/_sim/config", json={"faults": list(entries)})
     assert response.status_code == 200
 
 
 async def all_rows(sessions: async_sessionmaker[AsyncSession], model: Any) -> list[Any]:
     async with sessions() as session:
         return list((await session.exec(select(model))).all())
-
-
-async def ledger(http: httpx.AsyncClient, carrier_url: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = (await http.get(f"{carrier_url}/_sim/ledger")).json()
-    return entries
 
 
 @pytest.mark.parametrize(
@@ -130,7 +83,7 @@ async def test_permanent_refusal_is_recorded_with_its_consequences(
     gate: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     code: str,
     suppressed_scope: str | None,
     complaints: int,
@@ -139,7 +92,7 @@ async def test_permanent_refusal_is_recorded_with_its_consequences(
     """A Twilio refusal fails the message with its code, writes one audit row with the provider's
     words, suppresses marketing for an opt-out and everything for a dead number (nothing for another
     refusal), counts an opt-out as a complaint; a later confirmation goes or not accordingly."""
-    await faults(http, carrier_url, {"provider": "twilio", "code": code, "message": "refused here"})
+    await faults(http, carrier, {"provider": "twilio", "code": code, "message": "refused here"})
 
     result = await run(gate, send(1, Category.MARKETING))
 
@@ -170,23 +123,23 @@ async def test_permanent_refusal_is_recorded_with_its_consequences(
         (row.id, code)
     ] * complaints
 
-    await faults(http, carrier_url)
+    await faults(http, carrier)
     later = await run(gate, send(2, Category.TRANSACTIONAL))
     assert later.decision is confirmation
-    assert len(await ledger(http, carrier_url)) == (1 if confirmation is SendDecision.SENT else 0)
+    assert len(await ledger(http, carrier)) == (1 if confirmation is SendDecision.SENT else 0)
     assert (await run(gate, send(1, Category.MARKETING))).status is MessageStatus.FAILED
 
 
 async def test_send_not_reaching_the_provider_is_marked_and_resent_at_once(
     gate: SendActivities,
-    refuser: RefusesConnections,
+    transport: FaultyTransport,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """A connection refused before the request left is recorded ``not_sent:ConnectError`` on the
     pending message, so the retry sends at once instead of waiting for Twilio's lookup grace."""
-    refuser.refuse_next_send()
+    transport.refuse_next_send()
     with pytest.raises(ApplicationError) as failure:
         await run(gate, send(1, Category.MARKETING))
     assert failure.value.type == "ProviderUnreachable"
@@ -195,14 +148,14 @@ async def test_send_not_reaching_the_provider_is_marked_and_resent_at_once(
 
     result = await run(gate, send(1, Category.MARKETING))
 
-    [entry] = await ledger(http, carrier_url)
+    [entry] = await ledger(http, carrier)
     [row] = await all_rows(sessions, Message)
     assert (result.decision, result.provider_message_id) == (SendDecision.SENT, entry["provider_id"])
     assert (row.status, row.reason) == ("submitted", None)
 
 
 async def test_send_refused_connection_leaves_another_attempts_send_alone(
-    gate: SendActivities, refuser: RefusesConnections, sessions: async_sessionmaker[AsyncSession]
+    gate: SendActivities, transport: FaultyTransport, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """When a concurrent attempt recorded the message submitted while this one failed to connect,
     this attempt does not mark it ``not_sent``: the store keeps the other attempt's record."""
@@ -212,7 +165,7 @@ async def test_send_refused_connection_leaves_another_attempts_send_alone(
             await session.exec(update(Message).values(status="submitted", provider_message_id="SM-other"))
             await session.commit()
 
-    refuser.refuse_next_send(meanwhile=other_attempt_sent_it)
+    transport.refuse_next_send(meanwhile=other_attempt_sent_it)
     with pytest.raises(ApplicationError):
         await run(gate, send(1, Category.MARKETING))
 
@@ -231,17 +184,17 @@ async def test_send_refused_connection_leaves_another_attempts_send_alone(
 )
 async def test_send_retry_judges_the_recipient_as_they_are_now(
     gate: SendActivities,
-    refuser: RefusesConnections,
+    transport: FaultyTransport,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     change: str,
     expected: tuple[SendDecision, str],
 ) -> None:
     """Between a marketing send that never reached the provider and its retry, the number replies
     STOP, or consent is withdrawn, or the profile moves to a new number after the old one (which
     the message is addressed to) replied STOP: the retry is refused, and nothing is sent."""
-    refuser.refuse_next_send()
+    transport.refuse_next_send()
     with pytest.raises(ApplicationError):
         await run(gate, send(1, Category.MARKETING))
     async with sessions() as session:
@@ -258,4 +211,4 @@ async def test_send_retry_judges_the_recipient_as_they_are_now(
     assert (result.decision, result.reason) == expected
     [row] = await all_rows(sessions, Message)
     assert (row.to, row.status, row.reason) == (US, "blocked", expected[1])
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
@@ -10,15 +9,17 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.send import SendActivities
 from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult
 from nudge.registry import Registry
 from nudge.segments import count_segments
 from nudge.store import Link, Message, MessageStatusChange, suppress
-from tests.activities.conftest import GateFactory, LosesResponses
+from tests.activities.conftest import GateFactory
+from tests.activities.sends import run
+from tests.carrier import ledger
 from tests.customers import add_customers, new_customer
+from tests.faults import FaultyTransport
 
 PHONE = "+8613800138000"
 CART_URL = "https://shop.example.com/cart/k1?utm_source=sms"
@@ -43,22 +44,6 @@ async def add_customer(
     await add_customers(sessions, new_customer(customer_id, phone))
 
 
-async def run(sends: SendActivities, request: SendRequest, *, attempt: int = 1) -> SendResult:
-    """Run the activity as Temporal would on the given attempt."""
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=attempt, activity_type="send_message")
-    result: SendResult = await env.run(sends.send_message, request)
-    return result
-
-
-async def ledger(http: httpx.AsyncClient, carrier_url: str) -> list[dict[str, Any]]:
-    """Every message the carrier received: the ground truth for "sent exactly once"."""
-    response = await http.get(f"{carrier_url}/_sim/ledger")
-    response.raise_for_status()
-    entries: list[dict[str, Any]] = response.json()
-    return entries
-
-
 async def rows(sessions: async_sessionmaker[AsyncSession], model: Any) -> list[Any]:
     async with sessions() as session:
         return list((await session.exec(select(model))).all())
@@ -68,7 +53,7 @@ async def test_send_message_renders_tracks_links_and_submits(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """A send renders the template with tracked links, records the message and reaches the
     carrier exactly once."""
@@ -78,7 +63,7 @@ async def test_send_message_renders_tracks_links_and_submits(
 
     [message] = await rows(sessions, Message)
     [link] = await rows(sessions, Link)
-    [entry] = await ledger(http, carrier_url)
+    [entry] = await ledger(http, carrier)
     short_url = f"https://nudge.example.com/l/{link.code}"
     assert message.body == f"Ada, your cart is waiting: {short_url} Reply STOP to opt out"
     assert CART_URL not in message.body
@@ -111,7 +96,7 @@ async def test_send_message_long_unicode_body_counts_segments(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """The stored segment count is the carrier's for a multi-part UCS-2 message."""
     await add_customer(sessions)
@@ -124,7 +109,7 @@ async def test_send_message_long_unicode_body_counts_segments(
         ),
     )
 
-    [entry] = await ledger(http, carrier_url)
+    [entry] = await ledger(http, carrier)
     assert result.segments == entry["segments"] == 2
 
 
@@ -132,7 +117,7 @@ async def test_send_message_retry_with_same_key_sends_nothing_new(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """A retried activity with the same idempotency key returns the first result and neither
     writes a second row nor reaches the carrier again."""
@@ -145,15 +130,15 @@ async def test_send_message_retry_with_same_key_sends_nothing_new(
     assert again == first == replayed
     assert len(await rows(sessions, Message)) == 1
     assert len(await rows(sessions, Link)) == 1
-    assert len(await ledger(http, carrier_url)) == 1
+    assert len(await ledger(http, carrier)) == 1
 
 
 async def test_send_message_retry_after_lost_answer_reconciles(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
-    transport: LosesResponses,
+    carrier: str,
+    transport: FaultyTransport,
 ) -> None:
     """When the carrier accepted a send but its answer was lost, the retry finds the message at
     the carrier instead of sending it a second time."""
@@ -166,11 +151,11 @@ async def test_send_message_retry_after_lost_answer_reconciles(
     assert failure.value.non_retryable is False
     [pending] = await rows(sessions, Message)
     assert pending.status == MessageStatus.PENDING
-    assert len(await ledger(http, carrier_url)) == 1
+    assert len(await ledger(http, carrier)) == 1
 
     result = await run(sends, send_request(), attempt=2)
 
-    [entry] = await ledger(http, carrier_url)
+    [entry] = await ledger(http, carrier)
     [message] = await rows(sessions, Message)
     assert result.decision is SendDecision.SENT
     assert result.message_id == message.id == pending.id == entry["client_ref"]
@@ -182,8 +167,8 @@ async def test_send_message_reconciles_before_the_gate_holds_a_message(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
-    transport: LosesResponses,
+    carrier: str,
+    transport: FaultyTransport,
 ) -> None:
     """A STOP that lands between a send whose answer was lost and its retry: the carrier has the
     message, so the store records it sent (not suppressed), and nothing goes out twice."""
@@ -198,7 +183,7 @@ async def test_send_message_reconciles_before_the_gate_holds_a_message(
     result = await run(sends, send_request(), attempt=2)
 
     assert result.decision is SendDecision.SENT
-    assert len(await ledger(http, carrier_url)) == 1
+    assert len(await ledger(http, carrier)) == 1
     later = await run(sends, send_request(idempotency_key="another/run/2"))
     assert later.decision is SendDecision.SUPPRESSED
 
@@ -207,18 +192,18 @@ async def test_send_message_retry_after_outage_sends_once(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """A retry after the carrier refused with a 5xx finds nothing to reconcile and sends once."""
     await add_customer(sessions)
-    await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 1.0})
+    await http.post(f"{carrier}/_sim/config", json={"failure_rate": 1.0})
     with pytest.raises(ApplicationError):
         await run(sends, send_request())
-    await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 0.0})
+    await http.post(f"{carrier}/_sim/config", json={"failure_rate": 0.0})
 
     result = await run(sends, send_request(), attempt=2)
 
-    [entry] = await ledger(http, carrier_url)
+    [entry] = await ledger(http, carrier)
     assert result.decision is SendDecision.SENT
     assert result.provider_message_id == entry["id"]
     assert len(await rows(sessions, Message)) == 1
@@ -228,12 +213,12 @@ async def test_send_message_carrier_unavailable_is_retryable(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """A 503 from the carrier fails the attempt with a retryable error and leaves the row
     pending."""
     await add_customer(sessions)
-    response = await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 1.0})
+    response = await http.post(f"{carrier}/_sim/config", json={"failure_rate": 1.0})
     assert response.json()["failure_rate"] == 1.0
 
     with pytest.raises(ApplicationError) as failure:
@@ -244,7 +229,7 @@ async def test_send_message_carrier_unavailable_is_retryable(
     assert failure.value.message == "sim unavailable: carrier busy"
     [message] = await rows(sessions, Message)
     assert message.status == MessageStatus.PENDING
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []
 
 
 @pytest.mark.parametrize("customer", ["without_phone", "unknown"])
@@ -252,7 +237,7 @@ async def test_send_message_no_phone_is_blocked(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     customer: str,
 ) -> None:
     """A customer without a phone number (or not in the CRM) is blocked with reason no_phone,
@@ -265,7 +250,7 @@ async def test_send_message_no_phone_is_blocked(
     assert (result.decision, result.reason) == (SendDecision.BLOCKED, "no_phone")
     [message] = await rows(sessions, Message)
     assert (message.status, message.reason) == (MessageStatus.BLOCKED, "no_phone")
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []
 
 
 @pytest.mark.parametrize(
@@ -281,7 +266,7 @@ async def test_send_message_template_error_is_permanent(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     template: str,
     params: dict[str, Any],
     error: str,
@@ -296,14 +281,14 @@ async def test_send_message_template_error_is_permanent(
     assert failure.value.non_retryable is True
     assert await rows(sessions, Message) == []
     assert await rows(sessions, Link) == []
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []
 
 
 async def test_send_message_carrier_rejection_is_blocked_and_final(
     sends: SendActivities,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """A 4xx from the carrier (a number it cannot take) blocks the send with a provider reason,
     marks the message failed, and a retry does not call the carrier again."""
@@ -317,9 +302,9 @@ async def test_send_message_carrier_rejection_is_blocked_and_final(
     assert message.status == MessageStatus.FAILED
     assert message.reason == result.reason
     assert [(c.status, c.applied) for c in await rows(sessions, MessageStatusChange)] == [("failed", True)]
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []
 
-    await http.post(f"{carrier_url}/_sim/config", json={"failure_rate": 1.0})
+    await http.post(f"{carrier}/_sim/config", json={"failure_rate": 1.0})
     assert await run(sends, send_request(), attempt=2) == result
 
 
@@ -365,7 +350,7 @@ async def test_send_message_losing_the_insert_race_returns_the_winners_message(
     make_sends: GateFactory,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """When a concurrent attempt stores the same idempotency key between this attempt's lookup and
     its insert, this attempt answers with the winner's message (not another one in the store) and
@@ -386,4 +371,4 @@ async def test_send_message_losing_the_insert_race_returns_the_winners_message(
     )
     assert sorted(m.id for m in await rows(sessions, Message)) == ["m-other", "m-rival"]
     assert await rows(sessions, Link) == []
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []

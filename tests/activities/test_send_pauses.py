@@ -19,16 +19,8 @@ from nudge.models import Category, MessageStatus, SendDecision, SendRequest
 from nudge.pauses import PauseCache, Scope, Source, pause, resume
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.store import Complaint, Message
-from tests.activities.test_send_routing import (  # noqa: F401 - fixtures, shared with the routing tests
-    carrier,
-    configure,
-    customers,
-    http,
-    ledger,
-    request,
-    router,
-    run,
-)
+from tests.activities.sends import request, run
+from tests.carrier import configure, ledger
 
 CART_URL = "https://shop.example.com/cart/k1"
 

@@ -21,7 +21,8 @@ from nudge.routes import RouteConfig, local_routes
 from nudge.store import Message
 from nudge.templates import BUILTIN_TEMPLATES
 from tests.activities.conftest import SENDER
-from tests.activities.test_send_routing import ledger, request, run
+from tests.activities.sends import request, run
+from tests.carrier import ledger
 from tests.customers import add_customers, new_customer
 
 CART_ZH = "${name}，购物车还在等您：${cart_url} 拒收请回复R"
@@ -29,9 +30,9 @@ CART_PARAMS = {"name": "Ada", "cart_url": "https://shop.example.com/c/1"}
 
 
 @pytest.fixture
-def sim_routes(carrier_url: str) -> list[RouteConfig]:
+def sim_routes(carrier: str) -> list[RouteConfig]:
     """One route, on the simulator's own API: whatever the gate sends, the ledger shows as is."""
-    return [RouteConfig(name="sim", provider="simulator", base_url=carrier_url, signature=SENDER)]
+    return [RouteConfig(name="sim", provider="simulator", base_url=carrier, signature=SENDER)]
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ async def test_gate_unapproved_template_is_blocked_and_never_sent(
     registry: Registry,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """A draft template is blocked with its state as the reason; the carrier gets nothing."""
     await registry.put_template(
@@ -97,11 +98,11 @@ async def test_gate_unapproved_template_is_blocked_and_never_sent(
     assert (result.decision, result.reason) == (SendDecision.BLOCKED, "template_not_approved:draft")
     [message] = await stored(sessions)
     assert (message.status, message.reason) == (MessageStatus.BLOCKED, "template_not_approved:draft")
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []
 
 
 async def test_gate_edited_template_is_blocked_until_approved_again(
-    gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier_url: str
+    gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier: str
 ) -> None:
     """Editing an approved template stops it at once; approved again, the new text goes out."""
     await registry.put_template(
@@ -112,7 +113,7 @@ async def test_gate_edited_template_is_blocked_until_approved_again(
     await registry.approve_template("payment_success")
     sent = await run(gate, request(idempotency_key="wf-cn/run/2"))
     assert sent.decision is SendDecision.SENT
-    assert [e["body"] for e in await ledger(http, carrier_url)] == ["Paid: order o-1, 9.90."]
+    assert [e["body"] for e in await ledger(http, carrier)] == ["Paid: order o-1, 9.90."]
 
 
 @pytest.mark.parametrize(
@@ -122,7 +123,7 @@ async def test_gate_signature_not_approved_blocks_the_message(
     gate: SendActivities,
     registry: Registry,
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
     signature: str | None,
     reject: bool,
 ) -> None:
@@ -135,18 +136,18 @@ async def test_gate_signature_not_approved_blocks_the_message(
         SendDecision.BLOCKED,
         f"signature_not_approved:{signature or SENDER}",
     )
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []
 
 
 async def test_gate_zh_customer_gets_the_zh_variant(
-    gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier_url: str
+    gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier: str
 ) -> None:
     """A customer whose language is zh gets the approved zh variant; others the default."""
     await registry.put_template("cart_reminder", language="zh", body=CART_ZH, category=Category.MARKETING)
     await registry.approve_template("cart_reminder", "zh")
     await run(gate, cart("zh"))
     await run(gate, cart("cn"))
-    bodies = {e["to"]: e["body"] for e in await ledger(http, carrier_url)}
+    bodies = {e["to"]: e["body"] for e in await ledger(http, carrier)}
     zh, default = bodies["+8613900139000"], bodies["+8613800138000"]
     assert zh.startswith("Ada，购物车还在等您：https://n.example/l/") and zh.endswith(" 拒收请回复R")
     assert default.startswith("Ada, your cart is waiting: https://n.example/l/")
@@ -157,7 +158,7 @@ async def test_gate_missing_variable_of_the_variant_fails_permanently(
     registry: Registry,
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
-    carrier_url: str,
+    carrier: str,
 ) -> None:
     """The zh variant's own variable missing is a non-retryable TemplateError; nothing is stored
     or sent."""
@@ -168,29 +169,29 @@ async def test_gate_missing_variable_of_the_variant_fails_permanently(
         await run(gate, cart("zh"))
     assert (failure.value.type, failure.value.non_retryable) == ("TemplateError", True)
     assert await stored(sessions) == []
-    assert await ledger(http, carrier_url) == []
+    assert await ledger(http, carrier) == []
 
 
 class TestOnProviderRoutes:
     """The local Aliyun, Tencent and Twilio routes, where signatures are sign names."""
 
     @pytest.fixture
-    def routes(self, carrier_url: str) -> list[RouteConfig]:
-        return local_routes(carrier_url)
+    def routes(self, carrier: str) -> list[RouteConfig]:
+        return local_routes(carrier)
 
     async def test_gate_rejected_signature_skips_that_route(
-        self, gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier_url: str
+        self, gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier: str
     ) -> None:
         """With 努济 (Aliyun's zh signature) rejected, a zh customer's message skips Aliyun and goes
         out once on Tencent, under its approved signature."""
         await registry.reject_signature("努济", reason="qualification expired")
         result = await run(gate, request("zh"))
         assert (result.decision, result.route) == (SendDecision.SENT, "tencent-cn")
-        [entry] = await ledger(http, carrier_url)
+        [entry] = await ledger(http, carrier)
         assert (entry["provider"], entry["signature"]) == ("tencent", "Nudge")
 
     async def test_gate_template_signature_replaces_the_routes(
-        self, gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier_url: str
+        self, gate: SendActivities, registry: Registry, http: httpx.AsyncClient, carrier: str
     ) -> None:
         """A template bound to 努济 goes out under 努济 on Aliyun, whatever the route's own is."""
         payment = BUILTIN_TEMPLATES["payment_success"]
@@ -204,5 +205,5 @@ class TestOnProviderRoutes:
         await registry.approve_template("payment_success")
         result = await run(gate, request("cn"))
         assert result.route == "aliyun-cn"
-        [entry] = await ledger(http, carrier_url)
+        [entry] = await ledger(http, carrier)
         assert entry["signature"] == "努济" and entry["body"].startswith("【努济】Payment received")

@@ -6,63 +6,29 @@ Aliyun, Tencent and Twilio APIs over loopback, on the real store.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
-from httpx_aiohttp import AiohttpTransport
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
-from activities.routing import BreakerState, Router, build_router
+from activities.routing import BreakerState, Router
 from activities.send import SendActivities
-from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest, SendResult
+from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest
 from nudge.phone import phone_hash
 from nudge.quiet_hours import ALWAYS_OPEN
-from nudge.routes import DEV_ALIYUN_KEYS, local_routes
-from nudge.store import Message, Suppression
-from simulator.app import SimConfig, create_app
-from tests.customers import add_customers, new_customer
-from tests.servers import serve
-
-CN = "+8613800138000"
-US = "+14155550100"
-PRIMARY = next(iter(DEV_ALIYUN_KEYS))
-
-
-@pytest.fixture
-async def carrier() -> AsyncIterator[str]:
-    async with serve(create_app(SimConfig(latency_ms=0, receipt_delay_ms=600_000))) as url:
-        yield url
-
-
-CLIENT_TIMEOUT_S = 5.0
-"""Long enough for any answer from the in-process simulator on a slow, loaded machine (2 s was
-seen to expire under load); the lost-answer faults hold the answer three times as long."""
-HELD_ANSWER_S = 3 * CLIENT_TIMEOUT_S
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    timeout = httpx.Timeout(CLIENT_TIMEOUT_S)
-    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout) as client:
-        yield client
-
-
-@pytest.fixture
-def router(http: httpx.AsyncClient, carrier: str) -> Router:
-    """The default local routes: Aliyun, then Tencent, then Aliyun backup for CN; Twilio for all."""
-    return build_router(local_routes(carrier), http, breaker_threshold=2)
+from nudge.store import Suppression
+from tests.activities.sends import CN, PRIMARY, US, message, request, run
+from tests.carrier import configure, ledger
+from tests.faults import HELD_ANSWER_S
 
 
 @pytest.fixture
 def sends(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendActivities:
+    """The gate on the local routes (this module's, not the simulator route), with Twilio's status
+    callback, at any hour."""
     return SendActivities(
         sessions,
         router,
@@ -70,51 +36,6 @@ def sends(sessions: async_sessionmaker[AsyncSession], router: Router) -> SendAct
         status_callbacks={"twilio": "https://nudge.example.com/v1/webhooks/twilio/status"},
         quiet_hours=ALWAYS_OPEN,
     )
-
-
-@pytest.fixture
-async def customers(sessions: async_sessionmaker[AsyncSession]) -> None:
-    await add_customers(
-        sessions,
-        new_customer("cn", CN),
-        new_customer("us", US, name="Bo"),
-        new_customer("zh", "+8613900139000", name="Cy", attributes={"language": "zh"}),
-    )
-
-
-def request(customer: str = "cn", **overrides: Any) -> SendRequest:
-    fields: dict[str, Any] = {
-        "idempotency_key": f"wf-{customer}/run/1",
-        "workflow_id": f"wf-{customer}",
-        "journey": "payment_success",
-        "step": "send:payment_success",
-        "customer_id": customer,
-        "template": "payment_success",
-        "params": {"order_id": "o-1", "amount": "9.90"},
-        "category": Category.TRANSACTIONAL,
-    }
-    return SendRequest(**(fields | overrides))
-
-
-async def run(sends: SendActivities, req: SendRequest, *, attempt: int = 1) -> SendResult:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=attempt, activity_type="send_message")
-    result: SendResult = await env.run(sends.send_message, req)
-    return result
-
-
-async def configure(http: httpx.AsyncClient, carrier: str, **update: Any) -> None:
-    assert (await http.post(f"{carrier}/_sim/config", json=update)).status_code == 200
-
-
-async def ledger(http: httpx.AsyncClient, carrier: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = (await http.get(f"{carrier}/_sim/ledger")).json()
-    return entries
-
-
-async def message(sessions: async_sessionmaker[AsyncSession]) -> Message:
-    async with sessions() as session:
-        return (await session.exec(select(Message))).one()
 
 
 @pytest.mark.usefixtures("customers")

@@ -33,10 +33,9 @@ from nudge.models import Category, SendRequest, SendResult
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import DEV_ALIYUN_KEYS, RouteConfig
 from nudge.store import create_engine, init_db, session_factory
-from simulator.app import SimConfig, create_app
+from simulator.app import SimConfig
 from tests.customers import add_customers, new_customer
 from tests.polling import wait_until
-from tests.servers import serve
 
 FLOOD = 200
 TPS = 25.0
@@ -99,9 +98,9 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-async def carrier() -> AsyncIterator[str]:
-    async with serve(create_app(SimConfig(latency_ms=20, receipt_delay_ms=600_000))) as url:
-        yield url
+def carrier_config() -> SimConfig:
+    """A carrier with some latency, so that the flood queues behind the route's rate limit."""
+    return SimConfig(latency_ms=20, receipt_delay_ms=600_000)
 
 
 async def test_transactional_send_overtakes_marketing_flood(

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
-from httpx_aiohttp import AiohttpTransport
 
 from activities.providers.aliyun import AliyunProvider
 from activities.providers.base import OutboundSms, Provider
@@ -19,40 +17,12 @@ from nudge.routes import (
     DEV_TWILIO_NUMBER,
 )
 from nudge.templates import get_template
-from simulator.app import SimConfig, create_app
-from tests.servers import serve
 
 (ALIYUN_KEY, ALIYUN_SECRET), (BACKUP_KEY, BACKUP_SECRET) = DEV_ALIYUN_KEYS.items()
 ((TWILIO_SID, TWILIO_TOKEN),) = DEV_TWILIO_ACCOUNTS.items()
 ((TENCENT_ID, TENCENT_KEY),) = DEV_TENCENT_KEYS.items()
 CN = "+8613800138000"
 US = "+14155550100"
-
-
-@pytest.fixture
-async def carrier() -> AsyncIterator[str]:
-    """The carrier simulator on loopback: no latency, receipts held back past the test's end."""
-    async with serve(create_app(SimConfig(latency_ms=0, receipt_delay_ms=600_000))) as url:
-        yield url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """The production transport (aiohttp under httpx), as the worker uses it."""
-    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=httpx.Timeout(5.0)) as client:
-        yield client
-
-
-async def configure(http: httpx.AsyncClient, carrier: str, **update: Any) -> None:
-    response = await http.post(f"{carrier}/_sim/config", json=update)
-    assert response.status_code == 200, response.text
-
-
-async def ledger(http: httpx.AsyncClient, carrier: str, **filters: str) -> list[dict[str, Any]]:
-    response = await http.get(f"{carrier}/_sim/ledger", params=filters)
-    response.raise_for_status()
-    entries: list[dict[str, Any]] = response.json()
-    return entries
 
 
 def sms(to: str, *, message_id: str = "m-1", template: str = "payment_success", **params: str) -> OutboundSms:

@@ -26,6 +26,7 @@ from nudge.errors import (
     RetryableProviderError,
 )
 from nudge.routes import RouteConfig, local_routes
+from tests.carrier import configure, ledger
 from tests.providers.conftest import (
     ALIYUN_KEY,
     BACKUP_KEY,
@@ -35,8 +36,6 @@ from tests.providers.conftest import (
     TWILIO_SID,
     US,
     aliyun,
-    configure,
-    ledger,
     sms,
     tencent,
     twilio,
