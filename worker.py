@@ -18,17 +18,17 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.compliance.alerts import AlertWebhook
+from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
+from activities.compliance.pauses import PauseCache
+from activities.compliance.registry import Registry
 from activities.crm import CrmActivities
 from activities.routing import Router, build_router
 from activities.send import SendActivities
-from nudge.alerts import AlertWebhook
-from nudge.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.logging import configure_logging, get_logger
-from nudge.pauses import PauseCache
-from nudge.registry import Registry
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
-from starter.temporal import connect
+from nudge.temporal import connect
 from workflows import JOURNEYS
 from workflows.journey import Journey
 
@@ -44,7 +44,7 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 worker under load, re-creating the three journey classes (``workflow.defn`` and their pydantic
 ``Config``) took a quarter of its CPU. The journeys, their runtime and the shared kernel hold no
 module state, so the production worker imports them once. The tests and the replayer run them
-fully sandboxed (``nudge.testing``, ``tests/workflows/test_replay.py``), where the sandbox's
+fully sandboxed (``starter.testing``, ``tests/workflows/test_replay.py``), where the sandbox's
 determinism checks still catch a clock, a random number or I/O in a journey."""
 
 

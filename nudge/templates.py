@@ -4,7 +4,7 @@ Templates use ``${var}`` placeholders, as Aliyun templates do. Aliyun and Tencen
 templates approved in their consoles, by code: ``provider_codes`` maps a provider to the code its
 console gave the same text (Tencent's copy numbers the placeholders ``{1}``, ``{2}``... in order of
 first appearance; see ``Template.positional_body``). This module holds the built-in templates the
-example journeys use; the registry (``nudge.registry``) stores them, with the operators' own
+example journeys use; the registry (``activities.compliance.registry``) stores them, with the operators' own
 templates, their language variants and their approval state, and the send gate reads it.
 """
 

@@ -138,8 +138,8 @@ def demo(
 
 
 def _play_demo(stack: Any) -> bool:
+    from nudge.temporal import connect
     from starter.demo import run_demo, summary_table
-    from starter.temporal import connect
 
     settings = get_settings().model_copy(update={"temporal_address": stack.temporal_address})
 
@@ -342,7 +342,7 @@ def journeys(
 ) -> None:
     """List a customer's journeys with their status and current step (from Temporal)."""
     from nudge.models import JourneyResult, JourneyState, SentMessage
-    from starter.temporal import connect
+    from nudge.temporal import connect
 
     settings = get_settings()
     if temporal:

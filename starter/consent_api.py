@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge import consent
-from nudge.consent import Action, ConsentIn
+from activities.compliance import consent
+from activities.compliance.consent import Action, ConsentIn
 from nudge.logging import get_logger
 from nudge.store import Consent, Customer, consent_key, read_sessions
 

@@ -14,15 +14,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from nudge import consent
-from nudge.complaints import ComplaintKind, ComplaintRecorder
-from nudge.consent import ConsentIn
+from activities.compliance import consent
+from activities.compliance.complaints import ComplaintKind, ComplaintRecorder
+from activities.compliance.consent import ConsentIn
+from activities.receipts import attach_unmatched
 from nudge.contracts import MESSAGE
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
 from nudge.models import MessageStatus, MessageUpdate
 from nudge.phone import mask, phone_hash
-from nudge.receipts import attach_unmatched
 from nudge.store import (
     SUPPRESS_ALL,
     Click,

@@ -18,24 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from nudge import consent
-from nudge.alerts import AlertWebhook
-from nudge.complaints import ComplaintPolicy, ComplaintRecorder
-from nudge.consent import ConsentIn
+from activities.compliance import consent
+from activities.compliance.alerts import AlertWebhook
+from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
+from activities.compliance.consent import ConsentIn
+from activities.compliance.registry import Registry
 from nudge.contracts import OPTED_OUT
 from nudge.errors import InvalidPhoneNumber
 from nudge.logging import get_logger
 from nudge.models import Event, MessageStatus
 from nudge.phone import to_e164
-from nudge.registry import Registry
 from nudge.settings import DEV_CALLBACK_TOKEN, Settings, get_settings
 from nudge.store import Customer, create_engine, init_db, read_sessions, session_factory
+from nudge.temporal import connect
 from starter.consent_api import router as consent_api
 from starter.feedback import Feedback
 from starter.pauses_api import router as pauses
 from starter.registry_api import router as registry_api
 from starter.router import EventRouter, RouteResult
-from starter.temporal import connect
 from starter.webhooks import router as webhooks
 from workflows import JOURNEYS
 from workflows.journey import Journey

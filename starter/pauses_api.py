@@ -20,8 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge.models import Category
-from nudge.pauses import (
+from activities.compliance.pauses import (
     AlreadyPaused,
     NotPaused,
     Scope,
@@ -31,7 +30,8 @@ from nudge.pauses import (
     pause_history,
     resume,
 )
-from nudge.registry import Registry
+from activities.compliance.registry import Registry
+from nudge.models import Category
 from nudge.settings import Settings
 from nudge.store import Pause, PauseBase, PauseEvent, PauseEventBase
 

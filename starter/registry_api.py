@@ -21,9 +21,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from activities.compliance.registry import Registry
 from nudge.errors import ApprovalRefused, InvalidInput, NotFound
 from nudge.models import Category
-from nudge.registry import Registry
 from nudge.routes import ProviderName
 from nudge.store import SmsSignature, SmsTemplate
 from nudge.templates import ApprovalStatus, Template

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from nudge.store import create_engine, init_db
-from nudge.testing import time_skipping_environment
 from simulator.app import SimConfig, create_app
+from starter.testing import time_skipping_environment
 from tests.faults import CLIENT_TIMEOUT_S, FaultyTransport
 from tests.servers import serve
 

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge import consent
-from nudge.consent import ConsentIn
+from activities.compliance import consent
+from activities.compliance.consent import ConsentIn
 from nudge.store import Customer
 
 SIGNUP_CONSENT = ConsentIn(source="signup_form", text="Offers by SMS. Reply STOP to opt out.")

@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from activities.compliance.complaints import ComplaintRecorder
+from activities.compliance.pauses import PauseCache
+from activities.compliance.registry import Registry
 from activities.routing import Router
 from nudge.caps import DEFAULT_CAPS
-from nudge.complaints import ComplaintRecorder
 from nudge.models import FrequencyCap, MessageStatus, SendRequest, SendResult
-from nudge.pauses import PauseCache
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
-from nudge.registry import Registry
 from nudge.templates import Template
 
 from .compose import Composer, is_marketing, recipient

@@ -12,12 +12,12 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
+from activities.compliance.registry import Registry
 from activities.providers.base import OutboundSms
 from activities.routing import NoRoute, Recipient, Route, Router
 from nudge.contracts import error_type
 from nudge.errors import TemplateError
 from nudge.models import Category, MessageStatus, SendRequest
-from nudge.registry import Registry
 from nudge.segments import count_billed_segments
 from nudge.store import Customer, Link, Message
 from nudge.templates import Template

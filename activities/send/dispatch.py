@@ -18,6 +18,8 @@ import aiohttp
 import httpx
 from temporalio.exceptions import ApplicationError
 
+from activities.compliance.pauses import PauseCache, paused_reason
+from activities.compliance.registry import Registry
 from activities.routing import NoRoute, Recipient, Route, Router
 from nudge.errors import (
     AccountProviderError,
@@ -27,9 +29,7 @@ from nudge.errors import (
 )
 from nudge.logging import get_logger
 from nudge.models import Category, SendRequest
-from nudge.pauses import PauseCache, paused_reason
 from nudge.phone import mask
-from nudge.registry import Registry
 from nudge.store import Message, Pause
 from nudge.templates import Template
 

@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from activities.compliance.pauses import PauseCache, Scope, paused_reason
 from nudge.caps import applicable
 from nudge.models import Category, FrequencyCap, SendRequest
-from nudge.pauses import PauseCache, Scope, paused_reason
 from nudge.quiet_hours import Window, next_allowed
 from nudge.store import SUPPRESS_ALL, Message, Pause
 from nudge.templates import ApprovalStatus, Template

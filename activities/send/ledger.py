@@ -16,15 +16,15 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from activities.compliance.complaints import ComplaintKind, ComplaintRecorder
 from activities.providers.base import Submission
+from activities.receipts import attach_unmatched, has_unmatched
 from activities.routing import Route
 from nudge.caps import Reservation, full_cap
-from nudge.complaints import ComplaintKind, ComplaintRecorder
 from nudge.errors import PermanentProviderError
 from nudge.logging import get_logger
 from nudge.models import FrequencyCap, MessageStatus, SendRequest
 from nudge.phone import phone_hash
-from nudge.receipts import attach_unmatched, has_unmatched
 from nudge.store import (
     SUPPRESS_ALL,
     Consent,

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge import consent
-from nudge.consent import ConsentIn
+from activities.compliance import consent
+from activities.compliance.consent import ConsentIn
 from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest
 from nudge.phone import phone_hash
 from nudge.quiet_hours import DEFAULT_WINDOWS

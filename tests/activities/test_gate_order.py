@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge import consent
-from nudge.consent import ConsentIn
+from activities.compliance import consent
+from activities.compliance.consent import ConsentIn
+from activities.compliance.pauses import PauseCache, Scope, Source, pause
+from activities.compliance.registry import Registry
 from nudge.models import Category, FrequencyCap, SendDecision, SendRequest
-from nudge.pauses import PauseCache, Scope, Source, pause
 from nudge.quiet_hours import DEFAULT_WINDOWS
-from nudge.registry import Registry
 from nudge.routes import RouteConfig
 from nudge.store import SUPPRESS_ALL, Message, suppress
 from tests.activities.conftest import SENDER, GateFactory

@@ -19,6 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.testing import capture_logs
 from temporalio.exceptions import ApplicationError
 
+from activities.compliance.pauses import Scope, Source, pause
+from activities.compliance.registry import Registry
 from activities.routing import (
     BreakerState,
     CircuitBreaker,
@@ -30,9 +32,7 @@ from activities.routing import (
 )
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
-from nudge.pauses import Scope, Source, pause
 from nudge.quiet_hours import ALWAYS_OPEN
-from nudge.registry import Registry
 from nudge.routes import DEV_ALIYUN_KEYS, RouteConfig, local_routes
 from tests.activities.sends import message, request, run
 from tests.carrier import configure, ledger

@@ -16,10 +16,10 @@ from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 
+from activities.compliance import consent
+from activities.compliance.consent import ConsentIn
 from activities.routing import build_router
 from activities.send import SendActivities
-from nudge import consent
-from nudge.consent import ConsentIn
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import local_routes

@@ -10,9 +10,9 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 
+from activities.compliance.registry import Registry
 from activities.send import SendActivities
 from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult
-from nudge.registry import Registry
 from nudge.segments import count_segments
 from nudge.store import Link, Message, MessageStatusChange, suppress
 from tests.activities.conftest import GateFactory

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from activities.compliance.pauses import PauseCache, Scope, Source, pause, resume
 from activities.routing import Router
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
-from nudge.pauses import PauseCache, Scope, Source, pause, resume
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.store import Complaint, Message
 from tests.activities.sends import request, run

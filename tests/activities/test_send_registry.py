@@ -12,11 +12,11 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 
+from activities.compliance.registry import Registry
 from activities.routing import Router, build_router
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
 from nudge.quiet_hours import ALWAYS_OPEN
-from nudge.registry import Registry
 from nudge.routes import RouteConfig, local_routes
 from nudge.store import Message
 from nudge.templates import BUILTIN_TEMPLATES

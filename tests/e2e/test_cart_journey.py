@@ -17,8 +17,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from nudge.models import JourneyResult
 from nudge.settings import Settings
+from nudge.temporal import connect
 from starter.stack import Stack
-from starter.temporal import connect
 from workflows import CartAbandonment
 
 pytestmark = pytest.mark.e2e

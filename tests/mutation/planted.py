@@ -32,7 +32,7 @@ class Planted:
 PLANTED = (
     Planted(
         "receipt status machine: an equal-rank receipt moves a delivered message (early receipt)",
-        "nudge/receipts.py",
+        "activities/receipts.py",
         "if received.rank > status.rank:",
         "if received.rank >= status.rank:",
         ("tests/store/test_receipt_ordering.py",),

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import Session, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge.alerts import AlertWebhook
-from nudge.complaints import ComplaintKind, ComplaintPolicy, ComplaintRecorder
-from nudge.pauses import (
+from activities.compliance.alerts import AlertWebhook
+from activities.compliance.complaints import ComplaintKind, ComplaintPolicy, ComplaintRecorder
+from activities.compliance.pauses import (
     AlreadyPaused,
     NotPaused,
     PauseCache,

@@ -1,5 +1,5 @@
 """Consent on the real store (SQLite and PostgreSQL): the current state and the audit trail that
-``nudge.consent.record`` writes, ``first_only``, and the trail's order."""
+``activities.compliance.consent.record`` writes, ``first_only``, and the trail's order."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge.consent import Action, ConsentIn, history, record
+from activities.compliance.consent import Action, ConsentIn, history, record
 from nudge.store import Consent, ConsentEvent, consent_key, session_factory
 
 GIVEN_AT = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)

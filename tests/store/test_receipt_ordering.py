@@ -18,8 +18,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from activities.receipts import attach_unmatched, has_unmatched
 from nudge.models import MessageStatus
-from nudge.receipts import attach_unmatched, has_unmatched
 from nudge.store import Message, MessageStatusChange, session_factory
 from starter.feedback import Feedback
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.compliance.registry import Registry
 from nudge.errors import ApprovalRefused, NotFound, TemplateError
 from nudge.models import Category
-from nudge.registry import Registry
 from nudge.routes import RouteConfig
 from nudge.store import create_engine, session_factory
 from nudge.templates import BUILTIN_TEMPLATES, ApprovalStatus, builtin_templates

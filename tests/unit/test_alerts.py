@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from nudge.alerts import AlertWebhook
+from activities.compliance.alerts import AlertWebhook
 
 ALERT = {"alert": "sends_paused", "scope": "template", "value": "cart_reminder"}
 URL = "https://hooks.example.com/services/T0/B0/secret"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from nudge.complaints import ComplaintPolicy, ComplaintRecorder
+from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
 from nudge.settings import Settings
 from nudge.store import create_engine, session_factory
 

@@ -14,7 +14,7 @@ from activities.crm import CrmActivities
 from activities.send import SendActivities
 from nudge import contracts
 from nudge.errors import NudgeError
-from nudge.testing import FakeCarrier
+from starter.testing import FakeCarrier
 from workflows import JOURNEYS
 from workflows.policies import SEND_RETRY
 

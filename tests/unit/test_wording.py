@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from activities.compliance.registry import opt_out_wording_problem
 from nudge.models import Category
-from nudge.registry import opt_out_wording_problem
 from nudge.templates import builtin_templates
 from nudge.wording import ZH_OPT_OUT, approval_problem, body_problem, transactional_wording_problem
 

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from nudge.testing import JourneyTester, journey_tester
+from starter.testing import JourneyTester, journey_tester
 from workflows import JOURNEYS
 
 

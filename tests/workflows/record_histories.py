@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from nudge.models import MessageStatus, Profile
-from nudge.testing import JourneyRun, JourneyTester, journey_tester, time_skipping_environment
+from starter.testing import JourneyRun, JourneyTester, journey_tester, time_skipping_environment
 from workflows import JOURNEYS, CartAbandonment, Onboarding, PaymentSuccess
 
 OUT = Path(__file__).parent / "histories"

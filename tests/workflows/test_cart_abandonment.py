@@ -4,7 +4,7 @@ import asyncio
 from datetime import timedelta
 
 from nudge.models import Event, Profile, SendDecision
-from nudge.testing import JourneyTester
+from starter.testing import JourneyTester
 from workflows import CartAbandonment
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from nudge.testing import JourneyTester, journey_tester
+from starter.testing import JourneyTester, journey_tester
 from tests.workflows.sample_journeys import SendsOptionNamedVariables, TypedProperties
 from workflows import CartAbandonment, HelpReply, Journey, Onboarding, PaymentSuccess, Reentry
 

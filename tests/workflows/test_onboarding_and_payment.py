@@ -6,7 +6,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from nudge.models import MessageStatus, Profile, SendDecision
-from nudge.testing import JourneyTester
+from starter.testing import JourneyTester
 from workflows import Onboarding, PaymentSuccess
 from workflows.keys import bucket
 
@@ -113,7 +113,7 @@ def test_split_is_stable_and_balanced() -> None:
 
 async def test_journey_wait_for_undeclared_event_fails_clearly(env) -> None:  # type: ignore[no-untyped-def]
     """Waiting for an event the journey did not declare fails the workflow with a clear error."""
-    from nudge.testing import journey_tester
+    from starter.testing import journey_tester
     from tests.workflows.sample_journeys import WaitsForUndeclared
 
     async with journey_tester(env, [WaitsForUndeclared]) as tester:

@@ -32,7 +32,7 @@ from nudge.models import (
     SendRequest,
     SendResult,
 )
-from nudge.testing import FakeCarrier
+from starter.testing import FakeCarrier
 from workflows import JOURNEYS, PaymentSuccess
 
 S = MessageStatus

@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from nudge.testing import JourneyTester
+from starter.testing import JourneyTester
 from workflows import JOURNEYS, CartAbandonment
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))

@@ -11,7 +11,7 @@ Each counts once per message and kind. After a new complaint, each scope of its 
 signature, journey, route) is evaluated over the sliding ``complaint_window`` (24 h), or since the
 scope was last resumed if that is later: rate = messages complained about / marketing messages
 sent. When at least ``complaint_min_volume`` were sent and the rate is above
-``complaint_threshold``, the scope pauses (``nudge.pauses``), an error ``sends_paused`` is logged
+``complaint_threshold``, the scope pauses (``pauses.py``), an error ``sends_paused`` is logged
 with ``alert=true``, and the alert is posted to the webhook.
 
 Only marketing counts, as only marketing is held by a pause: a payment confirmation is never
@@ -32,10 +32,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge.alerts import AlertWebhook
+from activities.compliance.alerts import AlertWebhook
+from activities.compliance.pauses import AlreadyPaused, Figures, Scope, Source, last_resumed, pause
 from nudge.logging import get_logger
 from nudge.models import Category, MessageStatus
-from nudge.pauses import AlreadyPaused, Figures, Scope, Source, last_resumed, pause
 from nudge.phone import mask
 from nudge.settings import Settings
 from nudge.store import Complaint, Customer, Message, Pause, read_sessions

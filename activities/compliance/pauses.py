@@ -1,6 +1,6 @@
 """Paused scopes: a template, signature, journey or route whose marketing sends the gate holds.
 
-A pause is opened by the complaint-rate breaker (``nudge.complaints``, source ``auto``) or by ops
+A pause is opened by the complaint-rate breaker (``complaints.py``, source ``auto``) or by ops
 (``nudge pause``, ``POST /v1/pauses``, source ``manual``), and lasts until it is resumed. Every
 pause and resume is kept in ``pause_event``, with who, when and why.
 
