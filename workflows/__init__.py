@@ -1,8 +1,10 @@
 """Deterministic orchestration: the journey runtime and the journeys a worker runs.
 
-Reading order: ``journey`` (the base class and its run loop), ``sms`` (what a send returns),
-``policies`` (timeouts and retries), ``keys`` (workflow ids, idempotency keys, A/B buckets),
-``humanize``, then ``journeys`` (the library).
+Reading order: ``journey`` (the base class and the building blocks a journey is written with),
+``options`` (re-entry, tunable parameters), ``sms`` (what a send returns), ``lifecycle`` (state,
+signals, the query and the run loop around ``steps``), ``policies`` (timeouts and retries),
+``keys`` (workflow ids, idempotency keys, A/B buckets), ``humanize``, then ``journeys`` (the
+library).
 """
 
 from workflows.journey import Journey, JourneyConfig, Reentry
