@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nudge.caps import DEFAULT_CAPS
@@ -26,84 +26,103 @@ DEV_CALLBACK_TOKEN = "nudge-dev-callback-token"
 class Settings(BaseSettings):
     """Nudge's settings. Every field can be set as ``NUDGE_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="NUDGE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="NUDGE_", env_file=".env", extra="ignore", use_attribute_docstrings=True
+    )
 
+    # Each field's docstring is its line in the README's settings table (``settings_table``);
+    # ``tests/unit/test_settings.py`` fails when the README's table is not today's.
     state_dir: Path = Path(".nudge")
+    """Local state: SQLite files, Temporal's state file, logs."""
     database_url: str = ""
-    """SQLAlchemy URL. Empty means SQLite at ``<state_dir>/nudge.db``."""
+    """SQLAlchemy URL, e.g. ``postgresql://user@host:5432/nudge``. Empty: SQLite at
+    ``<state_dir>/nudge.db``."""
 
     temporal_address: str = "127.0.0.1:7233"
+    """Temporal's frontend (host:port)."""
     temporal_namespace: str = "default"
+    """Temporal namespace the journeys run in."""
     temporal_ui_port: int = 8233
+    """Port of the Temporal UI that ``nudge up`` starts with the dev server."""
     task_queue: str = "nudge-journeys"
+    """Task queue of the marketing journeys and their activities."""
     transactional_task_queue: str = "nudge-transactional"
     """The priority lane: transactional journeys and their sends run here, on their own slots."""
 
     gateway_host: str = "127.0.0.1"
+    """Interface the gateway listens on."""
     gateway_port: int = 8000
+    """Port the gateway listens on."""
     public_url: str = ""
-    """Base URL customers and providers reach the gateway at (short links, callbacks)."""
+    """Base URL customers and providers reach the gateway at (short links, callbacks). Empty:
+    ``http://<gateway_host>:<gateway_port>``."""
 
     simulator_host: str = "127.0.0.1"
+    """Interface the local carrier simulator listens on."""
     simulator_port: int = 8100
+    """Port of the local carrier simulator."""
     simulator_url: str = ""
-    """Base URL of the carrier the ``simulator`` provider sends to."""
+    """Base URL of the carrier the ``simulator`` provider sends to. Empty: the local simulator."""
     simulator_latency_ms: float = 20.0
+    """The simulator's answer latency per send."""
     simulator_receipt_delay_ms: float = 300.0
+    """How long after a send the simulator pushes its delivery receipt."""
     simulator_failure_rate: float = 0.0
+    """Share of sends the simulator fails with a retryable error (0 to 1)."""
 
     routes: Annotated[list[RouteConfig], NoDecode] = Field(default_factory=list)
-    """Provider routes as a JSON list (see README, "Providers"). Empty means the local simulator's."""
+    """Provider routes as a JSON list (see [Providers and routing](#providers-and-routing)). Empty: the local
+    simulator's."""
     callback_token: SecretStr = SecretStr(DEV_CALLBACK_TOKEN)
-    """Secret path segment of the Aliyun and Tencent receipt URLs (they do not sign their pushes)."""
+    """Secret path segment of the Aliyun and Tencent receipt URLs (they do not sign their pushes); the gateway
+    warns when the development default is used off loopback."""
     quiet_hours: Annotated[dict[str, Window], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_WINDOWS))
-    """Marketing send windows by country calling code (``*`` for the rest), as JSON, e.g.
-    ``{"86": {"start": "08:00", "end": "20:00", "zone": "Asia/Shanghai"},
-    "*": {"start": "09:00", "end": "20:00"}}``. A window without a zone is the recipient's."""
+    """Marketing send windows by country calling code (``*`` for the rest), as JSON, e.g. ``{"44": {"start":
+    "09:00", "end": "20:00"}}``; a ``zone`` fixes the zone (else the recipient's), ``start == end`` means
+    none."""
     frequency_caps: Annotated[list[FrequencyCap], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_CAPS)
     )
-    """Global frequency caps as JSON, e.g. ``[{"limit": 1, "window": "PT24H"}, {"limit": 3,
-    "window": "P7D"}, {"limit": 1, "window": "PT24H", "per": "journey"}]`` (``category``
-    defaults to marketing, ``per`` to customer). ``[]`` turns caps off."""
+    """Global frequency caps as JSON, e.g. ``[{"limit": 1, "window": "PT24H"}, {"limit": 1, "window": "PT24H",
+    "per": "journey"}]``; ``category`` defaults to marketing, ``per`` to customer; ``[]`` turns caps off."""
     breaker_threshold: int = 5
     """Retryable failures in a row that open a route's circuit breaker."""
     breaker_cooldown: timedelta = timedelta(seconds=30)
+    """How long an open breaker keeps traffic off its route before one probe."""
     account_pause: timedelta = timedelta(minutes=5)
     """How long an account-level error (balance, suspension) pauses a route before a probe."""
     default_region: str = "CN"
     """Region used to parse phone numbers written without a country code."""
 
     journey_overrides: Annotated[dict[str, dict[str, Any]], NoDecode] = Field(default_factory=dict)
-    """Per-journey config overrides, e.g. ``{"cart_abandonment": {"first_wait": "PT5S"}}``."""
+    """Per-journey config as JSON, e.g. ``{"cart_abandonment": {"first_wait": "PT5S"}}``."""
 
     log_level: str = "INFO"
+    """Lowest level logged (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``)."""
     log_json: bool | None = None
-    """JSON logs; ``None`` means JSON whenever stderr is not a TTY."""
+    """JSON logs. Unset: JSON whenever stderr is not a TTY."""
 
     send_timeout: timedelta = timedelta(seconds=10)
-    """HTTP timeout of a provider call; well under the send activity's 30 s, so a slow provider
-    fails as a timeout (counted by its circuit breaker) instead of a cancelled activity."""
+    """HTTP timeout of a provider call; well under the send activity's 30 s, so that a slow provider fails as
+    a timeout its breaker counts."""
 
-    # ----- the complaint-rate breaker (issue 4) -----
+    # ----- the complaint-rate breaker -----
     complaint_window: timedelta = timedelta(hours=24)
     """The sliding window a scope's complaint rate is measured over."""
     complaint_attribution: timedelta = timedelta(hours=72)
     """An opt-out counts against the latest marketing message sent to the number within this time."""
     complaint_threshold: float = 0.03
-    """Complaints per marketing message sent above which a scope pauses. Healthy campaigns lose
-    well under 2% of recipients to opt-outs per send; 3% says the list or the copy went wrong,
-    before carriers start filtering the route or the signature."""
+    """Complaints per marketing message sent above which a scope pauses (healthy campaigns lose well under 2%
+    of recipients per send)."""
     complaint_min_volume: int = 100
-    """Messages a scope must have sent in the window before its rate can pause it, so that a few
-    STOPs to a small test send do not."""
+    """Messages a scope must have sent in the window before its rate can pause it (a few STOPs to a test send
+    do not)."""
     complaint_codes: dict[str, list[str]] = Field(default_factory=lambda: {"twilio": ["30004", "30007"]})
-    """Receipt error codes that count as complaints, per provider, as JSON. Twilio 30007 is
-    carrier filtering (flagged as spam) and 30004 a blocked message. Send-time opt-out and
-    blacklist codes (Twilio 21610, Aliyun isv.CUSTOMER_REFUSED, Tencent's blacklist) always count."""
+    """Receipt error codes that count as complaints, per provider, as JSON (Twilio 30007: carrier filtering;
+    30004: blocked). Send-time opt-out codes always count."""
     alert_webhook_url: SecretStr = SecretStr("")
-    """Where an automatic pause is posted as JSON (``sends_paused``); empty means the error log
-    only. Secret: webhook URLs usually carry a token."""
+    """Where an automatic pause is posted as JSON (``sends_paused``). Empty: the error log only. Secret: never
+    logged."""
 
     @field_validator("quiet_hours", "frequency_caps", "routes", "journey_overrides", mode="before")
     @classmethod
@@ -155,3 +174,56 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings singleton."""
     return Settings()
+
+
+DOCUMENTED_DEFAULTS: dict[str, str] = {
+    "database_url": "SQLite in the state dir",
+    "public_url": "the gateway's address",
+    "simulator_url": "the local simulator",
+    "routes": "the local simulator's",
+    "callback_token": "a development value",
+    "quiet_hours": "+86 08:00-20:00 Asia/Shanghai; +1 and `*` 08:00-21:00 local",
+    "frequency_caps": "2 marketing per 24 h and 5 per 7 d, per customer",
+    "log_json": "auto",
+    "alert_webhook_url": "empty",
+}
+"""How the table shows a default that is computed, long or secret."""
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return TypeAdapter(timedelta).dump_python(value, mode="json")  # ISO 8601, as the env takes it
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def settings_table() -> str:
+    """The README's settings table: one row per field, from its name, default and docstring."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = DOCUMENTED_DEFAULTS.get(name) or f"`{_shown(field.get_default(call_default_factory=True))}`"
+        meaning = " ".join((field.description or "").split()).replace("``", "`").replace("|", "\\|")
+        rows.append(f"| `NUDGE_{name.upper()}` | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLE_START = "<!-- settings table: generated by `python -m nudge.settings --readme README.md` -->\n"
+TABLE_END = "<!-- end of settings table -->\n"
+
+
+def with_table(readme: str) -> str:
+    """``readme`` with today's table between its markers."""
+    head, rest = readme.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return head + TABLE_START + settings_table() + TABLE_END + tail
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--readme"]:
+        readme = Path(sys.argv[2])
+        readme.write_text(with_table(readme.read_text()))
+    else:
+        print(settings_table(), end="")

@@ -62,3 +62,30 @@ def test_settings_env_file_is_read(tmp_path: Path) -> None:
 def test_settings_gateway_url_prefers_public_url(public_url: str, expected: str) -> None:
     """Short links and callbacks use the public URL when set, else host and port."""
     assert Settings(public_url=public_url).gateway_url == expected
+
+
+def test_every_setting_is_documented_in_the_readme_as_generated() -> None:
+    """The README's table is today's ``settings_table()``: a field added, renamed or re-documented
+    without regenerating it (``python -m nudge.settings --readme README.md``) fails here."""
+    from nudge.settings import Settings, settings_table, with_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert with_table(readme) == readme, (
+        "README's settings table is stale: python -m nudge.settings --readme README.md"
+    )
+    undocumented = [
+        name for name, field in Settings.model_fields.items() if not (field.description or "").strip()
+    ]
+    assert undocumented == []
+    assert settings_table().count("\n| `NUDGE_") == len(Settings.model_fields)
+
+
+def test_readme_names_no_setting_that_does_not_exist() -> None:
+    """Every ``NUDGE_*`` variable the README mentions is a real setting (or the tests' own)."""
+    import re
+
+    from nudge.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    named = set(re.findall(r"NUDGE_([A-Z_]+[A-Z])", readme))
+    assert named - {name.upper() for name in Settings.model_fields} - {"TEST_POSTGRES_URL"} == set()
