@@ -8,11 +8,12 @@ library).
 """
 
 from workflows.journey import Journey, JourneyConfig, Reentry
-from workflows.journeys import CartAbandonment, HelpReply, Onboarding, PaymentSuccess
+from workflows.journeys import JOURNEYS
+from workflows.journeys.cart_abandonment import CartAbandonment
+from workflows.journeys.help_reply import HelpReply
+from workflows.journeys.onboarding import Onboarding
+from workflows.journeys.payment_success import PaymentSuccess
 from workflows.sms import SmsHandle
-
-JOURNEYS: tuple[type[Journey], ...] = (CartAbandonment, PaymentSuccess, Onboarding, HelpReply)
-"""The journeys the worker runs and the gateway routes events to."""
 
 __all__ = [
     "JOURNEYS",

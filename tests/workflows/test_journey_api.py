@@ -100,3 +100,23 @@ def test_reentry_refuses_what_it_cannot_mean() -> None:
         class Stringly(Journey):  # noqa: F841 - defined to fail
             trigger = "x"
             reentry = "never"  # type: ignore[assignment]
+
+
+def test_every_journey_in_the_library_is_registered_without_a_list() -> None:
+    """``JOURNEYS`` holds each class with a ``trigger`` in ``workflows/journeys/*.py``, read here
+    from the sources: a new module is picked up with nothing else edited."""
+    import ast
+    from pathlib import Path
+
+    from workflows import JOURNEYS
+
+    declared = set()
+    for path in (Path(__file__).resolve().parents[2] / "workflows" / "journeys").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(s, ast.Assign) and any(getattr(t, "id", "") == "trigger" for t in s.targets)
+                for s in node.body
+            ):
+                declared.add(f"workflows.journeys.{path.stem}.{node.name}")
+    assert {f"{j.__module__}.{j.__name__}" for j in JOURNEYS} == declared
+    assert len(declared) >= 4
