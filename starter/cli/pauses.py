@@ -10,7 +10,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
-from starter.cli_common import GatewayOpt, call_gateway, console, fail
+from starter.cli.common import GatewayOpt, call_gateway, console, fail
 
 TemplateOpt = Annotated[str | None, typer.Option("--template", help="A template code, e.g. cart_reminder.")]
 SignatureOpt = Annotated[str | None, typer.Option("--signature", help="A signature (SignName) or sender.")]

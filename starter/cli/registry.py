@@ -9,8 +9,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
-from starter.cli_common import GatewayOpt, call_gateway, console
-from starter.cli_common import fail as _fail
+from starter.cli.common import GatewayOpt, call_gateway, console, fail
 
 templates_app = typer.Typer(
     help="Message templates, their language variants and their review "
@@ -131,13 +130,13 @@ def put_template(
     --body '${name}，春季特惠 ${url} 拒收请回复R'[/]
     """
     if (body is None) == (body_file is None):
-        raise _fail("give the text with exactly one of --body and --body-file", code=2)
+        raise fail("give the text with exactly one of --body and --body-file", code=2)
     text = body_file.read_text(encoding="utf-8").strip() if body_file is not None else body
     codes: dict[str, str] = {}
     for item in provider_code:
         provider, sep, value = item.partition("=")
         if not sep or not provider or not value:
-            raise _fail(f"--provider-code takes provider=code, e.g. aliyun=SMS_1; got {item!r}", code=2)
+            raise fail(f"--provider-code takes provider=code, e.g. aliyun=SMS_1; got {item!r}", code=2)
         codes[provider] = value
     payload = {"body": text, "category": category, "provider_codes": codes, "signature": signature}
     result = _call(

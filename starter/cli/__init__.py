@@ -1,0 +1,37 @@
+"""The ``nudge`` command line: run the stack, send events, inspect journeys, manage customers.
+
+One module per command group; this one only assembles them into ``app``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from starter.cli.consent import consent_app
+from starter.cli.customers import customers_app
+from starter.cli.events import event
+from starter.cli.journeys import journeys
+from starter.cli.pauses import pause, pauses, resume
+from starter.cli.registry import signatures_app, templates_app
+from starter.cli.routes import routes
+from starter.cli.stack import demo, gateway, simulator, up, worker
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="nudge",
+    help="Nudge: lifecycle SMS journeys as durable Temporal workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+for command in (up, demo, worker, gateway, simulator, routes, event, journeys, pause, resume, pauses):
+    app.command()(command)
+app.add_typer(customers_app, name="customers")
+app.add_typer(consent_app, name="consent")
+app.add_typer(templates_app, name="templates")
+app.add_typer(signatures_app, name="signatures")
+
+
+def main() -> None:
+    app()

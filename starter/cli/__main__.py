@@ -1,0 +1,5 @@
+"""``python -m starter.cli``: the ``nudge`` command, as the stack supervisor and the tests run it."""
+
+from starter.cli import app
+
+app()
