@@ -1,0 +1,56 @@
+"""The store: SQLModel tables and the async engine (SQLite by default, PostgreSQL in production).
+
+One module per concern, by what reads and writes the tables; import from here:
+
+- ``columns``: the UTC timestamp type and field helpers every table uses.
+- ``engine``: the engine, SQLite's pragmas, write and read sessions, ``init_db`` and the migration.
+- ``customers``: the customer profile.
+- ``events``: accepted events and the journeys they entered.
+- ``messages``: outbound messages, their receipts, links and clicks, and inbound replies.
+- ``suppression``: the numbers that must not be messaged.
+- ``consent``: current consent and its audit trail.
+- ``registry``: templates and signatures under review.
+- ``pauses``: complaints, pauses and their audit.
+"""
+
+from nudge.store.columns import UTCDateTime, utcnow
+from nudge.store.consent import Consent, ConsentBase, ConsentEvent, consent_key
+from nudge.store.customers import Customer, CustomerBase
+from nudge.store.engine import create_engine, init_db, read_sessions, session_factory
+from nudge.store.events import EventRecord, JourneyEntry
+from nudge.store.messages import Click, InboundMessage, Link, Message, MessageStatusChange
+from nudge.store.pauses import Complaint, Pause, PauseBase, PauseEvent, PauseEventBase
+from nudge.store.registry import SmsSignature, SmsTemplate
+from nudge.store.suppression import SUPPRESS_ALL, Suppression, suppress
+
+__all__ = [
+    "SUPPRESS_ALL",
+    "Click",
+    "Complaint",
+    "Consent",
+    "ConsentBase",
+    "ConsentEvent",
+    "Customer",
+    "CustomerBase",
+    "EventRecord",
+    "InboundMessage",
+    "JourneyEntry",
+    "Link",
+    "Message",
+    "MessageStatusChange",
+    "Pause",
+    "PauseBase",
+    "PauseEvent",
+    "PauseEventBase",
+    "SmsSignature",
+    "SmsTemplate",
+    "Suppression",
+    "UTCDateTime",
+    "consent_key",
+    "create_engine",
+    "init_db",
+    "read_sessions",
+    "session_factory",
+    "suppress",
+    "utcnow",
+]
