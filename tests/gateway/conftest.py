@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 from nudge.routes import RouteConfig, local_routes
 from nudge.settings import Settings
 from nudge.store import JourneyEntry, session_factory
-from starter.gateway import create_app
+from starter.api import create_app
 from starter.testing import FakeCarrier
 from tests.servers import serve
 from workflows import JOURNEYS

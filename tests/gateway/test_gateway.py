@@ -13,7 +13,7 @@ from nudge.contracts import SA_CUSTOMER, SA_JOURNEY
 from nudge.converter import data_converter
 from nudge.models import Event, JourneyResult, JourneyState, MessageStatus, MessageUpdate
 from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange
-from starter.router import EventRouter
+from starter.api.services.intake import EventRouter
 from tests.gateway.conftest import Gateway
 from workflows import JOURNEYS
 

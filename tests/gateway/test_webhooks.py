@@ -341,7 +341,7 @@ async def test_simulator_webhook_is_closed_without_a_simulator_route(db_url: str
     from temporalio.client import Client
 
     from nudge.settings import Settings
-    from starter.gateway import create_app
+    from starter.api import create_app
     from tests.servers import serve
 
     settings = Settings(database_url=db_url, routes=[])  # the local routes: no native simulator route
@@ -360,13 +360,13 @@ def test_gateway_refuses_dev_token_with_real_providers() -> None:
 
     from nudge.routes import RouteConfig
     from nudge.settings import Settings
-    from starter.gateway import _check_callback_token
+    from starter.api.routes.webhooks.common import check_callback_token
 
     real = RouteConfig(name="ali", provider="aliyun", access_key_id="AK", access_key_secret=SecretStr("s"))
     with _pytest.raises(RuntimeError, match="routes ali send through real providers"):
-        _check_callback_token(Settings(routes=[real]))
-    _check_callback_token(Settings(routes=[real], callback_token=SecretStr("a-real-secret")))
-    _check_callback_token(Settings(routes=[]))  # the local simulator routes are fine
+        check_callback_token(Settings(routes=[real]))
+    check_callback_token(Settings(routes=[real], callback_token=SecretStr("a-real-secret")))
+    check_callback_token(Settings(routes=[]))  # the local simulator routes are fine
 
 
 async def test_stop_reply_ends_marketing_journeys_and_start_resubscribes(

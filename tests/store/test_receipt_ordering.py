@@ -2,7 +2,7 @@
 forward, and among final statuses the first one to arrive stays.
 
 The expected outcomes are written out in the tables below, not derived from ``MessageStatus.rank``.
-Receipts go through ``Feedback.receipt`` (a receipt for a known message) and through
+Receipts go through ``Receipts.receive`` (a receipt for a known message) and through
 ``attach_unmatched`` (receipts stored before the send recorded the provider's id).
 """
 
@@ -21,7 +21,7 @@ from temporalio.client import Client
 from activities.receipts import attach_unmatched, has_unmatched
 from nudge.models import MessageStatus
 from nudge.store import Message, MessageStatusChange, session_factory
-from starter.feedback import Feedback
+from starter.api.services.receipts import Receipts
 
 S = MessageStatus
 
@@ -54,10 +54,10 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-async def feedback(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Feedback]:
-    """Feedback on the store; no journey waits for these receipts, so nothing is signalled."""
+async def service(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Receipts]:
+    """The receipts service on the store; no journey waits for these receipts, so nothing is signalled."""
     client = await Client.connect("127.0.0.1:1", lazy=True)
-    yield Feedback(client=client, sessions=sessions)
+    yield Receipts(client=client, sessions=sessions)
 
 
 async def _add_message(
@@ -98,8 +98,8 @@ async def _state(sessions: async_sessionmaker[AsyncSession], message_id: str) ->
     return message.status, [change.applied for change in changes]
 
 
-async def _receipt(feedback: Feedback, *, status: MessageStatus, serial: str, message_id: str | None) -> bool:
-    return await feedback.receipt(
+async def _receipt(service: Receipts, *, status: MessageStatus, serial: str, message_id: str | None) -> bool:
+    return await service.receive(
         provider="tencent",
         message_id=message_id,
         provider_message_id=serial,
@@ -113,7 +113,7 @@ async def _receipt(feedback: Feedback, *, status: MessageStatus, serial: str, me
 @pytest.mark.parametrize(("start", "receipts", "final", "applied"), ORDERINGS, ids=IDS)
 async def test_receipt_moves_a_known_message_only_forward(
     sessions: async_sessionmaker[AsyncSession],
-    feedback: Feedback,
+    service: Receipts,
     start: str,
     receipts: list[MessageStatus],
     final: str,
@@ -124,7 +124,7 @@ async def test_receipt_moves_a_known_message_only_forward(
     serial = f"2433:{uuid.uuid4().int % 10**12}"
     message = await _add_message(sessions, status=start, provider_message_id=serial)
     returned = [
-        await _receipt(feedback, status=status, serial=serial, message_id=message.id) for status in receipts
+        await _receipt(service, status=status, serial=serial, message_id=message.id) for status in receipts
     ]
     assert returned == applied
     assert await _state(sessions, message.id) == (final, applied)
@@ -152,7 +152,7 @@ EARLY_IDS = [f"{start}:{'-'.join(r.value for r in receipts)}" for start, receipt
 @pytest.mark.parametrize(("start", "receipts", "final", "applied", "moved"), EARLY, ids=EARLY_IDS)
 async def test_attach_unmatched_applies_early_receipts_only_forward(
     sessions: async_sessionmaker[AsyncSession],
-    feedback: Feedback,
+    service: Receipts,
     start: str,
     receipts: list[MessageStatus],
     final: str,
@@ -163,7 +163,7 @@ async def test_attach_unmatched_applies_early_receipts_only_forward(
     the message ends with the expected status, and a later final status never replaces the first."""
     serial = f"2433:{uuid.uuid4().int % 10**12}"
     for status in receipts:
-        assert await _receipt(feedback, status=status, serial=serial, message_id=None) is False
+        assert await _receipt(service, status=status, serial=serial, message_id=None) is False
     message = await _add_message(sessions, status=start, provider_message_id=serial)
     async with sessions() as session:
         row = await session.get(Message, message.id)
@@ -174,45 +174,45 @@ async def test_attach_unmatched_applies_early_receipts_only_forward(
 
 
 async def test_receipt_after_attached_early_receipt_does_not_replace_it(
-    sessions: async_sessionmaker[AsyncSession], feedback: Feedback
+    sessions: async_sessionmaker[AsyncSession], service: Receipts
 ) -> None:
     """An early delivered receipt, once attached, is not replaced by a failed one arriving later,
     and a late sent one does not move it back."""
     serial = f"2433:{uuid.uuid4().int % 10**12}"
-    await _receipt(feedback, status=S.DELIVERED, serial=serial, message_id=None)
+    await _receipt(service, status=S.DELIVERED, serial=serial, message_id=None)
     message = await _add_message(sessions, status="submitted", provider_message_id=serial)
     async with sessions() as session:
         row = await session.get(Message, message.id)
         assert row is not None
         await attach_unmatched(session, row)
         await session.commit()
-    assert await _receipt(feedback, status=S.FAILED, serial=serial, message_id=message.id) is False
-    assert await _receipt(feedback, status=S.SENT, serial=serial, message_id=None) is False
+    assert await _receipt(service, status=S.FAILED, serial=serial, message_id=message.id) is False
+    assert await _receipt(service, status=S.SENT, serial=serial, message_id=None) is False
     assert await _state(sessions, message.id) == ("delivered", [True, False, False])
 
 
 async def test_receipt_for_a_message_recorded_meanwhile_is_attached_in_order(
-    sessions: async_sessionmaker[AsyncSession], feedback: Feedback
+    sessions: async_sessionmaker[AsyncSession], service: Receipts
 ) -> None:
     """A receipt matched by the provider's id alone (no message id) follows the same order rules:
     failed after delivered changes nothing."""
     serial = f"2433:{uuid.uuid4().int % 10**12}"
     message = await _add_message(sessions, status="submitted", provider_message_id=serial)
-    assert await _receipt(feedback, status=S.DELIVERED, serial=serial, message_id=None) is True
-    assert await _receipt(feedback, status=S.FAILED, serial=serial, message_id=None) is False
+    assert await _receipt(service, status=S.DELIVERED, serial=serial, message_id=None) is True
+    assert await _receipt(service, status=S.FAILED, serial=serial, message_id=None) is False
     assert await _state(sessions, message.id) == ("delivered", [True, False])
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_attach_unmatched_follows_arrival_not_heap_order(
-    engine: AsyncEngine, feedback: Feedback
+    engine: AsyncEngine, service: Receipts
 ) -> None:
     """Early receipts are attached in the order they arrived even when the table holds them the
     other way round (as after CLUSTER or pg_repack): delivered, then failed, stays delivered."""
     sessions = session_factory(engine)
     serial = f"2433:{uuid.uuid4().int % 10**12}"
     for status in [S.DELIVERED, S.FAILED]:
-        assert await _receipt(feedback, status=status, serial=serial, message_id=None) is False
+        assert await _receipt(service, status=status, serial=serial, message_id=None) is False
     # Rewrite the table newest row first, as a reorganisation may leave it.
     async with engine.begin() as conn:
         await conn.execute(text("CREATE INDEX newest_first ON message_status_change (id DESC)"))
@@ -338,7 +338,7 @@ EARLY_CODE_IDS = ["failed", "sent-undelivered", "coded-sent-delivered", "failed-
 @pytest.mark.parametrize(("receipts", "error_code"), EARLY_CODES, ids=EARLY_CODE_IDS)
 async def test_attach_unmatched_keeps_the_error_code_of_the_receipts_it_applies(
     sessions: async_sessionmaker[AsyncSession],
-    feedback: Feedback,
+    service: Receipts,
     receipts: list[tuple[MessageStatus, str | None]],
     error_code: str | None,
 ) -> None:
@@ -346,7 +346,7 @@ async def test_attach_unmatched_keeps_the_error_code_of_the_receipts_it_applies(
     code already there; a receipt that is not applied leaves the code alone."""
     serial = f"2433:{uuid.uuid4().int % 10**12}"
     for status, code in receipts:
-        await feedback.receipt(
+        await service.receive(
             provider="tencent",
             message_id=None,
             provider_message_id=serial,

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.compliance import consent
-from activities.compliance.consent import Action, ConsentIn
-from nudge.logging import get_logger
-from nudge.store import Consent, Customer, consent_key, read_sessions
+from activities.compliance.consent import ConsentIn
+from starter.api.deps import SessionsDep
+from starter.api.services.consent import change_consent, read_consent
+from starter.api.services.customers import UnknownCustomer
 
-log = get_logger(__name__)
 router = APIRouter(prefix="/v1/customers", tags=["consent"])
-
-
-async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.services.sessions
-    return sessions
-
-
-SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 
 
 class ConsentPublic(BaseModel):
@@ -57,11 +46,10 @@ class ConsentRecord(BaseModel):
 @router.get("/{customer_id}/consent", response_model=ConsentRecord)
 async def get_consent(customer_id: str, sessions: SessionsDep) -> ConsentRecord:
     """The customer's current consent and every grant and withdrawal behind it, oldest first."""
-    async with read_sessions(sessions)() as session:
-        if await session.get(Customer, customer_id) is None:
-            raise HTTPException(404, detail=f"unknown customer {customer_id!r}")
-        current = await session.get(Consent, consent_key(customer_id))
-        events = await consent.history(session, customer_id)
+    try:
+        current, events = await read_consent(sessions, customer_id)
+    except UnknownCustomer as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
     return ConsentRecord(
         customer_id=customer_id,
         current=[ConsentPublic.model_validate(current, from_attributes=True)] if current else [],
@@ -73,22 +61,18 @@ async def get_consent(customer_id: str, sessions: SessionsDep) -> ConsentRecord:
 async def grant_consent(customer_id: str, body: ConsentIn, sessions: SessionsDep) -> Any:
     """Record that the customer agreed to marketing SMS: where (``source``), the wording they
     saw (``text``) and when (``at``, default now). Marketing sends need it."""
-    return await _apply(sessions, customer_id, "granted", body)
+    try:
+        current = await change_consent(sessions, customer_id, "granted", body)
+    except UnknownCustomer as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
+    return ConsentPublic.model_validate(current, from_attributes=True)
 
 
 @router.post("/{customer_id}/consent:withdraw", response_model=ConsentPublic)
 async def withdraw_consent(customer_id: str, body: ConsentIn, sessions: SessionsDep) -> Any:
     """Record that the customer withdrew consent; marketing to them stops at once."""
-    return await _apply(sessions, customer_id, "withdrawn", body)
-
-
-async def _apply(
-    sessions: async_sessionmaker[AsyncSession], customer_id: str, action: Action, body: ConsentIn
-) -> ConsentPublic:
-    async with sessions() as session:
-        if await session.get(Customer, customer_id) is None:
-            raise HTTPException(404, detail=f"unknown customer {customer_id!r}")
-        current = await consent.record(session, customer_id, action, body)
-        await session.commit()
-    log.info(f"consent_{action}", customer_id=customer_id, source=body.source, actor=body.actor)
+    try:
+        current = await change_consent(sessions, customer_id, "withdrawn", body)
+    except UnknownCustomer as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
     return ConsentPublic.model_validate(current, from_attributes=True)

@@ -1,0 +1,79 @@
+"""The gateway's app factory: the lifespan that builds the services, and one router per resource.
+
+Run it with ``nudge gateway`` (uvicorn with uvloop and httptools).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from nudge.logging import get_logger
+from nudge.settings import Settings, get_settings
+from nudge.store import create_engine, init_db
+from nudge.temporal import connect
+from starter.api.deps import Services
+from starter.api.routes import consent, customers, events, health, links, pauses, signatures, templates
+from starter.api.routes.webhooks import aliyun, simulator, tencent, twilio
+from starter.api.routes.webhooks.common import check_callback_token
+from workflows import JOURNEYS
+from workflows.journey import Journey
+
+log = get_logger(__name__)
+ROUTERS = (
+    aliyun.router,
+    twilio.router,
+    tencent.router,
+    consent.router,
+    pauses.router,
+    templates.router,
+    signatures.router,
+    events.router,
+    simulator.router,
+    links.router,
+    customers.router,
+    health.router,
+)
+"""In the order the OpenAPI document lists them (and the order paths are matched in)."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: Client | None = None,
+    journeys: Sequence[type[Journey]] = JOURNEYS,
+) -> FastAPI:
+    """The gateway app: events in; provider receipts, replies and link clicks back; the admin API.
+
+    Args:
+        settings: The settings; the environment's (``NUDGE_*``) when not given.
+        client: A connected Temporal client; connected in the lifespan when not given.
+        journeys: The journeys events may start and signal.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.sqlalchemy_url)
+        await init_db(engine)
+        temporal = client or await connect(settings, wait=30)
+        services = Services(settings=settings, engine=engine, client=temporal, journeys=journeys)
+        app.state.services = services
+        log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
+        check_callback_token(settings)
+        yield
+        await services.aclose()
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Nudge gateway",
+        version="0.1.0",
+        description="Behaviour events in; provider receipts, replies and link clicks back.",
+        lifespan=lifespan,
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,115 @@
+"""What the routes depend on: the services, built once in the app's lifespan, and one
+``Annotated`` dependency for each part a route takes.
+
+Every dependency is async on purpose: FastAPI runs a sync one (a class, too) in a worker thread
+per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from activities.compliance.alerts import AlertWebhook
+from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
+from activities.compliance.registry import Registry
+from nudge.settings import Settings
+from nudge.store import session_factory
+from starter.api.services.clicks import Clicks
+from starter.api.services.intake import EventRouter
+from starter.api.services.pauses import Pauses
+from starter.api.services.receipts import Receipts
+from starter.api.services.replies import Replies
+from workflows.journey import Journey
+
+
+class Services:
+    """What the routes depend on; built once in the lifespan."""
+
+    def __init__(
+        self, *, settings: Settings, engine: AsyncEngine, client: Client, journeys: Sequence[type[Journey]]
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self.client = client
+        self.intake = EventRouter(
+            client=client,
+            sessions=self.sessions,
+            journeys=journeys,
+            task_queue=settings.task_queue,
+            transactional_task_queue=settings.transactional_task_queue,
+            overrides=settings.journey_overrides,
+        )
+        self.alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
+        complaints = ComplaintRecorder(
+            self.sessions, policy=ComplaintPolicy.from_settings(settings), alerts=self.alerts
+        )
+        self.receipts = Receipts(client=client, sessions=self.sessions, complaints=complaints)
+        self.replies = Replies(sessions=self.sessions, intake=self.intake, complaints=complaints)
+        self.clicks = Clicks(client=client, sessions=self.sessions)
+        self.registry = Registry(self.sessions, routes=settings.effective_routes)
+        self.pauses = Pauses(
+            self.sessions,
+            registry=self.registry,
+            journeys={j.name: j.category for j in journeys},
+            routes=[r.name for r in settings.effective_routes],
+        )
+
+    async def aclose(self) -> None:
+        await self.alerts.aclose()
+
+
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def _settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+async def _sessions(services: ServicesDep) -> async_sessionmaker[AsyncSession]:
+    return services.sessions
+
+
+async def _intake(services: ServicesDep) -> EventRouter:
+    return services.intake
+
+
+async def _receipts(services: ServicesDep) -> Receipts:
+    return services.receipts
+
+
+async def _replies(services: ServicesDep) -> Replies:
+    return services.replies
+
+
+async def _clicks(services: ServicesDep) -> Clicks:
+    return services.clicks
+
+
+async def _registry(services: ServicesDep) -> Registry:
+    return services.registry
+
+
+async def _pauses(services: ServicesDep) -> Pauses:
+    return services.pauses
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+IntakeDep = Annotated[EventRouter, Depends(_intake)]
+ReceiptsDep = Annotated[Receipts, Depends(_receipts)]
+RepliesDep = Annotated[Replies, Depends(_replies)]
+ClicksDep = Annotated[Clicks, Depends(_clicks)]
+RegistryDep = Annotated[Registry, Depends(_registry)]
+PausesDep = Annotated[Pauses, Depends(_pauses)]

@@ -1,0 +1,63 @@
+"""Customer profiles: create or replace one or many, and read one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from nudge.settings import Settings
+from starter.api.deps import SessionsDep, SettingsDep
+from starter.api.services.customers import (
+    CustomerIn,
+    InvalidCustomers,
+    UnknownCustomer,
+    read_customer,
+    upsert_customers,
+)
+
+router = APIRouter(tags=["customers"])
+
+
+class CustomerBatch(BaseModel):
+    customers: list[CustomerIn] = Field(max_length=10_000)
+
+
+@router.put("/v1/customers/{customer_id}")
+async def put_customer(
+    customer_id: str, body: CustomerIn, sessions: SessionsDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Create or replace a customer profile. Phone numbers are stored in E.164."""
+    if body.id != customer_id:
+        raise HTTPException(422, detail="customer id in the path and the body differ")
+    return {"upserted": await _upsert(sessions, settings, [body])}
+
+
+@router.post("/v1/customers:batch")
+async def post_customers(
+    batch: CustomerBatch, sessions: SessionsDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Create or replace many customers at once (used by ``nudge customers import``)."""
+    return {"upserted": await _upsert(sessions, settings, batch.customers)}
+
+
+@router.get("/v1/customers/{customer_id}")
+async def get_customer(customer_id: str, sessions: SessionsDep) -> dict[str, Any]:
+    try:
+        customer = await read_customer(sessions, customer_id)
+    except UnknownCustomer as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
+    return customer.model_dump(mode="json")
+
+
+async def _upsert(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, customers: list[CustomerIn]
+) -> int:
+    """The upsert, its refusal as a 422 that names each invalid customer."""
+    try:
+        return await upsert_customers(sessions, customers, default_region=settings.default_region)
+    except InvalidCustomers as exc:
+        raise HTTPException(422, detail={"message": str(exc), "errors": exc.errors}) from exc

@@ -1,0 +1,23 @@
+"""Short links: a click is recorded, then redirected to the link's target."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi.responses import RedirectResponse
+
+from starter.api.deps import ClicksDep
+
+router = APIRouter(tags=["links"])
+
+
+@router.get("/l/{code}", response_class=RedirectResponse, status_code=302)
+async def short_link(
+    code: str, clicks: ClicksDep, user_agent: Annotated[str | None, Header()] = None
+) -> Response:
+    """Record a click and redirect to the link's target."""
+    target = await clicks.follow(code, user_agent=user_agent)
+    if target is None:
+        raise HTTPException(404, detail=f"unknown link code {code!r}")
+    return RedirectResponse(target, status_code=302)

@@ -1,0 +1,85 @@
+"""Pauses over HTTP: what is paused and why, pause a scope by hand, resume one, and the audit.
+
+- ``GET /v1/pauses``: the pauses in effect, with the figures that opened an automatic one
+- ``POST /v1/pauses`` ``{"scope": "template", "value": "cart_reminder", "reason": "..."}``
+- ``DELETE /v1/pauses/{scope}/{value}?reason=...``: resume (404 when it is not paused)
+- ``GET /v1/pauses/history``: every pause and resume, newest first
+
+A scope is ``template``, ``signature``, ``journey`` or ``route``; the gate holds the marketing
+sends of a paused one (``blocked``, reason ``paused:<scope>=<value>``) within about a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from activities.compliance.pauses import AlreadyPaused, NotPaused, Scope
+from nudge.store import Pause, PauseBase, PauseEvent, PauseEventBase
+from starter.api.deps import PausesDep
+from starter.api.services.pauses import UnknownPauseTarget
+
+router = APIRouter(prefix="/v1/pauses", tags=["pauses"])
+Who = Field(default="api", min_length=1, max_length=200, description="Who acts, for the audit.")
+
+
+class PauseCreate(BaseModel):
+    scope: Scope
+    value: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=500)
+    by: str = Who
+
+
+class PausePublic(PauseBase):
+    created_at: datetime
+
+
+class PauseEventPublic(PauseEventBase):
+    id: int
+    at: datetime
+
+
+@router.get("", response_model=list[PausePublic])
+async def list_pauses(pauses: PausesDep) -> Sequence[Pause]:
+    """The pauses in effect, oldest first; an automatic one carries its complaints, sent and rate."""
+    return await pauses.current()
+
+
+@router.post("", status_code=201, response_model=PausePublic)
+async def create_pause(body: PauseCreate, pauses: PausesDep) -> Pause:
+    """Pause a scope by hand; 409 when it is paused already, 422 for a template, journey or route
+    that does not exist (a typo would pause nothing)."""
+    try:
+        return await pauses.pause(scope=body.scope, value=body.value, reason=body.reason, by=body.by)
+    except UnknownPauseTarget as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    except AlreadyPaused as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
+
+
+@router.delete("/{scope}/{value}", response_model=PausePublic)
+async def delete_pause(
+    scope: Scope,
+    value: str,
+    pauses: PausesDep,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+    by: Annotated[str, Query(min_length=1, max_length=200)] = "api",
+) -> Pause:
+    """Resume a scope; answers the pause that was lifted, or 404 when it was not paused. The
+    complaint-rate breaker then counts only what comes after the resume."""
+    try:
+        return await pauses.resume(scope=scope, value=value, reason=reason, by=by)
+    except NotPaused as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
+
+
+@router.get("/history", response_model=list[PauseEventPublic])
+async def list_pause_history(
+    pauses: PausesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Sequence[PauseEvent]:
+    """Every pause and resume, newest first: who, when, why, and an automatic pause's figures."""
+    return await pauses.history(limit=limit)
