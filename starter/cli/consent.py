@@ -40,7 +40,7 @@ def consent_grant(
     customer: CustomerArg,
     source: SourceOpt,
     text: Annotated[str, typer.Option(help="The consent wording the customer saw.")] = "",
-    at: Annotated[str | None, typer.Option(help="When it was given (ISO 8601) [default: now].")] = None,
+    at: Annotated[str | None, typer.Option(help="When it was given (ISO 8601) \\[default: now].")] = None,
     gateway_url: GatewayOpt = None,
 ) -> None:
     """Record the customer's consent to marketing SMS.

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from starter.cli.common import GatewayOpt, console, err, fail, gateway_base
+from nudge.phone import mask
+from starter.cli.common import GatewayOpt, call_gateway, console, err, fail, gateway_base
 from starter.csv_customers import customer_record
 
 customers_app = typer.Typer(help="Manage customer profiles.", no_args_is_help=True)
@@ -68,3 +71,89 @@ def import_customers(
             imported += len(chunk)
             progress.advance(task, len(chunk))
     console.print(f"imported {imported} customers")
+
+
+@customers_app.command("add")
+def add_customer(
+    customer: Annotated[str, typer.Argument(help="Customer id, as your services send it in events.")],
+    phone: Annotated[
+        str,
+        typer.Option(help="Mobile number: E.164 (+8613800138000), or national and read in --country."),
+    ],
+    name: Annotated[str | None, typer.Option(help="Name, for ${name} in templates.")] = None,
+    country: Annotated[
+        str | None,
+        typer.Option(
+            help="Country code, e.g. CN; a national --phone is read in it \\[default: NUDGE_DEFAULT_REGION]."
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone for quiet hours, e.g. Asia/Shanghai.")
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="Language of the template variants sent to them, e.g. zh.")
+    ] = None,
+    lifecycle_stage: Annotated[str, typer.Option(help="Lifecycle stage, as segments read it.")] = "new",
+    consent: Annotated[
+        bool, typer.Option("--consent", help="Record their consent to marketing SMS (marketing needs it).")
+    ] = False,
+    consent_source: Annotated[
+        str | None,
+        typer.Option(help="With --consent: where it was given, e.g. checkout_form \\[default: cli]."),
+    ] = None,
+    consent_text: Annotated[str, typer.Option(help="With --consent: the wording they agreed to.")] = "",
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Add one customer, or replace their profile, with their phone number and consent.
+
+    The number is stored in E.164; an invalid one is refused (exit 2) with the gateway's reason.
+    Replacing a profile clears what is not given again; consent already on record is kept
+    (change it with [bold]nudge consent grant|withdraw[/]).
+
+    Examples:
+    [bold]nudge customers add c42 --phone +8613800138000 --consent --consent-source checkout_form[/]
+    [bold]nudge customers add c43 --phone 13800138043 --country CN --timezone Asia/Shanghai --language zh[/]
+    """
+    if not consent and (consent_source or consent_text):
+        raise fail("--consent-source and --consent-text describe a consent: add --consent", code=2)
+    if timezone:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise fail(
+                f"--timezone {timezone!r} is not an IANA time zone, e.g. Asia/Shanghai", code=2
+            ) from None
+    body: dict[str, Any] = {
+        "id": customer,
+        "name": name,
+        "phone": phone,
+        "lifecycle_stage": lifecycle_stage,
+        "country": country.upper() if country else None,
+        "timezone": timezone,
+        "attributes": {"language": language} if language else {},
+    }
+    if consent:
+        source = consent_source or "cli"
+        body["consent"] = {"source": source, "text": consent_text, "actor": "nudge customers add"}
+    path = f"/v1/customers/{quote(customer, safe='')}"
+    # Consent with a profile is recorded only when none is on record: a withdrawal must stand.
+    before = call_gateway("GET", f"{path}/consent", gateway_url, missing_ok=True) if consent else None
+    call_gateway("PUT", path, gateway_url, json=body)
+    stored = call_gateway("GET", path, gateway_url)
+    where = ", ".join(v for v in (stored["country"], stored["timezone"], language) if v)
+    console.print(f"customer {customer} saved: {mask(stored['phone'])}" + (f" ({where})" if where else ""))
+    record = call_gateway("GET", f"{path}/consent", gateway_url)
+    current = next(iter(record["current"]), None)
+    if current is None:
+        console.print(
+            f"[yellow]no consent on record[/]: marketing is not sent to {customer} "
+            "(add --consent, or run nudge consent grant)"
+        )
+        return
+    state = "granted" if current["granted"] else "withdrawn"
+    console.print(f"marketing consent: {state} ({current['source']})")
+    if before and before["current"]:
+        err.print(
+            f"[yellow]note:[/] the consent already on record for {customer} is kept; "
+            f"if they agreed again, run nudge consent grant {customer} --source ..."
+        )

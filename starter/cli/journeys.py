@@ -16,7 +16,7 @@ from starter.cli.common import console, fail
 def journeys(
     customer: Annotated[str, typer.Argument(help="Customer id.")],
     temporal: Annotated[
-        str | None, typer.Option(help="Temporal address [default: NUDGE_TEMPORAL_ADDRESS].")
+        str | None, typer.Option(help="Temporal address \\[default: NUDGE_TEMPORAL_ADDRESS].")
     ] = None,
 ) -> None:
     """List a customer's journeys with their status and current step (from Temporal)."""

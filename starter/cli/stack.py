@@ -141,8 +141,8 @@ def worker() -> None:
 
 
 def gateway(
-    host: Annotated[str | None, typer.Option(help="Bind address [default: NUDGE_GATEWAY_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: NUDGE_GATEWAY_PORT, 8000].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address \\[default: NUDGE_GATEWAY_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[default: NUDGE_GATEWAY_PORT, 8000].")] = None,
 ) -> None:
     """Serve the HTTP gateway (events, webhooks, short links) with uvicorn."""
     import uvicorn
@@ -162,7 +162,7 @@ def gateway(
 
 
 def simulator(
-    port: Annotated[int | None, typer.Option(help="Port [default: NUDGE_SIMULATOR_PORT, 8100].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[default: NUDGE_SIMULATOR_PORT, 8100].")] = None,
 ) -> None:
     """Serve the local carrier simulator."""
     import uvicorn

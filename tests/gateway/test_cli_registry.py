@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from click.testing import Result
 from typer.testing import CliRunner
 
 from starter.cli import app
+from tests.gateway.cli import nudge
 from tests.gateway.conftest import Gateway
-
-
-async def nudge(gateway: Gateway, *args: str) -> Result:
-    """Run the CLI in a thread: its blocking HTTP calls must not stall the gateway's event loop."""
-    argv = [*args, "--gateway", str(gateway.http.base_url)]
-    return await asyncio.to_thread(CliRunner().invoke, app, argv, env={"COLUMNS": "200"})
 
 
 async def test_cli_templates_put_approve_show(gateway: Gateway) -> None:

@@ -1,0 +1,17 @@
+"""Running the ``nudge`` CLI against the gateway fixture, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from click.testing import Result
+from typer.testing import CliRunner
+
+from starter.cli import app
+from tests.gateway.conftest import Gateway
+
+
+async def nudge(gateway: Gateway, *args: str) -> Result:
+    """Run the CLI in a thread: its blocking HTTP calls must not stall the gateway's event loop."""
+    argv = [*args, "--gateway", str(gateway.http.base_url)]
+    return await asyncio.to_thread(CliRunner().invoke, app, argv, env={"COLUMNS": "200"})
