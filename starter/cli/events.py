@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import typer
 from rich.table import Table
 
-from starter.cli.common import GatewayOpt, console, fail, gateway_base
+from starter.cli.common import GatewayOpt, call_gateway, console, err, fail, gateway_base
 
 
 def _parse_props(props: list[str]) -> dict[str, Any]:
@@ -22,16 +23,45 @@ def _parse_props(props: list[str]) -> dict[str, Any]:
     return parsed
 
 
+def _check_customer(customer: str, gateway_url: str | None, *, required: bool) -> None:
+    """Warn about (or, if required, refuse) a customer with no profile: the event would create a
+    bare one, without a phone, and its journeys' messages would be blocked (no_phone)."""
+    profile = call_gateway("GET", f"/v1/customers/{quote(customer, safe='')}", gateway_url, missing_ok=True)
+    add = f"nudge customers add {customer} --phone <number> --consent"
+    if profile is None and required:
+        raise fail(f"the gateway has no customer {customer!r}; nothing was sent. Add them: {add}", code=2)
+    if profile is None:
+        err.print(
+            f"[yellow]warning:[/] the gateway has no customer {customer!r}: the event creates a bare "
+            f"profile without a phone, so its messages are blocked (no_phone). Add them: {add} "
+            "(or pass --require-customer to send nothing for an unknown customer)"
+        )
+    elif not profile.get("phone"):
+        err.print(
+            f"[yellow]warning:[/] customer {customer!r} has no phone number, so their messages are "
+            f"blocked (no_phone). Give them one: {add}"
+        )
+
+
 def event(
     customer: Annotated[str, typer.Argument(help="Customer id.")],
     name: Annotated[str, typer.Argument(help="Event name, e.g. cart_abandoned.")],
     prop: Annotated[
         list[str], typer.Option("--prop", "-p", help="Event property key=value; repeatable.")
     ] = [],  # noqa: B006 - typer reads the default
-    event_id: Annotated[str | None, typer.Option(help="Idempotency id [default: a new UUID].")] = None,
+    event_id: Annotated[str | None, typer.Option(help="Idempotency id \\[default: a new UUID].")] = None,
+    require_customer: Annotated[
+        bool,
+        typer.Option(
+            "--require-customer", help="Send nothing (exit 2) if the gateway has no profile for the customer."
+        ),
+    ] = False,
     gateway_url: GatewayOpt = None,
 ) -> None:
     """Send a behaviour event; it starts or advances the customer's journeys.
+
+    A customer the gateway does not know gets a warning (a mistyped id?), and the event still goes:
+    services may send events before profiles. Add them with [bold]nudge customers add[/].
 
     Example: [bold]nudge event c1 cart_abandoned -p cart_id=k1 -p url=https://shop/cart/k1[/]
     """
@@ -41,6 +71,7 @@ def event(
         "name": name,
         "properties": _parse_props(prop),
     }
+    _check_customer(customer, gateway_url, required=require_customer)
     try:
         response = httpx.post(f"{gateway_base(gateway_url)}/v1/events", json=body, timeout=30)
     except httpx.HTTPError as exc:

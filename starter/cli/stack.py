@@ -150,7 +150,7 @@ def gateway(
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     uvicorn.run(
-        "starter.gateway:create_app",
+        "starter.api.app:create_app",
         factory=True,
         host=host or settings.gateway_host,
         port=port or settings.gateway_port,
