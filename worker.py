@@ -31,6 +31,7 @@ from nudge.store import create_engine, init_db, session_factory
 from nudge.temporal import connect
 from workflows import JOURNEYS
 from workflows.journey import Journey
+from workflows.journeys import seeded_templates
 
 log = get_logger("worker")
 
@@ -102,7 +103,9 @@ async def build_workers(
         await init_db(engine)
         sessions = session_factory(engine)
         # A registry per lane as well: each reads its snapshot on its own connections.
-        registry = Registry(sessions, routes=settings.effective_routes)
+        registry = Registry(
+            sessions, builtins=seeded_templates(tuple(journeys)), routes=settings.effective_routes
+        )
         await registry.seed()
         sends = SendActivities(
             sessions,

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         SendResult,
         SentMessage,
     )
+    from nudge.templates import Template
 
     # Pure and deterministic; passed through so that the sandbox need not reload it per run (and
     # so that ``make mutation``'s trampolines in it read the real environment).
@@ -79,6 +80,10 @@ class Journey(Lifecycle):
     name: ClassVar[str]
     """Stable identifier used in workflow ids and search attributes (snake_case class name)."""
     Config: ClassVar[type[JourneyConfig]] = JourneyConfig
+    templates: ClassVar[tuple[Template, ...]] = ()
+    """Templates this journey brings (and their language variants), so that a new journey and its
+    copy live in one module: seeded as approved into a fresh registry, like the built-in ones; a
+    template already stored keeps the operators' edits."""
 
     if TYPE_CHECKING:
         # Made per subclass by ``__init_subclass__`` (the SDK wants it on the workflow class).

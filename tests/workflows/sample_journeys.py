@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from nudge.models import Category, Event
+    from nudge.templates import Template
 
 
 class WaitsForUndeclared(Journey):
@@ -47,6 +48,10 @@ class TypedProperties(Journey):
     trigger = "basket_filled"
     category = Category.TRANSACTIONAL
     reentry = timedelta(hours=1)
+    templates = (
+        Template("basket", "${items} items are waiting in your basket: ${url}", Category.TRANSACTIONAL),
+        Template("basket", "购物车里还有${items}件商品：${url}", Category.TRANSACTIONAL, language="zh"),
+    )
 
     async def steps(self, event: Event) -> None:
         basket = event.parse(Basket)

@@ -120,3 +120,24 @@ def test_every_journey_in_the_library_is_registered_without_a_list() -> None:
                 declared.add(f"workflows.journeys.{path.stem}.{node.name}")
     assert {f"{j.__module__}.{j.__name__}" for j in JOURNEYS} == declared
     assert len(declared) >= 4
+
+
+async def test_a_journeys_own_templates_are_seeded_with_the_builtins(sqlite_url: str) -> None:
+    """A journey that brings its templates (``templates = (...)``) needs no edit elsewhere: the
+    worker's registry starts with them, approved, language variants included."""
+    from activities.compliance.registry import Registry
+    from nudge.store import create_engine, init_db, session_factory
+    from nudge.templates import ApprovalStatus, builtin_templates
+    from workflows.journeys import seeded_templates
+
+    engine = create_engine(sqlite_url)
+    try:
+        await init_db(engine)
+        registry = Registry(session_factory(engine), builtins=seeded_templates((TypedProperties,)))
+        default, chinese = await registry.get("basket"), await registry.get("basket", "zh")
+        assert (default.status, default.variables) == (ApprovalStatus.APPROVED, {"items", "url"})
+        assert chinese.body.startswith("购物车")
+        assert (await registry.get("cart_reminder")).code == "cart_reminder"  # the built-ins too
+        assert len(seeded_templates((TypedProperties,))) == len(builtin_templates()) + 2
+    finally:
+        await engine.dispose()

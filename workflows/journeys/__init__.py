@@ -14,6 +14,9 @@ from temporalio import workflow
 
 from workflows.journey import Journey
 
+with workflow.unsafe.imports_passed_through():
+    from nudge.templates import Template, builtin_templates
+
 
 def discover() -> tuple[type[Journey], ...]:
     """Import every module of this package and return the journeys they define."""
@@ -34,3 +37,11 @@ def discover() -> tuple[type[Journey], ...]:
 # The sandbox re-imports a journey's module for each run; it needs that class only, not the list.
 JOURNEYS: tuple[type[Journey], ...] = () if workflow.unsafe.in_sandbox() else discover()
 """The journeys the worker runs and the gateway routes events to."""
+
+
+def seeded_templates(journeys: tuple[type[Journey], ...] | None = None) -> list[Template]:
+    """What a fresh registry starts with: the built-in templates, then every journey's own."""
+    return [
+        *builtin_templates(),
+        *(t for journey in (JOURNEYS if journeys is None else journeys) for t in journey.templates),
+    ]
