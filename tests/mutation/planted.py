@@ -46,7 +46,7 @@ PLANTED = (
     ),
     Planted(
         "receipt status machine: an equal-rank receipt signal moves a journey's delivered message",
-        "workflows/journey.py",
+        "workflows/lifecycle.py",
         "update.status.rank > record.status.rank",
         "update.status.rank >= record.status.rank",
         ("tests/workflows/test_receipt_signals.py",),
