@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.settings import Settings
+from nudge.store import Customer
+from nudge.store.customers import CustomerPublic
 from starter.api.deps import SessionsDep, SettingsDep
 from starter.api.services.customers import (
-    CustomerIn,
+    CustomerCreate,
     InvalidCustomers,
     UnknownCustomer,
     read_customer,
@@ -23,12 +25,12 @@ router = APIRouter(tags=["customers"])
 
 
 class CustomerBatch(BaseModel):
-    customers: list[CustomerIn] = Field(max_length=10_000)
+    customers: list[CustomerCreate] = Field(max_length=10_000)
 
 
 @router.put("/v1/customers/{customer_id}")
 async def put_customer(
-    customer_id: str, body: CustomerIn, sessions: SessionsDep, settings: SettingsDep
+    customer_id: str, body: CustomerCreate, sessions: SessionsDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Create or replace a customer profile. Phone numbers are stored in E.164."""
     if body.id != customer_id:
@@ -44,17 +46,16 @@ async def post_customers(
     return {"upserted": await _upsert(sessions, settings, batch.customers)}
 
 
-@router.get("/v1/customers/{customer_id}")
-async def get_customer(customer_id: str, sessions: SessionsDep) -> dict[str, Any]:
+@router.get("/v1/customers/{customer_id}", response_model=CustomerPublic)
+async def get_customer(customer_id: str, sessions: SessionsDep) -> Customer:
     try:
-        customer = await read_customer(sessions, customer_id)
+        return await read_customer(sessions, customer_id)
     except UnknownCustomer as exc:
         raise HTTPException(404, detail=str(exc)) from exc
-    return customer.model_dump(mode="json")
 
 
 async def _upsert(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings, customers: list[CustomerIn]
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, customers: list[CustomerCreate]
 ) -> int:
     """The upsert, its refusal as a 422 that names each invalid customer."""
     try:

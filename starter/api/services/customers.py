@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,16 +13,12 @@ from activities.compliance.consent import ConsentIn
 from nudge.errors import InvalidInput, InvalidPhoneNumber, NotFound
 from nudge.phone import to_e164
 from nudge.store import Customer, read_sessions
+from nudge.store.customers import CustomerBase
 
 
-class CustomerIn(BaseModel):
-    id: str = Field(min_length=1, max_length=200)
-    name: str | None = None
-    phone: str | None = None
-    lifecycle_stage: str = "new"
-    country: str | None = None
-    timezone: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+class CustomerCreate(CustomerBase):
+    # What PUT /v1/customers/{id} and the batch take. No docstring: it would be the schema's
+    # description in the OpenAPI document.
     consent: ConsentIn | None = None
     """Marketing consent given with the profile (a sign-up form, a CRM import). Recorded only for
     a customer with no consent on record: changes go through ``/v1/customers/{id}/consent``."""
@@ -46,7 +41,7 @@ class InvalidCustomers(InvalidInput):
 
 
 async def upsert_customers(
-    sessions: async_sessionmaker[AsyncSession], customers: Sequence[CustomerIn], *, default_region: str
+    sessions: async_sessionmaker[AsyncSession], customers: Sequence[CustomerCreate], *, default_region: str
 ) -> int:
     """Create or replace the customers, all or none, with phone numbers in E.164 (read in the
     customer's country, else ``default_region``). A consent given with a profile is recorded only
@@ -56,7 +51,7 @@ async def upsert_customers(
         InvalidCustomers: a phone number is invalid; nothing was stored.
     """
     errors = []
-    normalised: list[CustomerIn] = []
+    normalised: list[CustomerCreate] = []
     for index, customer in enumerate(customers):
         if customer.phone:
             try:
