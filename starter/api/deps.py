@@ -35,9 +35,7 @@ class Services:
         self, *, settings: Settings, engine: AsyncEngine, client: Client, journeys: Sequence[type[Journey]]
     ) -> None:
         self.settings = settings
-        self.engine = engine
         self.sessions = session_factory(engine)
-        self.client = client
         self.intake = EventRouter(
             client=client,
             sessions=self.sessions,
@@ -46,9 +44,9 @@ class Services:
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
         )
-        self.alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
+        self._alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
         complaints = ComplaintRecorder(
-            self.sessions, policy=ComplaintPolicy.from_settings(settings), alerts=self.alerts
+            self.sessions, policy=ComplaintPolicy.from_settings(settings), alerts=self._alerts
         )
         self.receipts = Receipts(client=client, sessions=self.sessions, complaints=complaints)
         self.replies = Replies(sessions=self.sessions, intake=self.intake, complaints=complaints)
@@ -62,7 +60,9 @@ class Services:
         )
 
     async def aclose(self) -> None:
-        await self.alerts.aclose()
+        """Close what the services hold open (the alert webhook's HTTP client); the engine is the
+        lifespan's to dispose of."""
+        await self._alerts.aclose()
 
 
 async def get_services(request: Request) -> Services:
