@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Collection, Sequence
 from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 
 from nudge.settings import get_settings
 
 console = Console()
 if not console.is_terminal:
-    console = Console(width=160)  # logs and CI output: keep the summary table readable
+    # Logs and CI output: keep the summary table readable, unless COLUMNS asks for a width.
+    console = Console(width=shutil.get_terminal_size((160, 24)).columns)
 err = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for grep and editors
 
 
@@ -65,3 +72,66 @@ def refusal_detail(response: httpx.Response) -> str:
         reasons = "; ".join(f"{e.get('id')}: {e.get('error')}" for e in detail["errors"])
         return f"{detail.get('message', 'refused')}: {reasons}"
     return str(detail)
+
+
+def print_workflows(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    wrap: Collection[str] = (),
+    out: Console | None = None,
+) -> None:
+    """Print rows whose first cell is a workflow id, each id whole on one line at any width: ops
+    paste them into ``temporal workflow show -w``.
+
+    A table when the console is wide enough for every cell on one line, except in the ``wrap``
+    columns, which may break between words; otherwise one block per row, the id on a line of its
+    own above the other cells.
+
+    Args:
+        headers: the column headers, the workflow id's first.
+        rows: the cells, in the order of ``headers``.
+        wrap: headers of the columns whose cells may take several lines (free text).
+        out: the console \\[default: the CLI's stdout].
+    """
+    out = out or console
+    columns = [[Text(header), *(Text(row[index]) for row in rows)] for index, header in enumerate(headers)]
+    widths = _column_widths(out, columns, wrap=[header in wrap for header in headers])
+    if widths is not None:
+        table = Table()
+        for column, width in zip(columns, widths, strict=True):
+            table.add_column(column[0], width=width, overflow="fold")
+        for cells in zip(*(column[1:] for column in columns), strict=True):
+            table.add_row(*cells)
+        out.print(table)
+        return
+    for row in rows:
+        out.print(row[0], soft_wrap=True, markup=False, highlight=False)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for header, value in zip(headers[1:], row[1:], strict=True):
+            if value:
+                grid.add_row(header, Text(value))
+        out.print(Padding(grid, (0, 0, 1, 2), expand=False))
+
+
+def _column_widths(
+    out: Console, columns: Sequence[Sequence[Text]], *, wrap: Sequence[bool]
+) -> list[int] | None:
+    """Content widths that fit the console: a column that may wrap at least as wide as its longest
+    word, growing toward its longest line; any other as wide as its longest line. None when that
+    does not fit. Fixed widths keep rich from squeezing a column (and cutting an id)."""
+    available = out.width - 3 * len(columns) - 1  # a border and a space each side of every cell
+    measures = [[Measurement.get(out, out.options, cell) for cell in column] for column in columns]
+    most = [max(m.maximum for m in column) for column in measures]
+    least = [
+        max(m.minimum for m in column) if wraps else widest
+        for column, wraps, widest in zip(measures, wrap, most, strict=True)
+    ]
+    if sum(least) > available:
+        return None
+    if sum(most) <= available:
+        return most
+    spare, growth = available - sum(least), [hi - lo for lo, hi in zip(least, most, strict=True)]
+    return [lo + spare * grow // sum(growth) for lo, grow in zip(least, growth, strict=True)]

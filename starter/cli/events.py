@@ -8,9 +8,8 @@ from urllib.parse import quote
 
 import httpx
 import typer
-from rich.table import Table
 
-from starter.cli.common import GatewayOpt, call_gateway, console, err, fail, gateway_base
+from starter.cli.common import GatewayOpt, call_gateway, console, err, fail, gateway_base, print_workflows
 
 
 def _parse_props(props: list[str]) -> dict[str, Any]:
@@ -83,10 +82,8 @@ def event(
     data = response.json()
     if data["duplicate"]:
         console.print(f"event {data['event_id']} was already received; nothing new started")
-    table = Table("workflow id", "journey", "action", "reason")
-    for touch in data["touched"]:
-        table.add_row(touch["workflow_id"], touch["journey"], touch["action"], touch.get("reason") or "")
     if data["touched"]:
-        console.print(table)
+        rows = [(t["workflow_id"], t["journey"], t["action"], t.get("reason") or "") for t in data["touched"]]
+        print_workflows(("workflow id", "journey", "action", "reason"), rows, wrap=("reason",))
     elif not data["duplicate"]:
         console.print("no journey is triggered by or waiting for this event")

@@ -1,16 +1,96 @@
-"""``nudge journeys``: a customer's journeys, read from Temporal."""
+"""``nudge journeys``: a customer's journeys, read from Temporal.
+
+Each journey is named as ``nudge event`` names it (``cart_abandonment``, not the workflow type),
+its workflow id is printed whole, and a finished one shows its outcome with the reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from dataclasses import astuple, dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from nudge.contracts import STATE
-from nudge.settings import get_settings
-from starter.cli.common import console, fail
+from nudge.contracts import SA_JOURNEY, SA_OUTCOME, SA_STEP, STATE
+from nudge.settings import Settings, get_settings
+from starter.cli.common import console, fail, print_workflows
+
+if TYPE_CHECKING:
+    from temporalio.client import Client, WorkflowExecution
+
+    from nudge.models import JourneyResult, JourneyState, SentMessage
+
+HEADERS = ("workflow id", "journey", "status", "step", "detail", "messages", "started")
+
+
+@dataclass(frozen=True)
+class JourneyRow:
+    """One journey as ops read it, in the order of ``HEADERS``."""
+
+    workflow_id: str
+    journey: str
+    status: str
+    step: str
+    detail: str
+    messages: str
+    started: str
+
+
+def ending(result: JourneyResult) -> str:
+    """The step a finished journey ends on, with its reason: ``done:exited (opted_out)``."""
+    return f"done:{result.outcome}" + (f" ({result.reason})" if result.reason else "")
+
+
+def describe(message: SentMessage) -> str:
+    """``template: decision``, with the reason, the receipt status and the route."""
+    text = f"{message.template}: {message.decision.value}"
+    details = [d for d in (message.reason, message.status and message.status.value, message.route) if d]
+    if message.clicked:
+        details.append("clicked")
+    return text + (f" ({', '.join(details)})" if details else "")
+
+
+def journey_row(
+    execution: WorkflowExecution, state: JourneyState | None, result: JourneyResult | None
+) -> JourneyRow:
+    """The row for one execution, from its search attributes and its state (running) or result."""
+    attrs = execution.typed_search_attributes
+    step = attrs.get(SA_STEP) or ""
+    if result is not None:
+        step = ending(result)
+    elif outcome := attrs.get(SA_OUTCOME):  # finished, but its result could not be read
+        step = f"done:{outcome}"
+    messages = result.messages if result is not None else state.messages if state is not None else []
+    return JourneyRow(
+        workflow_id=execution.id,
+        journey=attrs.get(SA_JOURNEY) or execution.workflow_type,
+        status=execution.status.name.lower() if execution.status else "?",
+        step=step,
+        detail=state.detail if state is not None else "",
+        messages="\n".join(describe(m) for m in messages) or "-",
+        started=f"{execution.start_time:%Y-%m-%d %H:%M:%S}",
+    )
+
+
+async def fetch(client: Client, customer: str) -> list[JourneyRow]:
+    """Every journey of the customer: a running one's state by query, a completed one's result."""
+    from nudge.models import JourneyResult
+
+    escaped = customer.replace("'", "\\'")
+    rows = []
+    async for execution in client.list_workflows(f"NudgeCustomerId = '{escaped}'"):
+        state, result = None, None
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id, result_type=JourneyResult)
+        try:
+            if execution.status and execution.status.name == "RUNNING":
+                state = await STATE.ask(handle)
+            elif execution.status and execution.status.name == "COMPLETED":
+                result = await handle.result()
+        except Exception:  # noqa: BLE001 - a journey without a worker still lists
+            pass
+        rows.append(journey_row(execution, state, result))
+    return rows
 
 
 def journeys(
@@ -19,60 +99,25 @@ def journeys(
         str | None, typer.Option(help="Temporal address \\[default: NUDGE_TEMPORAL_ADDRESS].")
     ] = None,
 ) -> None:
-    """List a customer's journeys with their status and current step (from Temporal)."""
-    from nudge.models import JourneyResult, JourneyState, SentMessage
-    from nudge.temporal import connect
+    """List a customer's journeys with their status and current step (from Temporal).
 
+    Workflow ids are printed whole, for [bold]temporal workflow show -w ID[/]; a finished journey's
+    step is its outcome with the reason, e.g. done:exited (opted_out).
+    """
     settings = get_settings()
     if temporal:
         settings = settings.model_copy(update={"temporal_address": temporal})
-
-    async def fetch() -> list[tuple[Any, JourneyState | None, list[SentMessage]]]:
-        client = await connect(settings)
-        escaped = customer.replace("'", "\\'")
-        found = []
-        async for execution in client.list_workflows(f"NudgeCustomerId = '{escaped}'"):
-            state, messages = None, []
-            handle = client.get_workflow_handle(
-                execution.id, run_id=execution.run_id, result_type=JourneyResult
-            )
-            try:
-                if execution.status and execution.status.name == "RUNNING":
-                    state = await STATE.ask(handle)
-                    messages = state.messages
-                elif execution.status and execution.status.name == "COMPLETED":
-                    messages = (await handle.result()).messages
-            except Exception:  # noqa: BLE001 - a journey without a worker still lists
-                pass
-            found.append((execution, state, messages))
-        return found
-
-    def describe(message: SentMessage) -> str:
-        """``template: decision``, with the reason, the receipt status and the route."""
-        text = f"{message.template}: {message.decision.value}"
-        details = [d for d in (message.reason, message.status and message.status.value, message.route) if d]
-        if message.clicked:
-            details.append("clicked")
-        return text + (f" ({', '.join(details)})" if details else "")
-
     try:
-        found = asyncio.run(fetch())
+        rows = asyncio.run(_fetch(settings, customer))
     except RuntimeError as exc:
         raise fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from exc
-    if not found:
+    if not rows:
         console.print(f"no journeys for customer {customer!r}")
         raise typer.Exit(0)
-    table = Table("workflow id", "journey", "status", "step", "detail", "messages", "started")
-    for execution, state, messages in found:
-        attrs = execution.typed_search_attributes
-        step = next((p.value for p in attrs if p.key.name == "NudgeStep"), "")
-        table.add_row(
-            execution.id,
-            execution.workflow_type,
-            execution.status.name.lower() if execution.status else "?",
-            str(step),
-            state.detail if state else "",
-            "\n".join(describe(m) for m in messages) or "-",
-            f"{execution.start_time:%Y-%m-%d %H:%M:%S}",
-        )
-    console.print(table)
+    print_workflows(HEADERS, [astuple(row) for row in rows], wrap=("detail", "messages", "started"))
+
+
+async def _fetch(settings: Settings, customer: str) -> list[JourneyRow]:
+    from nudge.temporal import connect
+
+    return await fetch(await connect(settings), customer)

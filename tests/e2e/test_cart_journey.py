@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -108,73 +109,78 @@ async def test_cart_journey_clicked_reminder_earns_coupon_end_to_end(stack: Stac
     assert len(entries) == 2
 
 
-async def test_cli_event_and_journeys_show_a_running_journey(stack: Stack) -> None:
-    """`nudge event` starts a journey and `nudge journeys` lists it with its step."""
-    customer = f"cli-{uuid.uuid4().hex[:6]}"
-    env = {
+def _cli_env(stack: Stack, **env: str) -> dict[str, str]:
+    """The environment under which the CLI talks to this stack, as `make run` users' does to theirs."""
+    return {
         **os.environ,
         "NUDGE_PUBLIC_URL": stack.gateway_url,
         "NUDGE_TEMPORAL_ADDRESS": stack.temporal_address,
+        **env,
     }
-    cli = [sys.executable, "-m", "starter.cli"]
-    sent = await asyncio.to_thread(
+
+
+async def _nudge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``nudge ARGS`` in a process of its own, as a user runs it."""
+    return await asyncio.to_thread(
         subprocess.run,
-        [*cli, "event", customer, "signed_up"],
+        [sys.executable, "-m", "starter.cli", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert sent.returncode == 0, sent.stderr
-    assert f"journey:onboarding:{customer}" in sent.stdout and "started" in sent.stdout
 
-    async def listed() -> subprocess.CompletedProcess[str]:
-        return await asyncio.to_thread(
-            subprocess.run, [*cli, "journeys", customer], env=env, capture_output=True, text=True, timeout=60
-        )
 
+async def _journeys_until(env: dict[str, str], customer: str, text: str) -> str:
+    """`nudge journeys CUSTOMER`'s output once it shows ``text`` (30 s at most)."""
     deadline = time.monotonic() + 30
-    out = await listed()
-    while "Onboarding" not in out.stdout and time.monotonic() < deadline:
+    out = await _nudge(env, "journeys", customer)
+    while text not in out.stdout and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        out = await listed()
+        out = await _nudge(env, "journeys", customer)
     assert out.returncode == 0, out.stderr
-    assert "Onboarding" in out.stdout and "running" in out.stdout
+    assert text in out.stdout, out.stdout
+    return out.stdout
 
-    # The gate's decision shows per message: this customer came from an event, with no phone.
-    deadline = time.monotonic() + 30
-    while "blocked (no_phone)" not in out.stdout and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-        out = await listed()
-    assert "blocked (no_phone)" in out.stdout, out.stdout
 
-    bad = await asyncio.to_thread(
-        subprocess.run,
-        [*cli, "event", customer, "Not A Name"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+async def test_cli_event_and_journeys_show_a_journey_to_its_end(stack: Stack) -> None:
+    """`nudge event` for an unknown customer warns and starts a journey; `nudge journeys`, on a
+    60-column terminal, lists it by its whole workflow id and snake-case name, running, then done
+    with its outcome and reason."""
+    customer = f"cli-{uuid.uuid4().hex[:6]}"
+    workflow_id = f"journey:onboarding:{customer}"
+    env = _cli_env(stack, COLUMNS="60")
+    sent = await _nudge(env, "event", customer, "signed_up")
+    assert sent.returncode == 0, sent.stderr
+    assert workflow_id in sent.stdout, sent.stdout
+    assert "started" in sent.stdout
+    assert f"the gateway has no customer {customer!r}" in sent.stderr
+    assert f"nudge customers add {customer} --phone" in sent.stderr
+
+    out = await _journeys_until(env, customer, workflow_id)
+    assert workflow_id in [line.strip() for line in out.splitlines()], "the id is cut or wrapped"
+    assert re.search(r"^\s+journey\s+onboarding\s*$", out, re.M), out
+    assert "Onboarding" not in out and "running" in out
+
+    # The gate's decision shows per message (an event made this customer, with no phone), and the
+    # journey's end shows with its reason, from its result.
+    out = await _journeys_until(env, customer, "done:exited (not_activated)")
+    assert "blocked (no_phone)" in out and "completed" in out
+
+    bad = await _nudge(env, "event", customer, "Not A Name")
     assert bad.returncode == 2
     assert "422" in bad.stderr
-
-    client = await _client(stack)
-    await client.get_workflow_handle(f"journey:onboarding:{customer}").terminate("test done")
 
 
 async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
     stack: Stack, tmp_path: Path
 ) -> None:
     """`nudge customers import` rejects a bad phone with its line number, then imports a good file."""
-    env = {**os.environ, "NUDGE_PUBLIC_URL": stack.gateway_url}
-    cli = [sys.executable, "-m", "starter.cli", "customers", "import"]
+    env = _cli_env(stack)
     tag = uuid.uuid4().hex[:6]
     bad = tmp_path / "bad.csv"
     bad.write_text(f"id,name,phone,tier\nimp1-{tag},Ann,+8613800138021,gold\nimp2-{tag},Ben,12345,\n")
-    out = await asyncio.to_thread(
-        subprocess.run, [*cli, str(bad)], env=env, capture_output=True, text=True, timeout=60
-    )
+    out = await _nudge(env, "customers", "import", str(bad))
     assert out.returncode == 2
     assert f"bad.csv:3: imp2-{tag}" in out.stderr
     good = tmp_path / "good.csv"
@@ -182,9 +188,7 @@ async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
         "id,name,phone,tier,consent_source,consent_text\n"
         f"imp1-{tag},Ann,13800138021,gold,crm_import,Offers by SMS\nimp2-{tag},Ben,,,,\n"
     )
-    out = await asyncio.to_thread(
-        subprocess.run, [*cli, str(good)], env=env, capture_output=True, text=True, timeout=60
-    )
+    out = await _nudge(env, "customers", "import", str(good))
     assert out.returncode == 0, out.stderr
     assert "imported 2 customers" in out.stdout
     async with httpx.AsyncClient(base_url=stack.gateway_url) as gw:
@@ -192,12 +196,8 @@ async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
     assert ann["phone"] == "+8613800138021"
     assert ann["attributes"] == {"tier": "gold"}
 
-    consent = [sys.executable, "-m", "starter.cli", "consent"]
-
     async def cli_run(*args: str) -> subprocess.CompletedProcess[str]:
-        return await asyncio.to_thread(
-            subprocess.run, [*consent, *args], env=env, capture_output=True, text=True, timeout=60
-        )
+        return await _nudge(env, "consent", *args)
 
     shown = await cli_run("show", f"imp1-{tag}")
     assert shown.returncode == 0, shown.stderr
