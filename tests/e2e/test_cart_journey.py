@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -170,6 +171,30 @@ async def test_cli_event_and_journeys_show_a_journey_to_its_end(stack: Stack) ->
     bad = await _nudge(env, "event", customer, "Not A Name")
     assert bad.returncode == 2
     assert "422" in bad.stderr
+
+
+def _readme_playground_commands() -> list[list[str]]:
+    """The commands in the README's block for trying Nudge while `make run` is up."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("While `make run` is up", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    return [shlex.split(line) for line in block.group(1).splitlines() if line.strip()]
+
+
+async def test_readme_playground_commands_work_as_written(stack: Stack) -> None:
+    """The README's commands to try while `make run` is up, run as written: no command fails or
+    warns, and the cart reminder is sent, not blocked."""
+    commands = _readme_playground_commands()
+    assert [c[0] for c in commands] == [".venv/bin/nudge"] * len(commands)
+    assert commands[0][1:4] == ["customers", "add", "c42"], "the README adds c42 before its event"
+    env = _cli_env(stack)
+    for command in commands:
+        done = await _nudge(env, *command[1:])
+        assert done.returncode == 0, f"{shlex.join(command)}: {done.stderr}"
+        assert "warning" not in done.stderr, f"{shlex.join(command)}: {done.stderr}"
+    out = await _journeys_until(env, "c42", "cart_reminder: sent")
+    assert "journey:cart_abandonment:c42:k1" in out and "blocked" not in out
 
 
 async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
