@@ -1,4 +1,5 @@
-"""What the ``nudge`` commands share: the consoles, failing with a message, the gateway's URL."""
+"""What the ``nudge`` commands share: the consoles, failing with a message, talking to the gateway,
+and printing workflows with their ids whole."""
 
 from __future__ import annotations
 
