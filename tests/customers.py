@@ -8,8 +8,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
-from activities.compliance.consent import ConsentIn
-from nudge.store import Customer
+from nudge.store import ConsentIn, Customer
 
 SIGNUP_CONSENT = ConsentIn(source="signup_form", text="Offers by SMS. Reply STOP to opt out.")
 

@@ -6,28 +6,14 @@ the latest state per customer, channel and purpose, for the gate's one-row read.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge.store import Consent, ConsentEvent, consent_key, utcnow
+from nudge.store import Consent, ConsentEvent, ConsentIn, consent_key, utcnow
 
 Action = Literal["granted", "withdrawn"]
-
-
-class ConsentIn(BaseModel):
-    """A consent given or withdrawn: where, with what wording, when, and by whom recorded."""
-
-    source: str = Field(min_length=1, max_length=200, examples=["checkout_form"])
-    text: str = Field(default="", max_length=2000, examples=["Send me offers by SMS. Reply STOP to opt out."])
-    channel: Literal["sms"] = "sms"
-    purpose: Literal["marketing"] = "marketing"
-    at: datetime | None = None
-    """When the customer gave or withdrew it; now, if not given."""
-    actor: str | None = Field(default=None, max_length=200)
 
 
 async def record(

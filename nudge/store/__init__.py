@@ -14,8 +14,8 @@ One module per concern, by what reads and writes the tables; import from here:
 """
 
 from nudge.store.columns import UTCDateTime, utcnow
-from nudge.store.consent import Consent, ConsentBase, ConsentEvent, consent_key
-from nudge.store.customers import Customer, CustomerBase
+from nudge.store.consent import Consent, ConsentBase, ConsentEvent, ConsentIn, consent_key
+from nudge.store.customers import Customer, CustomerBase, CustomerCreate, CustomerPublic
 from nudge.store.engine import create_engine, init_db, read_sessions, session_factory
 from nudge.store.events import EventRecord, JourneyEntry
 from nudge.store.messages import Click, InboundMessage, Link, Message, MessageStatusChange
@@ -30,8 +30,11 @@ __all__ = [
     "Consent",
     "ConsentBase",
     "ConsentEvent",
+    "ConsentIn",
     "Customer",
     "CustomerBase",
+    "CustomerCreate",
+    "CustomerPublic",
     "EventRecord",
     "InboundMessage",
     "JourneyEntry",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
 from nudge.store.columns import timestamp
@@ -47,3 +50,17 @@ class ConsentEvent(ConsentBase, table=True):
     """Who recorded it (an API caller, ``nudge consent``, the reply webhook)."""
     at: datetime = timestamp(nullable=False)
     recorded_at: datetime = timestamp(nullable=False)
+
+
+class ConsentIn(BaseModel):
+    """A consent given or withdrawn: where, with what wording, when, and by whom recorded."""
+
+    source: str = PydanticField(min_length=1, max_length=200, examples=["checkout_form"])
+    text: str = PydanticField(
+        default="", max_length=2000, examples=["Send me offers by SMS. Reply STOP to opt out."]
+    )
+    channel: Literal["sms"] = "sms"
+    purpose: Literal["marketing"] = "marketing"
+    at: datetime | None = None
+    """When the customer gave or withdrew it; now, if not given."""
+    actor: str | None = PydanticField(default=None, max_length=200)

@@ -1,8 +1,7 @@
 """The customer profile, as one model family: ``CustomerBase`` (the fields every shape shares),
-``CustomerPublic`` (what the API returns) and the table ``Customer``. What the API accepts,
-``CustomerCreate``, adds the consent given with a profile; it lives with the gateway's upsert
-(``starter.api.services.customers``), since the consent's model belongs to the compliance layer,
-which the kernel does not import.
+``CustomerCreate`` (what the API accepts: a profile, with the consent given with it),
+``CustomerPublic`` (what the API returns) and the table ``Customer``. A journey reads the same
+profile as ``nudge.models.Profile``, whose wire shape is fixed by recorded histories.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
 from nudge.store.columns import timestamp
+from nudge.store.consent import ConsentIn
 
 
 class CustomerBase(SQLModel):
@@ -25,6 +25,14 @@ class CustomerBase(SQLModel):
     country: str | None = None
     timezone: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=True)
+
+
+class CustomerCreate(CustomerBase):
+    # What PUT /v1/customers/{id} and the batch take. No docstring: it would be the schema's
+    # description in the OpenAPI document.
+    consent: ConsentIn | None = None
+    """Marketing consent given with the profile (a sign-up form, a CRM import). Recorded only for
+    a customer with no consent on record: changes go through ``/v1/customers/{id}/consent``."""
 
 
 class CustomerPublic(CustomerBase):

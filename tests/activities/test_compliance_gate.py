@@ -21,11 +21,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
-from activities.compliance.consent import ConsentIn
 from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest
 from nudge.phone import phone_hash
 from nudge.quiet_hours import DEFAULT_WINDOWS
-from nudge.store import SUPPRESS_ALL, Customer, Message, Suppression, suppress
+from nudge.store import SUPPRESS_ALL, ConsentIn, Customer, Message, Suppression, suppress
 from tests.activities.conftest import GateFactory
 from tests.activities.sends import run
 from tests.carrier import ledger

@@ -15,13 +15,12 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
-from activities.compliance.consent import ConsentIn
 from activities.compliance.pauses import PauseCache, Scope, Source, pause
 from activities.compliance.registry import Registry
 from nudge.models import Category, FrequencyCap, SendDecision, SendRequest
 from nudge.quiet_hours import DEFAULT_WINDOWS
 from nudge.routes import RouteConfig
-from nudge.store import SUPPRESS_ALL, Message, suppress
+from nudge.store import SUPPRESS_ALL, ConsentIn, Message, suppress
 from tests.activities.conftest import SENDER, GateFactory
 from tests.activities.sends import run
 from tests.carrier import ledger

@@ -17,13 +17,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from activities.compliance import consent
-from activities.compliance.consent import ConsentIn
 from activities.routing import build_router
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import local_routes
-from nudge.store import Complaint, Customer, Message, MessageStatusChange, Suppression, suppress
+from nudge.store import Complaint, ConsentIn, Customer, Message, MessageStatusChange, Suppression, suppress
 from tests.activities.sends import run
 from tests.carrier import ledger
 from tests.customers import add_customers, new_customer

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.compliance.consent import Action, ConsentIn, history, record
-from nudge.store import Consent, ConsentEvent, consent_key, session_factory
+from activities.compliance.consent import Action, history, record
+from nudge.store import Consent, ConsentEvent, ConsentIn, consent_key, session_factory
 
 GIVEN_AT = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 CHECKOUT = ConsentIn(

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from activities.compliance.consent import ConsentIn
+from nudge.store import ConsentIn
 from starter.api.deps import SessionsDep
 from starter.api.services.consent import change_consent, read_consent
 from starter.api.services.customers import UnknownCustomer

@@ -7,9 +7,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
-from activities.compliance.consent import Action, ConsentIn
+from activities.compliance.consent import Action
 from nudge.logging import get_logger
-from nudge.store import Consent, ConsentEvent, Customer, consent_key, read_sessions
+from nudge.store import Consent, ConsentEvent, ConsentIn, Customer, consent_key, read_sessions
 from starter.api.services.customers import UnknownCustomer
 
 log = get_logger(__name__)

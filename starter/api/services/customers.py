@@ -9,19 +9,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
-from activities.compliance.consent import ConsentIn
 from nudge.errors import InvalidInput, InvalidPhoneNumber, NotFound
 from nudge.phone import to_e164
 from nudge.store import Customer, read_sessions
-from nudge.store.customers import CustomerBase
-
-
-class CustomerCreate(CustomerBase):
-    # What PUT /v1/customers/{id} and the batch take. No docstring: it would be the schema's
-    # description in the OpenAPI document.
-    consent: ConsentIn | None = None
-    """Marketing consent given with the profile (a sign-up form, a CRM import). Recorded only for
-    a customer with no consent on record: changes go through ``/v1/customers/{id}/consent``."""
+from nudge.store.customers import CustomerCreate
 
 
 class UnknownCustomer(NotFound):

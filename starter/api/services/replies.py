@@ -12,7 +12,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
 from activities.compliance.complaints import ComplaintRecorder
-from activities.compliance.consent import ConsentIn
 from nudge.contracts import OPTED_OUT
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
@@ -21,6 +20,7 @@ from nudge.phone import mask, phone_hash
 from nudge.store import (
     SUPPRESS_ALL,
     Consent,
+    ConsentIn,
     Customer,
     InboundMessage,
     Suppression,
