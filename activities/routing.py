@@ -31,6 +31,7 @@ from activities.providers.base import Provider
 from activities.providers.simulator import SimulatorProvider
 from activities.providers.tencent import TencentProvider
 from activities.providers.twilio import TwilioProvider
+from nudge.errors import NudgeError
 from nudge.logging import get_logger
 from nudge.models import Category
 from nudge.routes import RouteConfig
@@ -202,7 +203,7 @@ class Route:
         )
 
 
-class NoRoute(Exception):
+class NoRoute(NudgeError):
     """No configured route serves this recipient and template."""
 
 

@@ -1,6 +1,7 @@
 """Nudge's exception hierarchy.
 
 NudgeError
+├── ConfigurationError     settings that cannot work safely together (refused at start-up)
 ├── InvalidInput           bad data from a caller (4xx / CLI exit 2)
 │   ├── InvalidPhoneNumber
 │   ├── InvalidEvent       an event's properties do not fit the model a journey reads them as
@@ -12,6 +13,10 @@ NudgeError
     ├── DeferredProviderError    a per-number frequency limit: retry after ``retry_at``
     ├── AccountProviderError     balance, suspension, daily cap, credentials: pause the route
     └── PermanentProviderError   bad number, template or content: never retried
+
+Errors that belong to one layer sit next to their code, under the same root: ``NoRoute``
+(``activities/routing.py``), ``StackError`` (``starter/stack.py``), the API services' ``Unknown*``
+and ``Invalid*`` errors. ``tests/unit/test_errors.py`` finds any exception class outside it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from datetime import datetime
 
 class NudgeError(Exception):
     """Root of every error Nudge raises on purpose."""
+
+
+class ConfigurationError(NudgeError):
+    """The settings cannot work safely as they are; the process refuses to start with them."""
 
 
 class InvalidInput(NudgeError):

@@ -14,14 +14,14 @@ from fastapi.responses import JSONResponse
 
 from nudge.signing import ACS3, aliyun_acs3_authorization, aliyun_rpc_signature, parse_acs3_authorization
 from simulator.carrier import Carrier
-from simulator.codes import ALIYUN_MESSAGES, ProviderError, aliyun_http_status
+from simulator.codes import ALIYUN_MESSAGES, CarrierError, aliyun_http_status
 
 VERSION = "2017-05-25"
 MAX_SKEW = timedelta(minutes=15)
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-class AliyunError(ProviderError):
+class AliyunError(CarrierError):
     """An error Aliyun answers with: ``{"Code", "Message", "RequestId"}`` and an HTTP status."""
 
     def __init__(self, code: str, message: str | None = None, *, status: int | None = None) -> None:

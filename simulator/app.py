@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from simulator import aliyun, control, native, tencent, twilio
 from simulator.carrier import Carrier
-from simulator.codes import ProviderError
+from simulator.codes import CarrierError
 from simulator.config import AliyunAccount, ExtraTemplate, Fault, SimConfig, TencentAccount, TwilioAccount
 from simulator.ledger import LedgerEntry
 
@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 
-async def _provider_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProviderError)
+async def _carrier_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CarrierError)
     return exc.response()
 
 
@@ -52,7 +52,7 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
 
     app = FastAPI(title="Nudge carrier simulator", version="0.2.0", lifespan=lifespan)
     app.state.carrier = carrier
-    app.add_exception_handler(ProviderError, _provider_error)
+    app.add_exception_handler(CarrierError, _carrier_error)
     for module in (native, control, aliyun, twilio, tencent):
         app.include_router(module.router)
     return app

@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 
-class ProviderError(Exception):
-    """An error a provider API answers with; ``response()`` renders it in that provider's format."""
+class CarrierError(Exception):
+    """An error the simulated carrier answers with, rendered by ``response()`` in the provider's own
+    format. Not a Nudge error: it is the fake provider's side of the wire (Nudge's adapters turn the
+    response into ``nudge.errors.ProviderError``), so it stays out of Nudge's hierarchy."""
 
     def response(self) -> JSONResponse:
         raise NotImplementedError

@@ -23,7 +23,7 @@ from nudge.segments import count_segments
 from nudge.signing import parse_tc3_authorization, tencent_tc3_signature
 from nudge.templates import Template
 from simulator.carrier import Callback, Carrier, CarrierDep
-from simulator.codes import TENCENT_MESSAGES, ProviderError, tencent_per_number
+from simulator.codes import TENCENT_MESSAGES, CarrierError, tencent_per_number
 from simulator.config import Fault, SimConfig, TencentAccount
 from simulator.ledger import LedgerEntry, china_time, new_id, now
 from simulator.numbers import is_mobile, iso_region, same_number, split
@@ -39,7 +39,7 @@ FAILED_CODE = "MK:0001"
 router = APIRouter(prefix="/tencent", tags=["tencent"])
 
 
-class TencentError(ProviderError):
+class TencentError(CarrierError):
     """A request-level error: ``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``, HTTP 200."""
 
     def __init__(self, code: str, message: str | None = None) -> None:

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from nudge.segments import count_segments
 from nudge.signing import twilio_signature
 from simulator.carrier import Callback, Carrier, CarrierDep
-from simulator.codes import TWILIO_MESSAGES, ProviderError, twilio_http_status
+from simulator.codes import TWILIO_MESSAGES, CarrierError, twilio_http_status
 from simulator.config import SimConfig, TwilioAccount
 from simulator.ledger import LedgerEntry, new_id, now
 from simulator.numbers import E164, iso_region, same_number
@@ -42,7 +42,7 @@ OPT_OUT_TYPES = {
 router = APIRouter(prefix=f"/twilio/{API_VERSION}/Accounts/{{account_sid}}", tags=["twilio"])
 
 
-class TwilioError(ProviderError):
+class TwilioError(CarrierError):
     """Twilio's error body ``{code, message, more_info, status}`` with the same HTTP status."""
 
     def __init__(self, code: int | str, message: str | None = None, *, status: int | None = None) -> None:

@@ -21,6 +21,7 @@ import httpx
 
 from nudge.binaries import find_binary
 from nudge.contracts import SEARCH_ATTRIBUTES
+from nudge.errors import NudgeError
 
 
 def free_port() -> int:
@@ -29,7 +30,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class StackError(RuntimeError):
+class StackError(NudgeError):
     """A child process failed to start; the message names it and points at its log."""
 
 

@@ -363,7 +363,9 @@ def test_gateway_refuses_dev_token_with_real_providers() -> None:
     from starter.api.routes.webhooks.common import check_callback_token
 
     real = RouteConfig(name="ali", provider="aliyun", access_key_id="AK", access_key_secret=SecretStr("s"))
-    with _pytest.raises(RuntimeError, match="routes ali send through real providers"):
+    from nudge.errors import ConfigurationError
+
+    with _pytest.raises(ConfigurationError, match="routes ali send through real providers"):
         check_callback_token(Settings(routes=[real]))
     check_callback_token(Settings(routes=[real], callback_token=SecretStr("a-real-secret")))
     check_callback_token(Settings(routes=[]))  # the local simulator routes are fine

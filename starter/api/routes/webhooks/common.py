@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Path
 
+from nudge.errors import ConfigurationError
 from nudge.logging import get_logger
 from nudge.settings import DEV_CALLBACK_TOKEN, Settings
 
@@ -42,7 +43,7 @@ def check_callback_token(settings: Settings) -> None:
     forge them (and suppress numbers with forged replies). On loopback it only matters less.
 
     Raises:
-        RuntimeError: a real Aliyun or Tencent route is configured and the token is the default.
+        ConfigurationError: a real Aliyun or Tencent route is configured and the token is the default.
     """
     if settings.callback_token.get_secret_value() != DEV_CALLBACK_TOKEN:
         return
@@ -52,7 +53,7 @@ def check_callback_token(settings: Settings) -> None:
         if r.provider in ("aliyun", "tencent") and not _is_loopback(r.endpoint)
     ]
     if real:
-        raise RuntimeError(
+        raise ConfigurationError(
             f"NUDGE_CALLBACK_TOKEN is the development default, but routes {', '.join(real)} send through "
             "real providers whose receipts it would protect; set NUDGE_CALLBACK_TOKEN to a secret"
         )
