@@ -22,8 +22,8 @@ from nudge.signing import twilio_signature
 from nudge.store import InboundMessage, JourneyEntry, Message, MessageStatusChange, Suppression
 from simulator.app import SimConfig
 from simulator.app import create_app as create_sim
-from tests.gateway.conftest import Gateway
-from tests.gateway.test_gateway import add_message, event
+from tests.api.conftest import Gateway
+from tests.api.test_gateway import add_message, event
 from tests.servers import serve
 from workflows import JOURNEYS, PaymentSuccess
 

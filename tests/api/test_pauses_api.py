@@ -12,9 +12,9 @@ from sqlmodel import select
 
 from nudge.settings import Settings
 from nudge.store import Complaint, Message
-from tests.gateway.conftest import Gateway
-from tests.gateway.test_gateway import add_message
-from tests.gateway.test_webhooks import TOKEN, TWILIO_SID, post_twilio
+from tests.api.conftest import Gateway
+from tests.api.test_gateway import add_message
+from tests.api.test_webhooks import TOKEN, TWILIO_SID, post_twilio
 from tests.inbox import Inbox
 from tests.servers import serve
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from starter.cli import app
-from tests.gateway.cli import nudge
-from tests.gateway.conftest import Gateway
+from tests.api.cli import nudge
+from tests.api.conftest import Gateway
 
 
 async def test_cli_customers_add_stores_the_phone_in_e164_and_the_consent(

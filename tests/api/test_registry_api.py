@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.conftest import Gateway
+from tests.api.conftest import Gateway
 
 SALE_ZH = "${name}，春季特惠 ${url} 拒收请回复R"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from starter.cli import app
-from tests.gateway.cli import nudge
-from tests.gateway.conftest import Gateway
+from tests.api.cli import nudge
+from tests.api.conftest import Gateway
 
 
 async def test_cli_templates_put_approve_show(gateway: Gateway) -> None:

@@ -8,7 +8,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from starter.cli import app
-from tests.gateway.conftest import Gateway
+from tests.api.conftest import Gateway
 
 
 async def nudge(gateway: Gateway, *args: str) -> Result:

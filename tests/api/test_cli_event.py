@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlmodel import select
 
 from nudge.store import JourneyEntry
-from tests.gateway.cli import nudge
-from tests.gateway.conftest import Gateway
+from tests.api.cli import nudge
+from tests.api.conftest import Gateway
 
 
 async def _entries(gateway: Gateway, customer_id: str) -> list[JourneyEntry]:

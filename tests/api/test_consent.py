@@ -6,8 +6,8 @@ import uuid
 
 from nudge.phone import phone_hash
 from nudge.store import SUPPRESS_ALL, Consent, Suppression, consent_key, suppress
-from tests.gateway.conftest import Gateway
-from tests.gateway.test_webhooks import TWILIO_SID, post_twilio
+from tests.api.conftest import Gateway
+from tests.api.test_webhooks import TWILIO_SID, post_twilio
 
 
 async def _customer(gateway: Gateway, customer_id: str, **fields: object) -> str:

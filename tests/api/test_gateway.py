@@ -14,7 +14,7 @@ from nudge.converter import data_converter
 from nudge.models import Event, JourneyResult, JourneyState, MessageStatus, MessageUpdate
 from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange
 from starter.api.services.intake import EventRouter
-from tests.gateway.conftest import Gateway
+from tests.api.conftest import Gateway
 from workflows import JOURNEYS
 
 
