@@ -103,9 +103,7 @@ async def build_workers(
         await init_db(engine)
         sessions = session_factory(engine)
         # A registry per lane as well: each reads its snapshot on its own connections.
-        registry = Registry(
-            sessions, builtins=seeded_templates(tuple(journeys)), routes=settings.effective_routes
-        )
+        registry = Registry(sessions, builtins=seeded_templates(journeys), routes=settings.effective_routes)
         await registry.seed()
         sends = SendActivities(
             sessions,

@@ -14,14 +14,16 @@ do the I/O (the implementations in ``activities/`` carry the same name, and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from temporalio import activity
-from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributeKey
 
 from nudge.errors import InvalidInput, PermanentProviderError, TemplateError
 from nudge.models import Event, JourneyState, MessageUpdate, Profile, SendRequest, SendResult
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
 
 T = TypeVar("T")
 

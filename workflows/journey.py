@@ -94,8 +94,8 @@ class Journey(Lifecycle):
         if "trigger" not in cls.__dict__:
             return  # an abstract intermediate class
         cls.name = cls.__dict__.get("name", snake(cls.__name__))
-        if isinstance(cls.__dict__.get("reentry"), timedelta):
-            cls.reentry = Reentry.after(cls.__dict__["reentry"])
+        if isinstance(cls.reentry, timedelta):  # declared here or on an intermediate base class
+            cls.reentry = Reentry.after(cls.reentry)
         if not isinstance(cls.reentry, Reentry):
             raise TypeError(f"{cls.__name__}.reentry must be a Reentry or a timedelta, not {cls.reentry!r}")
 

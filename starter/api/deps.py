@@ -26,6 +26,7 @@ from starter.api.services.pauses import Pauses
 from starter.api.services.receipts import Receipts
 from starter.api.services.replies import Replies
 from workflows.journey import Journey
+from workflows.journeys import seeded_templates
 
 
 class Services:
@@ -51,7 +52,9 @@ class Services:
         self.receipts = Receipts(client=client, sessions=self.sessions, complaints=complaints)
         self.replies = Replies(sessions=self.sessions, intake=self.intake, complaints=complaints)
         self.clicks = Clicks(client=client, sessions=self.sessions)
-        self.registry = Registry(self.sessions, routes=settings.effective_routes)
+        self.registry = Registry(
+            self.sessions, builtins=seeded_templates(journeys), routes=settings.effective_routes
+        )
         self.pauses = Pauses(
             self.sessions,
             registry=self.registry,

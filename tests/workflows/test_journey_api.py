@@ -141,3 +141,48 @@ async def test_a_journeys_own_templates_are_seeded_with_the_builtins(sqlite_url:
         assert len(seeded_templates((TypedProperties,))) == len(builtin_templates()) + 2
     finally:
         await engine.dispose()
+
+
+def test_a_journey_template_that_reuses_a_code_is_refused_by_name() -> None:
+    """A journey's template with a built-in's (or another journey's) code and language would
+    break the registry's seeding: it is refused, naming the journey and the code."""
+    from nudge.models import Category
+    from nudge.templates import Template
+    from workflows.journeys import JOURNEYS, seeded_templates
+
+    class Reuses(Journey):
+        trigger = "reuse_test"
+        templates = (Template("cart_reminder", "${name}: again", Category.MARKETING),)
+
+    class Twice(Journey):
+        trigger = "twice_test"
+        templates = (Template("basket", "${items}", Category.TRANSACTIONAL, language="zh"),)
+
+    with pytest.raises(ValueError, match="Reuses brings template 'cart_reminder'"):
+        seeded_templates((Reuses,))
+    with pytest.raises(ValueError, match=r"Twice brings template 'basket' \(zh\), which TypedProperties"):
+        seeded_templates((TypedProperties, Twice))
+    assert len(seeded_templates(JOURNEYS)) >= len(seeded_templates(()))  # the library's own are fine
+
+
+def test_transactional_journeys_are_routed_first() -> None:
+    """The gateway starts and signals in JOURNEYS order: a payment confirmation goes before the
+    marketing journeys' signals for the same ``order_paid``."""
+    from nudge.models import Category
+    from workflows import JOURNEYS
+
+    categories = [journey.category for journey in JOURNEYS]
+    assert categories == sorted(categories, key=lambda c: c is not Category.TRANSACTIONAL)
+    assert JOURNEYS.index(PaymentSuccess) < JOURNEYS.index(Onboarding)
+
+
+def test_a_cooldown_on_an_intermediate_base_class_is_inherited() -> None:
+    from datetime import timedelta as td
+
+    class Base(Journey):
+        reentry = td(days=1)  # type: ignore[assignment]
+
+    class Child(Base):
+        trigger = "child_test"
+
+    assert Child.reentry == Reentry.after(td(days=1))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workflows import Journey, Reentry
+from workflows.journeys import seeded_templates
 
 
 def test_the_readme_journey_example_defines_a_journey() -> None:
@@ -22,5 +23,6 @@ def test_the_readme_journey_example_defines_a_journey() -> None:
     assert issubclass(journey, Journey)
     assert (journey.trigger, journey.key, journey.goal) == ("cart_abandoned", "cart_id", "order_paid")
     assert journey.reentry == Reentry.after(timedelta(days=7))
-    assert [t.code for t in journey.templates] == ["cart_reminder"]
+    assert [t.code for t in journey.templates] == ["cart_nudge"]
     assert journey.templates[0].variables == {"name", "cart_url"}
+    assert journey.templates[0] in seeded_templates((journey,))  # seedable: its code is its own

@@ -29,7 +29,6 @@ from nudge.contracts import EVENT, SA_CUSTOMER, SA_JOURNEY
 from nudge.logging import get_logger
 from nudge.models import Category, Event, JourneyInput
 from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
-from workflows.humanize import human
 from workflows.journey import Journey, Reentry
 
 log = get_logger(__name__)
@@ -228,9 +227,7 @@ class EventRouter:
         except WorkflowAlreadyStartedError:
             cooldown = journey.reentry.cooldown
             reason = (
-                "re-entry not allowed"
-                if cooldown is None
-                else f"re-entry cool-down ({human(cooldown)}) not over"
+                "re-entry not allowed" if cooldown is None else f"re-entry cool-down ({cooldown}) not over"
             )
             return Touch(workflow_id=workflow_id, journey=journey.name, action="refused", reason=reason), None
         started = entry is None or entry.run_id != handle.result_run_id
