@@ -243,7 +243,7 @@ def run_mutmut(group: Group, names: list[str]) -> int:
     """Run mutmut on ``names`` (all changed mutants if empty); its own output goes to a log."""
     group.mutants.mkdir(exist_ok=True)
     log = group.mutants / "mutmut-run.log"
-    shown = " ".join(names) if len(names) < 6 else f"{len(names)} mutants"
+    shown = " ".join(names) if len(names) < 6 else f"{len(names)} mutants or modules"
     print(f"[{group.name}] mutmut run {shown or '(incremental)'}; log: {log.relative_to(ROOT)}", flush=True)
     started = time.monotonic()
     with log.open("a") as out:
