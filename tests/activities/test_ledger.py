@@ -1,0 +1,59 @@
+"""The message ledger's guard against claiming another message's send: a lookup that matched by
+content (Twilio's message list) must not mark this message submitted with another one's SID."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from activities.compliance.complaints import ComplaintRecorder
+from activities.providers.base import Submission
+from activities.send.ledger import Ledger
+from nudge.store import Message
+
+
+def row(key: str, **fields: object) -> Message:
+    return Message(
+        idempotency_key=key,
+        workflow_id=f"wf-{key}",
+        journey="payment_success",
+        step="send:payment_success",
+        customer_id="c1",
+        template="payment_success",
+        category="transactional",
+        **fields,
+    )
+
+
+@pytest.fixture
+async def stored(sessions: async_sessionmaker[AsyncSession]) -> tuple[Message, Message]:
+    """``sent`` went out as SM-sent; ``pending`` is in doubt, with no provider id yet."""
+    sent = row("k-sent", provider="twilio", provider_message_id="SM-sent", status="submitted")
+    pending = row("k-pending", route="twilio-intl")
+    async with sessions() as session:
+        session.add_all([sent, pending])
+        await session.commit()
+    return sent, pending
+
+
+async def test_a_lookup_hit_on_another_messages_send_is_not_claimed(
+    sessions: async_sessionmaker[AsyncSession], stored: tuple[Message, Message]
+) -> None:
+    """Twilio found a message with the same text to the same number, but it is ``sent``'s: the
+    pending one must be sent, not marked submitted as SM-sent."""
+    sent, pending = stored
+    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    hit = Submission(provider="twilio", provider_message_id="SM-sent")
+    assert await ledger.claimed_by_another(pending, hit) is True
+    # The owner itself may claim it (a retry of the same message finds its own send).
+    assert await ledger.claimed_by_another(sent, hit) is False
+    # A SID nobody holds is free, and so is a hit without a SID (Aliyun's lookup gives none).
+    assert (
+        await ledger.claimed_by_another(pending, Submission(provider="twilio", provider_message_id="SM-x"))
+        is False
+    )
+    assert (
+        await ledger.claimed_by_another(pending, Submission(provider="aliyun", provider_message_id=None))
+        is False
+    )
