@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -15,6 +14,7 @@ from nudge.models import Event, JourneyResult, JourneyState, MessageStatus, Mess
 from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange
 from starter.api.services.intake import EventRouter
 from tests.api.conftest import Gateway
+from tests.polling import wait_until
 from workflows import JOURNEYS
 
 
@@ -219,10 +219,9 @@ async def test_post_event_order_paid_converts_cart_and_confirms_payment(
     assert touched == {(cart_id, "signalled"), (payment_id, "started")}
     cart = await gateway.client.get_workflow_handle(cart_id, result_type=JourneyResult).result()
     assert (cart.outcome, cart.reason, cart.messages) == ("converted", "order_paid", [])
-    for _ in range(100):
-        if gateway.carrier.requests:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: bool(gateway.carrier.requests), what="the send reached the fake carrier", timeout=30
+    )
     [confirmation] = gateway.carrier.requests
     sent = gateway.carrier.results[confirmation.idempotency_key]
     handle = gateway.client.get_workflow_handle(payment_id, result_type=JourneyResult)
@@ -246,10 +245,9 @@ async def test_post_event_order_paid_again_for_a_finished_order_is_refused(
     workflow_id = f"journey:payment_success:{customer_id}:o2"
     first = await gateway.http.post("/v1/events", json=event(customer_id, "order_paid", order_id="o2"))
     assert [(t["workflow_id"], t["action"]) for t in first.json()["touched"]] == [(workflow_id, "started")]
-    for _ in range(100):
-        if gateway.carrier.requests:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: bool(gateway.carrier.requests), what="the send reached the fake carrier", timeout=30
+    )
     [confirmation] = gateway.carrier.requests
     sent = gateway.carrier.results[confirmation.idempotency_key]
     handle = gateway.client.get_workflow_handle(workflow_id, result_type=JourneyResult)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +23,7 @@ from simulator.app import SimConfig
 from simulator.app import create_app as create_sim
 from tests.api.conftest import Gateway
 from tests.api.test_gateway import add_message, event
+from tests.polling import wait_until
 from tests.servers import serve
 from workflows import JOURNEYS, PaymentSuccess
 
@@ -307,10 +307,9 @@ async def test_receipt_before_send_is_kept_and_applied_later(gateway: Gateway, c
 async def test_receipt_signals_the_waiting_journey(gateway: Gateway, customer_id: str) -> None:
     """The payment confirmation waits for its receipt; a Tencent report completes it."""
     await gateway.http.post("/v1/events", json=event(customer_id, "order_paid", order_id="o9", amount="1"))
-    for _ in range(100):
-        if gateway.carrier.requests:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: bool(gateway.carrier.requests), what="the send reached the fake carrier", timeout=30
+    )
     [request] = gateway.carrier.requests
     sent = gateway.carrier.results[request.idempotency_key]
     serial = f"2433:{uuid.uuid4().int % 10**12}"
