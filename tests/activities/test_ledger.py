@@ -14,16 +14,16 @@ from nudge.store import Message
 
 
 def row(key: str, **fields: object) -> Message:
-    return Message(
-        idempotency_key=key,
-        workflow_id=f"wf-{key}",
-        journey="payment_success",
-        step="send:payment_success",
-        customer_id="c1",
-        template="payment_success",
-        category="transactional",
-        **fields,
-    )
+    values: dict[str, object] = {
+        "idempotency_key": key,
+        "workflow_id": f"wf-{key}",
+        "journey": "payment_success",
+        "step": "send:payment_success",
+        "customer_id": "c1",
+        "template": "payment_success",
+        "category": "transactional",
+    }
+    return Message(**(values | fields))
 
 
 @pytest.fixture
@@ -57,3 +57,29 @@ async def test_a_lookup_hit_on_another_messages_send_is_not_claimed(
         await ledger.claimed_by_another(pending, Submission(provider="aliyun", provider_message_id=None))
         is False
     )
+
+
+async def test_a_cap_reservation_never_overwrites_a_message_that_moved_on(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two attempts of one send can overlap (a local activity re-run after a lost workflow task):
+    one that read the row ``pending`` and finds the cap full must not block it once the other has
+    sent it. The reservation only writes to a row still ``pending``."""
+    from datetime import UTC, datetime, timedelta
+
+    from nudge.models import FrequencyCap
+    from nudge.store import Customer
+
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    held = row("k-held", category="marketing", cap_reserved_at=now - timedelta(hours=1), status="submitted")
+    moved_on = row("k-race", category="marketing", status="submitted", provider_message_id="SM-race")
+    async with sessions() as session:
+        session.add_all([Customer(id="c1", phone="+8613800138000"), held, moved_on])
+        await session.commit()
+    stale = moved_on.model_copy(update={"status": "pending"})  # what the overlapping attempt read
+    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    await ledger.reserve(stale, [FrequencyCap(limit=1, window=timedelta(days=1))], now=now)
+    async with sessions() as session:
+        after = await session.get(Message, moved_on.id)
+    assert after is not None
+    assert (after.status, after.reason, after.provider_message_id) == ("submitted", None, "SM-race")
