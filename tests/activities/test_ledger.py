@@ -3,6 +3,7 @@ content (Twilio's message list) must not mark this message submitted with anothe
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -83,3 +84,38 @@ async def test_a_cap_reservation_never_overwrites_a_message_that_moved_on(
         after = await session.get(Message, moved_on.id)
     assert after is not None
     assert (after.status, after.reason, after.provider_message_id) == ("submitted", None, "SM-race")
+
+
+async def test_a_submission_keeps_a_receipt_that_came_first_and_prices_to_six_places(
+    sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
+) -> None:
+    """Aliyun can push a receipt (matched by our own id) before its send's answer is stored: the
+    submission must not move ``delivered`` back (nor blank it). Its cost is segments x price,
+    rounded to six decimal places, as the ledger's other prices are."""
+    from activities.routing import build_router
+    from nudge.routes import RouteConfig
+
+    price = 0.0123456789
+    [route] = build_router(
+        [
+            RouteConfig(
+                name="sim", provider="simulator", base_url="http://127.0.0.1:9", cost_per_segment=price
+            )
+        ],
+        http,
+    ).routes
+    early = row("k-early", status="delivered", route="sim")
+    fresh = row("k-fresh", route="sim")
+    async with sessions() as session:
+        session.add_all([early, fresh])
+        await session.commit()
+    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    kept = await ledger.record_submission(
+        early.id, route, Submission(provider="simulator", provider_message_id="S1")
+    )
+    sent = await ledger.record_submission(
+        fresh.id, route, Submission(provider="simulator", provider_message_id="S2", segments=3)
+    )
+    assert (kept.status, kept.provider_message_id) == ("delivered", "S1")
+    assert (sent.status, sent.segments, sent.cost) == ("submitted", 3, round(3 * price, 6))
+    assert sent.cost == 0.037037
