@@ -95,7 +95,7 @@ async def test_a_submission_keeps_a_receipt_that_came_first_and_prices_to_six_pl
     from activities.routing import build_router
     from nudge.routes import RouteConfig
 
-    price = 0.0123456789
+    price = 0.0123456
     [route] = build_router(
         [
             RouteConfig(
@@ -118,4 +118,4 @@ async def test_a_submission_keeps_a_receipt_that_came_first_and_prices_to_six_pl
     )
     assert (kept.status, kept.provider_message_id) == ("delivered", "S1")
     assert (sent.status, sent.segments, sent.cost) == ("submitted", 3, round(3 * price, 6))
-    assert sent.cost == 0.037037
+    assert sent.cost == 0.037037  # 0.0370368 to six places
