@@ -6,12 +6,13 @@ from __future__ import annotations
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance.complaints import ComplaintRecorder
 from activities.providers.base import Submission
 from activities.send.ledger import Ledger
-from nudge.store import Message
+from nudge.store import Message, MessageStatusChange
 
 
 def row(key: str, **fields: object) -> Message:
@@ -119,3 +120,12 @@ async def test_a_submission_keeps_a_receipt_that_came_first_and_prices_to_six_pl
     assert (kept.status, kept.provider_message_id) == ("delivered", "S1")
     assert (sent.status, sent.segments, sent.cost) == ("submitted", 3, round(3 * price, 6))
     assert sent.cost == 0.037037  # 0.0370368 to six places
+    # Each submission leaves its audit row: which message, under which provider id, applied.
+    async with sessions() as session:
+        changes = (
+            await session.exec(select(MessageStatusChange).order_by(col(MessageStatusChange.id)))
+        ).all()
+    assert [(c.message_id, c.provider, c.provider_message_id, c.status, c.applied) for c in changes] == [
+        (early.id, "simulator", "S1", "submitted", True),
+        (fresh.id, "simulator", "S2", "submitted", True),
+    ]
