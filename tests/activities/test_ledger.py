@@ -129,3 +129,34 @@ async def test_a_submission_keeps_a_receipt_that_came_first_and_prices_to_six_pl
         (early.id, "simulator", "S1", "submitted", True),
         (fresh.id, "simulator", "S2", "submitted", True),
     ]
+
+
+async def test_a_receipt_that_came_before_its_send_was_recorded_is_applied_by_the_submission(
+    sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
+) -> None:
+    """A receipt stored unmatched (the provider reported S3 before the send's answer was stored)
+    is attached when the submission records S3, and moves the message on to delivered."""
+    from activities.routing import build_router
+    from nudge.routes import RouteConfig
+
+    [route] = build_router(
+        [RouteConfig(name="sim", provider="simulator", base_url="http://127.0.0.1:9")], http
+    ).routes
+    message = row("k-late-answer", route="sim")
+    receipt = MessageStatusChange(
+        provider="simulator", provider_message_id="S3", status="delivered", applied=False
+    )
+    other = MessageStatusChange(provider="twilio", provider_message_id="S3", status="failed", applied=False)
+    async with sessions() as session:
+        session.add_all([message, receipt, other])
+        await session.commit()
+    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    recorded = await ledger.record_submission(
+        message.id, route, Submission(provider="simulator", provider_message_id="S3")
+    )
+    assert recorded.status == "delivered"
+    async with sessions() as session:
+        attached = await session.get(MessageStatusChange, receipt.id)
+        untouched = await session.get(MessageStatusChange, other.id)
+    assert attached is not None and (attached.message_id, attached.applied) == (message.id, True)
+    assert untouched is not None and untouched.message_id is None  # another provider's S3
