@@ -37,6 +37,7 @@ from .gate import Attempt, Gate
 from .ledger import Ledger
 from .outcome import result
 from .reconcile import Reconciler
+from .refusal import Refusals
 
 
 class SendActivities:
@@ -65,7 +66,8 @@ class SendActivities:
     ) -> None:
         pauses = pauses or PauseCache(sessions)
         registry = registry or Registry(sessions, routes=[route.config for route in router.routes])
-        self._ledger = Ledger(sessions, complaints=complaints or ComplaintRecorder(sessions))
+        self._ledger = Ledger(sessions)
+        refusals = Refusals(sessions, complaints=complaints or ComplaintRecorder(sessions))
         self._composer = Composer(
             registry=registry, router=router, link_base_url=link_base_url, status_callbacks=status_callbacks
         )
@@ -74,7 +76,12 @@ class SendActivities:
             router=router, composer=self._composer, ledger=self._ledger, clock=clock
         )
         self._dispatcher = Dispatcher(
-            router=router, registry=registry, pauses=pauses, composer=self._composer, ledger=self._ledger
+            router=router,
+            registry=registry,
+            pauses=pauses,
+            composer=self._composer,
+            ledger=self._ledger,
+            refusals=refusals,
         )
 
     @activity.defn(name="send_message")

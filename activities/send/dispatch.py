@@ -37,15 +37,24 @@ from .compose import Composer, is_marketing, signature
 from .gate import find_pause
 from .ledger import Ledger
 from .outcome import NO_ROUTE, NOT_SENT, SIGNATURE_NOT_APPROVED
+from .refusal import Refusals
 
 log = get_logger(__name__)
 
 
 class Dispatcher:
     def __init__(
-        self, *, router: Router, registry: Registry, pauses: PauseCache, composer: Composer, ledger: Ledger
+        self,
+        *,
+        router: Router,
+        registry: Registry,
+        pauses: PauseCache,
+        composer: Composer,
+        ledger: Ledger,
+        refusals: Refusals,
     ) -> None:
         self._router = router
+        self._refusals = refusals
         self._registry = registry
         self._pauses = pauses
         self._composer = composer
@@ -118,7 +127,7 @@ class Dispatcher:
             return await self._ledger.defer(message.id, exc.code, exc.retry_at)
         except PermanentProviderError as exc:
             route.breaker.record_success()
-            return await self._ledger.record_failure(message, exc)
+            return await self._refusals.record(message, exc)
         except RetryableProviderError as exc:
             route.breaker.record_failure(exc.code)
             if not exc.ambiguous:

@@ -16,17 +16,14 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.compliance.complaints import ComplaintKind, ComplaintRecorder
 from activities.providers.base import Submission
 from activities.receipts import attach_unmatched, has_unmatched
 from activities.routing import Route
 from nudge.caps import Reservation, full_cap
-from nudge.errors import PermanentProviderError
 from nudge.logging import get_logger
 from nudge.models import FrequencyCap, MessageStatus, SendRequest
 from nudge.phone import phone_hash
 from nudge.store import (
-    SUPPRESS_ALL,
     Consent,
     Customer,
     Link,
@@ -35,7 +32,6 @@ from nudge.store import (
     Suppression,
     consent_key,
     read_sessions,
-    suppress,
     utcnow,
 )
 
@@ -58,13 +54,12 @@ NOBODY = Standing(suppression=None, consent=None, customer=None)
 
 
 class Ledger:
-    """Message rows on one store. ``complaints`` counts providers' opt-out codes at send time."""
+    """Message rows on one store."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, complaints: ComplaintRecorder) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._reads = read_sessions(sessions)
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
-        self._complaints = complaints
 
     # ----- reads ---------------------------------------------------------------------------
 
@@ -269,53 +264,3 @@ class Ledger:
                 await session.commit()
         assert message is not None
         return message
-
-    async def record_failure(self, message: Message, exc: PermanentProviderError) -> Message:
-        """The provider refused the message for good: failed, and a number it names opted out or
-        unreachable is suppressed (and an opt-out counts against the complaint-rate breaker)."""
-        async with self._sessions() as session:
-            row = await session.get(Message, message.id)
-            assert row is not None
-            row.status = MessageStatus.FAILED
-            row.provider = exc.provider
-            row.error_code = exc.code
-            row.reason = f"provider:{exc.code}"
-            row.updated_at = utcnow()
-            session.add(
-                MessageStatusChange(
-                    message_id=message.id,
-                    provider=exc.provider,
-                    status=MessageStatus.FAILED,
-                    error_code=exc.code,
-                    applied=True,
-                    raw={"message": str(exc)},
-                )
-            )
-            if (exc.opted_out or exc.unreachable) and row.to:
-                await suppress(
-                    session,
-                    row.to,
-                    reason=f"provider:{exc.code}",
-                    source=exc.provider,
-                    scope=SUPPRESS_ALL if exc.unreachable else None,
-                )
-            await session.commit()
-        if exc.opted_out:
-            await self._count_complaint(row, exc.code)
-        log.warning(
-            "message_rejected",
-            message_id=message.id,
-            code=exc.code,
-            provider=exc.provider,
-            opted_out=exc.opted_out,
-            unreachable=exc.unreachable,
-        )
-        return row
-
-    async def _count_complaint(self, message: Message, code: str) -> None:
-        """A provider's opt-out code counts against the breaker; counting it never fails the send
-        (the message is recorded failed either way, so a retry would not count it again)."""
-        try:
-            await self._complaints.record(message, ComplaintKind.PROVIDER_CODE, code)
-        except Exception:  # noqa: BLE001 - logged, and the send's result stands
-            log.exception("complaint_not_recorded", message_id=message.id, code=code)

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.compliance.complaints import ComplaintRecorder
 from activities.providers.base import Submission
 from activities.send.ledger import Ledger
 from nudge.store import Message, MessageStatusChange
@@ -45,7 +44,7 @@ async def test_a_lookup_hit_on_another_messages_send_is_not_claimed(
     """Twilio found a message with the same text to the same number, but it is ``sent``'s: the
     pending one must be sent, not marked submitted as SM-sent."""
     sent, pending = stored
-    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    ledger = Ledger(sessions)
     hit = Submission(provider="twilio", provider_message_id="SM-sent")
     assert await ledger.claimed_by_another(pending, hit) is True
     # The owner itself may claim it (a retry of the same message finds its own send).
@@ -79,7 +78,7 @@ async def test_a_cap_reservation_never_overwrites_a_message_that_moved_on(
         session.add_all([Customer(id="c1", phone="+8613800138000"), held, moved_on])
         await session.commit()
     stale = moved_on.model_copy(update={"status": "pending"})  # what the overlapping attempt read
-    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    ledger = Ledger(sessions)
     await ledger.reserve(stale, [FrequencyCap(limit=1, window=timedelta(days=1))], now=now)
     async with sessions() as session:
         after = await session.get(Message, moved_on.id)
@@ -110,7 +109,7 @@ async def test_a_submission_keeps_a_receipt_that_came_first_and_prices_to_six_pl
     async with sessions() as session:
         session.add_all([early, fresh])
         await session.commit()
-    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    ledger = Ledger(sessions)
     kept = await ledger.record_submission(
         early.id, route, Submission(provider="simulator", provider_message_id="S1")
     )
@@ -150,7 +149,7 @@ async def test_a_receipt_that_came_before_its_send_was_recorded_is_applied_by_th
     async with sessions() as session:
         session.add_all([message, receipt, other])
         await session.commit()
-    ledger = Ledger(sessions, complaints=ComplaintRecorder(sessions))
+    ledger = Ledger(sessions)
     recorded = await ledger.record_submission(
         message.id, route, Submission(provider="simulator", provider_message_id="S3")
     )
