@@ -50,7 +50,7 @@ def _percentile(values: list[float], q: float) -> float:
 async def run(events: int, concurrency: int, rate: float, stack: Stack, console: Console) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     phones = {f"b{tag}-{i}": f"+86138{i:08d}" for i in range(events)}
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60) as gw:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=60) as gw:
         consent = {"source": "bench", "text": "Offers by SMS. Reply STOP to opt out."}
         customers = [{"id": cid, "phone": phone, "consent": consent} for cid, phone in phones.items()]
         for start in range(0, len(customers), 1000):

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     callback_token: SecretStr = SecretStr(DEV_CALLBACK_TOKEN)
     """Secret path segment of the Aliyun and Tencent receipt URLs (they do not sign their pushes); the gateway
     warns when the development default is used off loopback."""
+    api_key: SecretStr = SecretStr("")
+    """The API key the CLI and the demo send to the gateway. Empty: the local admin key that ``nudge up``
+    wrote to ``<state_dir>/admin.key``."""
+    api_key_cache: timedelta = timedelta(seconds=10)
+    """How long the gateway trusts its check of a key; a key revoked through another gateway or ``nudge keys``
+    stops working within this time (at once through this one)."""
+    local_admin_key: bool = False
+    """On start, the gateway makes sure ``<state_dir>/admin.key`` holds a live admin key (``nudge up`` sets
+    this; leave it off in production and make keys with ``nudge keys create``)."""
     quiet_hours: Annotated[dict[str, Window], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     """Marketing send windows by country calling code (``*`` for the rest), as JSON, e.g. ``{"44": {"start":
     "09:00", "end": "20:00"}}``; a ``zone`` fixes the zone (else the recipient's), ``start == end`` means
@@ -152,6 +161,21 @@ class Settings(BaseSettings):
         return self.public_url.rstrip("/") or f"http://{self.gateway_host}:{self.gateway_port}"
 
     @property
+    def admin_key_path(self) -> Path:
+        """Where ``nudge up`` keeps the local admin key."""
+        return self.state_dir / "admin.key"
+
+    def client_api_key(self) -> str:
+        """The key a client of the gateway sends: ``NUDGE_API_KEY``, else the local admin key's file, else
+        none (the gateway then answers 401)."""
+        if key := self.api_key.get_secret_value().strip():
+            return key
+        try:
+            return self.admin_key_path.read_text().strip()
+        except OSError:
+            return ""
+
+    @property
     def effective_routes(self) -> list[RouteConfig]:
         """The configured routes, or the local simulator's when none are."""
         return self.routes or local_routes(self.carrier_url)
@@ -186,6 +210,7 @@ DOCUMENTED_DEFAULTS: dict[str, str] = {
     "frequency_caps": "2 marketing per 24 h and 5 per 7 d, per customer",
     "log_json": "auto",
     "alert_webhook_url": "empty",
+    "api_key": "the local admin key",
 }
 """How the table shows a default that is computed, long or secret."""
 

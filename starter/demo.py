@@ -85,13 +85,21 @@ def demo_customers(tag: str) -> list[dict[str, Any]]:
 
 
 async def run_demo(
-    *, gateway_url: str, simulator_url: str, client: Client, console: Console, timeout: float = 120
+    *,
+    gateway_url: str,
+    api_key: str,
+    simulator_url: str,
+    client: Client,
+    console: Console,
+    timeout: float = 120,
 ) -> list[Row]:
-    """Play the demo; return one row per journey with its actual and expected end state."""
+    """Play the demo with ``api_key`` (an admin key: it reads profiles back); return one row per
+    journey with its actual and expected end state."""
     tag = uuid.uuid4().hex[:6]
     customers = {row["id"].rsplit("-", 1)[0]: row for row in demo_customers(tag)}
     ids = {short: row["id"] for short, row in customers.items()}
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30, headers=headers) as http:
         response = await http.post("/v1/customers:batch", json={"customers": list(customers.values())})
         response.raise_for_status()
         phones = {

@@ -60,6 +60,16 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.gateway}"
 
     @property
+    def api_key(self) -> str:
+        """The local admin key the gateway wrote on start (``NUDGE_LOCAL_ADMIN_KEY``)."""
+        return (self.state_dir / "admin.key").read_text().strip()
+
+    @property
+    def gateway_headers(self) -> dict[str, str]:
+        """What a client of this stack's gateway sends: the local admin key."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    @property
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.simulator}"
 
@@ -85,6 +95,8 @@ class Stack:
             NUDGE_GATEWAY_PORT=str(self.ports.gateway),
             NUDGE_SIMULATOR_PORT=str(self.ports.simulator),
             NUDGE_LOG_JSON="true",
+            # The gateway makes the local admin key (<state_dir>/admin.key) the CLI and demo use.
+            NUDGE_LOCAL_ADMIN_KEY="true",
             PYTHONUNBUFFERED="1",
         )
         for key in ("NUDGE_DATABASE_URL", "NUDGE_LOG_LEVEL"):

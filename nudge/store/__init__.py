@@ -11,6 +11,7 @@ One module per concern, by what reads and writes the tables; import from here:
 - ``consent``: current consent and its audit trail.
 - ``registry``: templates and signatures under review.
 - ``pauses``: complaints, pauses and their audit.
+- ``keys``: API keys (their digests) and scopes.
 """
 
 from nudge.store.columns import UTCDateTime, utcnow
@@ -18,6 +19,7 @@ from nudge.store.consent import Consent, ConsentBase, ConsentEvent, ConsentIn, c
 from nudge.store.customers import Customer, CustomerBase, CustomerCreate, CustomerPublic
 from nudge.store.engine import create_engine, init_db, read_sessions, session_factory
 from nudge.store.events import EventRecord, JourneyEntry
+from nudge.store.keys import ApiKey, ApiKeyBase
 from nudge.store.messages import Click, InboundMessage, Link, Message, MessageStatusChange
 from nudge.store.pauses import Complaint, Pause, PauseBase, PauseEvent, PauseEventBase
 from nudge.store.registry import SmsSignature, SmsTemplate
@@ -25,6 +27,8 @@ from nudge.store.suppression import SUPPRESS_ALL, Suppression, suppress
 
 __all__ = [
     "SUPPRESS_ALL",
+    "ApiKey",
+    "ApiKeyBase",
     "Click",
     "Complaint",
     "Consent",

@@ -34,6 +34,8 @@ class SmsTemplate(SQLModel, table=True):
     created_at: datetime = timestamp(nullable=False)
     updated_at: datetime = timestamp(nullable=False)
     approved_at: datetime | None = optional_timestamp()
+    changed_by: str | None = Field(default=None, max_length=200)
+    """Who made the last change (the put, submit, approve or reject): an API key's name."""
 
 
 class SmsSignature(SQLModel, table=True):
@@ -46,3 +48,5 @@ class SmsSignature(SQLModel, table=True):
     created_at: datetime = timestamp(nullable=False)
     updated_at: datetime = timestamp(nullable=False)
     approved_at: datetime | None = optional_timestamp()
+    changed_by: str | None = Field(default=None, max_length=200)
+    """Who made the last change: an API key's name."""

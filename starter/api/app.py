@@ -16,7 +16,7 @@ from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db
 from nudge.temporal import connect
 from starter.api.deps import Services
-from starter.api.routes import consent, customers, events, health, links, pauses, signatures, templates
+from starter.api.routes import consent, customers, events, health, keys, links, pauses, signatures, templates
 from starter.api.routes.webhooks import aliyun, simulator, tencent, twilio
 from starter.api.routes.webhooks.common import check_callback_token
 from workflows import JOURNEYS
@@ -35,6 +35,7 @@ ROUTERS = (
     simulator.router,
     links.router,
     customers.router,
+    keys.router,
     health.router,
 )
 """In the order the OpenAPI document lists them (and the order paths are matched in)."""
@@ -64,6 +65,8 @@ def create_app(
         app.state.services = services
         log.info("gateway_started", url=settings.gateway_url, temporal=settings.temporal_address)
         check_callback_token(settings)
+        if settings.local_admin_key and await services.keys.ensure_local_admin(settings.admin_key_path):
+            log.info("local_admin_key_created", path=str(settings.admin_key_path))
         yield
         await services.aclose()
         await engine.dispose()

@@ -22,6 +22,7 @@ from nudge.settings import Settings
 from nudge.store import session_factory
 from starter.api.services.clicks import Clicks
 from starter.api.services.intake import EventRouter
+from starter.api.services.keys import ApiKeys
 from starter.api.services.pauses import Pauses
 from starter.api.services.receipts import Receipts
 from starter.api.services.replies import Replies
@@ -37,6 +38,7 @@ class Services:
     ) -> None:
         self.settings = settings
         self.sessions = session_factory(engine)
+        self.keys = ApiKeys(self.sessions, cache_ttl=settings.api_key_cache)
         self.intake = EventRouter(
             client=client,
             sessions=self.sessions,
@@ -108,6 +110,10 @@ async def _pauses(services: ServicesDep) -> Pauses:
     return services.pauses
 
 
+async def _keys(services: ServicesDep) -> ApiKeys:
+    return services.keys
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 IntakeDep = Annotated[EventRouter, Depends(_intake)]
@@ -116,3 +122,4 @@ RepliesDep = Annotated[Replies, Depends(_replies)]
 ClicksDep = Annotated[Clicks, Depends(_clicks)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 PausesDep = Annotated[Pauses, Depends(_pauses)]
+KeysDep = Annotated[ApiKeys, Depends(_keys)]

@@ -11,6 +11,7 @@ from starter.cli.consent import consent_app
 from starter.cli.customers import customers_app
 from starter.cli.events import event
 from starter.cli.journeys import journeys
+from starter.cli.keys import keys_app
 from starter.cli.pauses import pause, pauses, resume
 from starter.cli.registry import signatures_app, templates_app
 from starter.cli.routes import routes
@@ -31,6 +32,7 @@ app.add_typer(customers_app, name="customers")
 app.add_typer(consent_app, name="consent")
 app.add_typer(templates_app, name="templates")
 app.add_typer(signatures_app, name="signatures")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

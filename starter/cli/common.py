@@ -15,7 +15,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from nudge.settings import get_settings
+from nudge.settings import Settings, get_settings
 
 console = Console()
 if not console.is_terminal:
@@ -39,6 +39,39 @@ GatewayOpt = Annotated[
 ]
 
 
+def auth_headers() -> dict[str, str]:
+    """The API key the CLI sends: ``NUDGE_API_KEY``, else the one ``nudge up`` wrote to the state dir.
+
+    Read afresh on each call, not from the settings singleton: a test (or a shell embedding the
+    CLI) runs many commands in one process, each with its own environment.
+    """
+    key = Settings().client_api_key()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def gateway_request(method: str, path: str, gateway_url: str | None, **kwargs: Any) -> httpx.Response:
+    """One request to the gateway with the CLI's API key; an unreachable gateway exits 1."""
+    base = gateway_base(gateway_url)
+    try:
+        return httpx.request(
+            method, f"{base}{path}", timeout=kwargs.pop("timeout", 30), headers=auth_headers(), **kwargs
+        )
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the gateway at {base} ({exc}); is `make run` up?") from exc
+
+
+def check_answer(response: httpx.Response) -> None:
+    """Exit on a refusal: 2 with the gateway's reason for a 4xx (and how to get a key, for a 401),
+    1 for a 5xx."""
+    if response.status_code < 400:
+        return
+    hint = ""
+    if response.status_code == 401:
+        hint = "; set NUDGE_API_KEY to a key from `nudge keys create` (`make run` makes a local one)"
+    code = 2 if response.status_code < 500 else 1
+    raise fail(f"{refusal_detail(response)} ({response.status_code}){hint}", code=code)
+
+
 def call_gateway(
     method: str, path: str, gateway_url: str | None, *, missing_ok: bool = False, **kwargs: Any
 ) -> Any:
@@ -48,16 +81,10 @@ def call_gateway(
     Args:
         missing_ok: answer None for a 404 (an unknown customer, say) instead of exiting.
     """
-    base = gateway_base(gateway_url)
-    try:
-        response = httpx.request(method, f"{base}{path}", timeout=30, **kwargs)
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the gateway at {base} ({exc}); is `make run` up?") from exc
+    response = gateway_request(method, path, gateway_url, **kwargs)
     if missing_ok and response.status_code == 404:
         return None
-    if response.status_code >= 400:
-        code = 2 if response.status_code < 500 else 1
-        raise fail(f"{refusal_detail(response)} ({response.status_code})", code=code)
+    check_answer(response)
     return response.json()
 
 

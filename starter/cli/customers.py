@@ -14,7 +14,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nudge.phone import mask
-from starter.cli.common import GatewayOpt, call_gateway, console, err, fail, gateway_base
+from starter.cli.common import (
+    GatewayOpt,
+    auth_headers,
+    call_gateway,
+    check_answer,
+    console,
+    err,
+    fail,
+    gateway_base,
+)
 from starter.csv_customers import customer_record
 
 customers_app = typer.Typer(help="Manage customer profiles.", no_args_is_help=True)
@@ -56,7 +65,9 @@ def import_customers(
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             try:
-                response = httpx.post(url, json={"customers": [r for _, r in chunk]}, timeout=60)
+                response = httpx.post(
+                    url, json={"customers": [r for _, r in chunk]}, timeout=60, headers=auth_headers()
+                )
             except httpx.HTTPError as exc:
                 raise fail(f"cannot reach the gateway at {url} ({exc})") from exc
             if response.status_code == 422:
@@ -67,7 +78,9 @@ def import_customers(
                 else:
                     err.print(json.dumps(detail, indent=2))
                 raise fail(f"{imported} imported; the batch with the rows above was rejected", code=2)
-            response.raise_for_status()
+            if response.status_code >= 400:
+                progress.stop()
+                check_answer(response)
             imported += len(chunk)
             progress.advance(task, len(chunk))
     console.print(f"imported {imported} customers")

@@ -6,10 +6,9 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import httpx
 import typer
 
-from starter.cli.common import GatewayOpt, call_gateway, console, err, fail, gateway_base, print_workflows
+from starter.cli.common import GatewayOpt, check_answer, console, err, fail, gateway_request, print_workflows
 
 
 def _parse_props(props: list[str]) -> dict[str, Any]:
@@ -25,7 +24,13 @@ def _parse_props(props: list[str]) -> dict[str, Any]:
 def _check_customer(customer: str, gateway_url: str | None, *, required: bool) -> None:
     """Warn about (or, if required, refuse) a customer with no profile: the event would create a
     bare one, without a phone, and its journeys' messages would be blocked (no_phone)."""
-    profile = call_gateway("GET", f"/v1/customers/{quote(customer, safe='')}", gateway_url, missing_ok=True)
+    response = gateway_request("GET", f"/v1/customers/{quote(customer, safe='')}", gateway_url)
+    if response.status_code == 403 and not required:
+        return  # a service's key (events scope) may not read profiles: send without the check
+    profile = None if response.status_code == 404 else response
+    if profile is not None:
+        check_answer(profile)
+        profile = profile.json()
     add = f"nudge customers add {customer} --phone <number> --consent"
     if profile is None and required:
         raise fail(f"the gateway has no customer {customer!r}; nothing was sent. Add them: {add}", code=2)
@@ -71,14 +76,10 @@ def event(
         "properties": _parse_props(prop),
     }
     _check_customer(customer, gateway_url, required=require_customer)
-    try:
-        response = httpx.post(f"{gateway_base(gateway_url)}/v1/events", json=body, timeout=30)
-    except httpx.HTTPError as exc:
-        raise fail(
-            f"cannot reach the gateway at {gateway_base(gateway_url)} ({exc}); is `make run` up?"
-        ) from exc
-    if response.status_code >= 400:
+    response = gateway_request("POST", "/v1/events", gateway_url, json=body)
+    if response.status_code >= 400 and response.status_code not in (401, 403):
         raise fail(f"gateway refused the event ({response.status_code}): {response.text}", code=2)
+    check_answer(response)
     data = response.json()
     if data["duplicate"]:
         console.print(f"event {data['event_id']} was already received; nothing new started")

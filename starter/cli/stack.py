@@ -115,7 +115,11 @@ def _play_demo(stack: Any) -> bool:
     async def play() -> list[Any]:
         client = await connect(settings, wait=30)
         return await run_demo(
-            gateway_url=stack.gateway_url, simulator_url=stack.simulator_url, client=client, console=console
+            gateway_url=stack.gateway_url,
+            api_key=stack.api_key,
+            simulator_url=stack.simulator_url,
+            client=client,
+            console=console,
         )
 
     rows = asyncio.run(play())

@@ -14,4 +14,6 @@ from tests.api.conftest import Gateway
 async def nudge(gateway: Gateway, *args: str) -> Result:
     """Run the CLI in a thread: its blocking HTTP calls must not stall the gateway's event loop."""
     argv = [*args, "--gateway", str(gateway.http.base_url)]
-    return await asyncio.to_thread(CliRunner().invoke, app, argv, env={"COLUMNS": "200"})
+    key = gateway.http.headers["Authorization"].removeprefix("Bearer ")
+    env = {"COLUMNS": "200", "NUDGE_API_KEY": key}
+    return await asyncio.to_thread(CliRunner().invoke, app, argv, env=env)

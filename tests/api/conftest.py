@@ -4,6 +4,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -15,10 +16,12 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from nudge.apikeys import Scope
 from nudge.routes import RouteConfig, local_routes
 from nudge.settings import Settings
 from nudge.store import JourneyEntry, session_factory
 from starter.api import create_app
+from starter.api.services.keys import ApiKeys
 from starter.testing import FakeCarrier
 from tests.servers import serve
 from workflows import JOURNEYS
@@ -67,7 +70,14 @@ async def gateway(
         workflows=list(JOURNEYS),
         activities=[carrier.send_message, carrier.get_profile],
     )
-    async with worker, serve(app) as url, httpx.AsyncClient(base_url=url, trust_env=False) as http:
+    # Every request of a test goes with an admin key unless the test says otherwise (tests/api/test_auth.py).
+    admin, _ = await ApiKeys(sessions, cache_ttl=timedelta(0)).create("tests", [Scope.ADMIN], by="conftest")
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with (
+        worker,
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url, trust_env=False, headers=headers) as http,
+    ):
         try:
             yield Gateway(
                 http=http, sessions=sessions, client=env.client, task_queue=task_queue, carrier=carrier

@@ -65,7 +65,7 @@ async def stop(gateway: Gateway, message: Message, *, sequence_id: int) -> None:
 
 async def test_pauses_api_pauses_lists_resumes_and_keeps_the_history(gateway: Gateway) -> None:
     """POST pauses (201, then 409 while paused), GET lists it, DELETE resumes (then 404), and the
-    history has both, newest first, with who and why."""
+    history has both, newest first, with who (the key's name, then the person named) and why."""
     body = {"scope": "route", "value": "aliyun-cn", "reason": "carrier asked", "by": "ana"}
     created = await gateway.http.post("/v1/pauses", json=body)
     again = await gateway.http.post("/v1/pauses", json=body)
@@ -77,7 +77,7 @@ async def test_pauses_api_pauses_lists_resumes_and_keeps_the_history(gateway: Ga
     assert created.status_code == 201
     assert (created.json()["source"], created.json()["created_by"], created.json()["sent"]) == (
         "manual",
-        "ana",
+        "tests (ana)",
         None,
     )
     assert again.status_code == 409 and "already paused" in again.json()["detail"]
@@ -87,8 +87,8 @@ async def test_pauses_api_pauses_lists_resumes_and_keeps_the_history(gateway: Ga
     assert resumed.status_code == 200 and resumed.json()["reason"] == "carrier asked"
     assert missing.status_code == 404 and "not paused" in missing.json()["detail"]
     assert [(e["action"], e["by"], e["reason"]) for e in history.json()] == [
-        ("resumed", "bo", "ok now"),
-        ("paused", "ana", "carrier asked"),
+        ("resumed", "tests (bo)", "ok now"),
+        ("paused", "tests (ana)", "carrier asked"),
     ]
     assert (await gateway.http.get("/v1/pauses")).json() == []
 

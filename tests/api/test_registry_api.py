@@ -97,6 +97,24 @@ async def test_templates_api_forbidden_transition_is_409(gateway: Gateway) -> No
     assert "it is rejected; put it again" in response.json()["detail"]
 
 
+async def test_templates_api_put_of_a_rejected_template_as_it_was_makes_it_a_draft(gateway: Gateway) -> None:
+    """The way back the README promises: a rejected template put again with the same text is a
+    draft again (changed, review_reset rejected, the version unchanged), and can then be approved."""
+    await put_sale(gateway)
+    await gateway.http.post("/v1/templates/sale:reject", params={"language": "zh"}, json={"reason": "typo?"})
+    again = await put_sale(gateway)
+    assert (again["changed"], again["review_reset"], again["template"]["status"]) == (
+        True,
+        "rejected",
+        "draft",
+    )
+    assert (again["template"]["version"], again["template"]["reason"]) == (1, None)
+    approved = await gateway.http.post("/v1/templates/sale:approve", params={"language": "zh"})
+    assert (approved.status_code, approved.json()["status"]) == (200, "approved")
+    unchanged = await put_sale(gateway)  # an approved template put as it is stays approved
+    assert (unchanged["changed"], unchanged["template"]["status"]) == (False, "approved")
+
+
 async def test_signatures_api_review_flow(gateway: Gateway) -> None:
     """A new signature (non-ASCII in the path) is a draft, then approved, then rejected with a
     reason; a rejection without one is 422."""

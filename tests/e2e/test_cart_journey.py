@@ -60,7 +60,7 @@ async def test_cart_journey_clicked_reminder_earns_coupon_end_to_end(stack: Stac
     customer, cart = f"e2e-{uuid.uuid4().hex[:6]}", "k1"
     phone = "+8613800138011"
     async with (
-        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
+        httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=30) as gw,
         httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
     ):
         await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 100})
@@ -115,6 +115,7 @@ def _cli_env(stack: Stack, **env: str) -> dict[str, str]:
     return {
         **os.environ,
         "NUDGE_PUBLIC_URL": stack.gateway_url,
+        "NUDGE_STATE_DIR": str(stack.state_dir),  # where the CLI finds the local admin key
         "NUDGE_TEMPORAL_ADDRESS": stack.temporal_address,
         **env,
     }
@@ -216,7 +217,7 @@ async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
     out = await _nudge(env, "customers", "import", str(good))
     assert out.returncode == 0, out.stderr
     assert "imported 2 customers" in out.stdout
-    async with httpx.AsyncClient(base_url=stack.gateway_url) as gw:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers) as gw:
         ann = (await gw.get(f"/v1/customers/imp1-{tag}")).json()
     assert ann["phone"] == "+8613800138021"
     assert ann["attributes"] == {"tier": "gold"}

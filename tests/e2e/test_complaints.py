@@ -48,9 +48,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, alerts: Inbox) -> Iterator[S
         yield running
 
 
-async def nudge(*args: str) -> Result:
-    """The ``nudge`` CLI's entry point, in a thread (it makes blocking HTTP calls)."""
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+async def nudge(stack: Stack, *args: str) -> Result:
+    """The ``nudge`` CLI's entry point, in a thread (it makes blocking HTTP calls), with the
+    stack's local admin key."""
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env={"NUDGE_API_KEY": stack.api_key})
 
 
 async def test_stop_replies_open_the_breaker_then_resume_lets_sends_go(stack: Stack, alerts: Inbox) -> None:
@@ -62,7 +63,7 @@ async def test_stop_replies_open_the_breaker_then_resume_lets_sends_go(stack: St
     url = "https://shop.example.com/cart/k1"
     gateway = ["--gateway", stack.gateway_url]
     async with (
-        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
+        httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=30) as gw,
         httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
     ):
 
@@ -99,7 +100,7 @@ async def test_stop_replies_open_the_breaker_then_resume_lets_sends_go(stack: St
             0.75,
             0.5,
         )
-        listed = await nudge("pauses", *gateway)
+        listed = await nudge(stack, "pauses", *gateway)
         assert listed.exit_code == 0, listed.output
         assert "cart_reminder" in listed.output and "3/4 (75.0%)" in listed.output
 
@@ -114,14 +115,14 @@ async def test_stop_replies_open_the_breaker_then_resume_lets_sends_go(stack: St
         assert [(m.decision, m.reason) for m in result.messages] == [
             (SendDecision.BLOCKED, "paused:template=cart_reminder")
         ]
-        journeys = await nudge("journeys", held, "--temporal", stack.temporal_address)
+        journeys = await nudge(stack, "journeys", held, "--temporal", stack.temporal_address)
         assert "cart_reminder: blocked" in journeys.output, journeys.output
         assert "paused:template=cart_reminder" in journeys.output, journeys.output
         assert await ledger_to(phones[4:]) == []
 
         for paused in pauses:
             resumed = await nudge(
-                "resume", f"--{paused['scope']}", paused["value"], "--reason", "e2e", *gateway
+                stack, "resume", f"--{paused['scope']}", paused["value"], "--reason", "e2e", *gateway
             )
             assert resumed.exit_code == 0, resumed.output
         assert (await gw.get("/v1/pauses")).json() == []

@@ -35,7 +35,7 @@ async def test_account_error_fails_over_and_delivers_once(stack: Stack) -> None:
     sessions = session_factory(engine)
     try:
         async with (
-            httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
+            httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=30) as gw,
             httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
         ):
             fault = {"provider": "aliyun", "account": PRIMARY_KEY, "code": "isv.AMOUNT_NOT_ENOUGH"}
@@ -79,7 +79,7 @@ async def test_receipt_that_beats_the_send_answer_still_reaches_the_journey(stac
     phone = f"+86137{uuid.uuid4().int % 10**8:08d}"
     client = await _client(stack)
     async with (
-        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
+        httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=30) as gw,
         httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
     ):
         fault = {"provider": "aliyun", "account": PRIMARY_KEY, "code": "isv.AMOUNT_NOT_ENOUGH"}

@@ -22,7 +22,7 @@ async def test_stop_reply_ends_marketing_and_nothing_more_is_sent(stack: Stack) 
     phone = f"+86136{uuid.uuid4().int % 10**8:08d}"
     client = await _client(stack)
     async with (
-        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw,
+        httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=30) as gw,
         httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
     ):
         await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 2500})

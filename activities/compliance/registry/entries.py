@@ -99,6 +99,7 @@ class Entries:
         category: Category,
         provider_codes: Mapping[str, str] | None = None,
         signature: str | None = None,
+        by: str | None = None,
     ) -> TemplateChange:
         check_code(code)
         tag = normalise_language(language)
@@ -109,7 +110,7 @@ class Entries:
         wanted: _Reviewed = (body, category.value, dict(provider_codes or {}), signature or None)
         for attempt in (1, 2):
             try:
-                change = await self._put_template(code, tag, wanted)
+                change = await self._put_template(code, tag, wanted, by=by)
                 break
             except IntegrityError:
                 if attempt == 2:  # a concurrent put created it; the second pass edits it
@@ -123,10 +124,13 @@ class Entries:
                 language=tag,
                 version=row.version,
                 review_reset=change.review_reset,
+                by=by,
             )
         return change
 
-    async def _put_template(self, code: str, language: str, wanted: _Reviewed) -> TemplateChange:
+    async def _put_template(
+        self, code: str, language: str, wanted: _Reviewed, *, by: str | None
+    ) -> TemplateChange:
         body, category, provider_codes, signature = wanted
         async with self._sessions() as session:
             row = await session.get(SmsTemplate, (code, language), with_for_update=True)
@@ -138,16 +142,19 @@ class Entries:
                     category=category,
                     provider_codes=provider_codes,
                     signature=signature,
+                    changed_by=by,
                 )
                 session.add(row)
                 await session.commit()
                 return TemplateChange(row, created=True, changed=True)
-            if (row.body, row.category, dict(row.provider_codes or {}), row.signature) == wanted:
-                return TemplateChange(row, created=False, changed=False)
             previous = ApprovalStatus(row.status)
-            row.body, row.category, row.provider_codes, row.signature = wanted
-            row.version += 1
-            set_status(row, ApprovalStatus.DRAFT, reason=None)
+            same = (row.body, row.category, dict(row.provider_codes or {}), row.signature) == wanted
+            if same and previous is not ApprovalStatus.REJECTED:
+                return TemplateChange(row, created=False, changed=False)
+            if not same:  # a rejected entry put again as it was comes back for review unchanged
+                row.body, row.category, row.provider_codes, row.signature = wanted
+                row.version += 1
+            set_status(row, ApprovalStatus.DRAFT, reason=None, by=by)
             session.add(row)
             await session.commit()
         reset = previous if previous is not ApprovalStatus.DRAFT else None
@@ -168,7 +175,7 @@ class Entries:
             raise NotFound(f"unknown signature {name!r}", kind="signature", name=name)
         return row
 
-    async def put_signature(self, name: str) -> tuple[SmsSignature, bool]:
+    async def put_signature(self, name: str, *, by: str | None = None) -> tuple[SmsSignature, bool]:
         check_signature_name(name)
         await self._ready()
         async with self._sessions() as session:
@@ -177,9 +184,9 @@ class Entries:
                 return row, False
             created = row is None
             if row is None:
-                row = SmsSignature(name=name)
+                row = SmsSignature(name=name, changed_by=by)
             else:
-                set_status(row, ApprovalStatus.DRAFT, reason=None)
+                set_status(row, ApprovalStatus.DRAFT, reason=None, by=by)
             session.add(row)
             try:
                 await session.commit()
@@ -187,5 +194,5 @@ class Entries:
                 await session.rollback()
                 return await self.signature(name), False
         self._changed()
-        log.info("signature_created" if created else "signature_returned_to_draft", signature=name)
+        log.info("signature_created" if created else "signature_returned_to_draft", signature=name, by=by)
         return row, created

@@ -10,7 +10,7 @@
   second ``reject`` only replaces the reason.
 - Editing a template's body, category, codes or signature makes it a draft again, whatever its
   state (``entries``), as Aliyun's console re-reviews a modified template. A rejected entry comes
-  back only through such an edit.
+  back, as a draft, through a put: an edit, or the same text put again.
 - Submit and approve refuse a template whose wording breaks its locale's rule
   (``nudge.wording``: 拒收请回复R at the end of a Chinese marketing template, "Reply STOP to opt out"
   elsewhere, no opt-out wording in a Chinese notification).
@@ -56,11 +56,15 @@ _HINT = {
 Row = TypeVar("Row", SmsTemplate, SmsSignature)
 
 
-def set_status(row: SmsTemplate | SmsSignature, status: ApprovalStatus, *, reason: str | None) -> None:
-    """Put ``row`` in ``status`` (not committed), stamping when; only approved rows keep ``approved_at``."""
+def set_status(
+    row: SmsTemplate | SmsSignature, status: ApprovalStatus, *, reason: str | None, by: str | None
+) -> None:
+    """Put ``row`` in ``status`` (not committed), stamping when and who; only approved rows keep
+    ``approved_at``."""
     now = utcnow()
     row.status = status.value
     row.reason = reason
+    row.changed_by = by
     row.updated_at = now
     if status is ApprovalStatus.APPROVED:
         row.approved_at = now
@@ -89,7 +93,13 @@ class Review:
         self._changed = changed
 
     async def template(
-        self, code: str, language: str | None, action: Action, *, reason: str | None = None
+        self,
+        code: str,
+        language: str | None,
+        action: Action,
+        *,
+        reason: str | None = None,
+        by: str | None = None,
     ) -> SmsTemplate:
         """Submit, approve or reject one template variant; submit and approve check its wording."""
 
@@ -100,12 +110,14 @@ class Review:
 
         key = (code, normalise_language(language))
         return await self._move(
-            SmsTemplate, key, action, label=template_label(*key), reason=reason, wording=wording
+            SmsTemplate, key, action, label=template_label(*key), reason=reason, wording=wording, by=by
         )
 
-    async def signature(self, name: str, action: Action, *, reason: str | None = None) -> SmsSignature:
+    async def signature(
+        self, name: str, action: Action, *, reason: str | None = None, by: str | None = None
+    ) -> SmsSignature:
         """Submit, approve or reject one signature or sender."""
-        return await self._move(SmsSignature, name, action, label=repr(name), reason=reason)
+        return await self._move(SmsSignature, name, action, label=repr(name), reason=reason, by=by)
 
     async def _move(
         self,
@@ -116,6 +128,7 @@ class Review:
         label: str,
         reason: str | None = None,
         wording: Callable[[Row], str | None] | None = None,
+        by: str | None = None,
     ) -> Row:
         await self._ready()
         kind = "template" if model is SmsTemplate else "signature"
@@ -146,9 +159,9 @@ class Review:
                     status=current.value,
                     conflict=False,
                 )
-            set_status(row, target, reason=reason.strip() if reason else None)
+            set_status(row, target, reason=reason.strip() if reason else None, by=by)
             session.add(row)
             await session.commit()
         self._changed()
-        log.info(f"{kind}_{_PAST[action]}", name=label, previous=current.value, reason=row.reason)
+        log.info(f"{kind}_{_PAST[action]}", name=label, previous=current.value, reason=row.reason, by=by)
         return row

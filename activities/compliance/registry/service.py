@@ -90,6 +90,7 @@ class Registry:
         category: Category,
         provider_codes: Mapping[str, str] | None = None,
         signature: str | None = None,
+        by: str | None = None,
     ) -> TemplateChange:
         """Create a variant as a draft, or change one; a change of its text makes it a draft.
 
@@ -102,16 +103,23 @@ class Registry:
             category=category,
             provider_codes=provider_codes,
             signature=signature,
+            by=by,
         )
 
-    async def submit_template(self, code: str, language: str | None = None) -> SmsTemplate:
-        return await self._review.template(code, language, "submit")
+    async def submit_template(
+        self, code: str, language: str | None = None, *, by: str | None = None
+    ) -> SmsTemplate:
+        return await self._review.template(code, language, "submit", by=by)
 
-    async def approve_template(self, code: str, language: str | None = None) -> SmsTemplate:
-        return await self._review.template(code, language, "approve")
+    async def approve_template(
+        self, code: str, language: str | None = None, *, by: str | None = None
+    ) -> SmsTemplate:
+        return await self._review.template(code, language, "approve", by=by)
 
-    async def reject_template(self, code: str, language: str | None = None, *, reason: str) -> SmsTemplate:
-        return await self._review.template(code, language, "reject", reason=reason)
+    async def reject_template(
+        self, code: str, language: str | None = None, *, reason: str, by: str | None = None
+    ) -> SmsTemplate:
+        return await self._review.template(code, language, "reject", reason=reason, by=by)
 
     # ----- signatures ------------------------------------------------------------------------
 
@@ -123,16 +131,16 @@ class Registry:
         """One signature or sender. Raises ``NotFound``."""
         return await self._entries.signature(name)
 
-    async def put_signature(self, name: str) -> tuple[SmsSignature, bool]:
+    async def put_signature(self, name: str, *, by: str | None = None) -> tuple[SmsSignature, bool]:
         """Add a signature as a draft, or make a rejected one a draft again (to re-apply for it);
         any other existing signature is left as it is. Returns the row and whether it is new."""
-        return await self._entries.put_signature(name)
+        return await self._entries.put_signature(name, by=by)
 
-    async def submit_signature(self, name: str) -> SmsSignature:
-        return await self._review.signature(name, "submit")
+    async def submit_signature(self, name: str, *, by: str | None = None) -> SmsSignature:
+        return await self._review.signature(name, "submit", by=by)
 
-    async def approve_signature(self, name: str) -> SmsSignature:
-        return await self._review.signature(name, "approve")
+    async def approve_signature(self, name: str, *, by: str | None = None) -> SmsSignature:
+        return await self._review.signature(name, "approve", by=by)
 
-    async def reject_signature(self, name: str, *, reason: str) -> SmsSignature:
-        return await self._review.signature(name, "reject", reason=reason)
+    async def reject_signature(self, name: str, *, reason: str, by: str | None = None) -> SmsSignature:
+        return await self._review.signature(name, "reject", reason=reason, by=by)

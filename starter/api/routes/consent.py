@@ -9,11 +9,12 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from nudge.store import ConsentIn
+from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, AdminCaller
 from starter.api.deps import SessionsDep
 from starter.api.services.consent import change_consent, read_consent
 from starter.api.services.customers import UnknownCustomer
 
-router = APIRouter(prefix="/v1/customers", tags=["consent"])
+router = APIRouter(prefix="/v1/customers", tags=["consent"], responses=AUTH_ERRORS)
 
 
 class ConsentPublic(BaseModel):
@@ -43,7 +44,7 @@ class ConsentRecord(BaseModel):
     history: list[ConsentEventPublic]
 
 
-@router.get("/{customer_id}/consent", response_model=ConsentRecord)
+@router.get("/{customer_id}/consent", response_model=ConsentRecord, dependencies=NEEDS_ADMIN)
 async def get_consent(customer_id: str, sessions: SessionsDep) -> ConsentRecord:
     """The customer's current consent and every grant and withdrawal behind it, oldest first."""
     try:
@@ -58,21 +59,30 @@ async def get_consent(customer_id: str, sessions: SessionsDep) -> ConsentRecord:
 
 
 @router.post("/{customer_id}/consent", status_code=201, response_model=ConsentPublic)
-async def grant_consent(customer_id: str, body: ConsentIn, sessions: SessionsDep) -> Any:
+async def grant_consent(customer_id: str, body: ConsentIn, sessions: SessionsDep, caller: AdminCaller) -> Any:
     """Record that the customer agreed to marketing SMS: where (``source``), the wording they
     saw (``text``) and when (``at``, default now). Marketing sends need it."""
     try:
-        current = await change_consent(sessions, customer_id, "granted", body)
+        current = await change_consent(
+            sessions, customer_id, "granted", body.model_copy(update={"actor": caller.acting_for(body.actor)})
+        )
     except UnknownCustomer as exc:
         raise HTTPException(404, detail=str(exc)) from exc
     return ConsentPublic.model_validate(current, from_attributes=True)
 
 
 @router.post("/{customer_id}/consent:withdraw", response_model=ConsentPublic)
-async def withdraw_consent(customer_id: str, body: ConsentIn, sessions: SessionsDep) -> Any:
+async def withdraw_consent(
+    customer_id: str, body: ConsentIn, sessions: SessionsDep, caller: AdminCaller
+) -> Any:
     """Record that the customer withdrew consent; marketing to them stops at once."""
     try:
-        current = await change_consent(sessions, customer_id, "withdrawn", body)
+        current = await change_consent(
+            sessions,
+            customer_id,
+            "withdrawn",
+            body.model_copy(update={"actor": caller.acting_for(body.actor)}),
+        )
     except UnknownCustomer as exc:
         raise HTTPException(404, detail=str(exc)) from exc
     return ConsentPublic.model_validate(current, from_attributes=True)

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from nudge.settings import Settings
 from nudge.store import Customer
 from nudge.store.customers import CustomerPublic
+from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, NEEDS_EVENTS
 from starter.api.deps import SessionsDep, SettingsDep
 from starter.api.services.customers import (
     CustomerCreate,
@@ -21,14 +22,14 @@ from starter.api.services.customers import (
     upsert_customers,
 )
 
-router = APIRouter(tags=["customers"])
+router = APIRouter(tags=["customers"], responses=AUTH_ERRORS)
 
 
 class CustomerBatch(BaseModel):
     customers: list[CustomerCreate] = Field(max_length=10_000)
 
 
-@router.put("/v1/customers/{customer_id}")
+@router.put("/v1/customers/{customer_id}", dependencies=NEEDS_EVENTS)
 async def put_customer(
     customer_id: str, body: CustomerCreate, sessions: SessionsDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -38,7 +39,7 @@ async def put_customer(
     return {"upserted": await _upsert(sessions, settings, [body])}
 
 
-@router.post("/v1/customers:batch")
+@router.post("/v1/customers:batch", dependencies=NEEDS_EVENTS)
 async def post_customers(
     batch: CustomerBatch, sessions: SessionsDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -46,7 +47,7 @@ async def post_customers(
     return {"upserted": await _upsert(sessions, settings, batch.customers)}
 
 
-@router.get("/v1/customers/{customer_id}", response_model=CustomerPublic)
+@router.get("/v1/customers/{customer_id}", response_model=CustomerPublic, dependencies=NEEDS_ADMIN)
 async def get_customer(customer_id: str, sessions: SessionsDep) -> Customer:
     try:
         return await read_customer(sessions, customer_id)

@@ -8,9 +8,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from nudge.models import Event
+from starter.api.auth import AUTH_ERRORS, NEEDS_EVENTS
 from starter.api.deps import IntakeDep
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=AUTH_ERRORS)
 
 
 class EventAccepted(BaseModel):
@@ -20,7 +21,7 @@ class EventAccepted(BaseModel):
     touched: list[dict[str, Any]]
 
 
-@router.post("/v1/events", status_code=202, response_model=EventAccepted)
+@router.post("/v1/events", status_code=202, response_model=EventAccepted, dependencies=NEEDS_EVENTS)
 async def post_event(event: Event, intake: IntakeDep) -> EventAccepted:
     """Store the event once (by ``event_id``), start the journeys it triggers and signal
     the customer's running journeys that wait for it."""

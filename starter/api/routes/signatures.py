@@ -15,10 +15,11 @@ from pydantic import BaseModel
 
 from nudge.store import SmsSignature
 from nudge.templates import ApprovalStatus
+from starter.api.auth import AUTH_ERRORS, NEEDS_READ, AdminCaller
 from starter.api.deps import RegistryDep
 from starter.api.routes.review import Rejection, registry_answers
 
-router = APIRouter(tags=["registry"])
+router = APIRouter(tags=["registry"], responses=AUTH_ERRORS)
 
 
 class SignaturePublic(BaseModel):
@@ -28,6 +29,7 @@ class SignaturePublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     approved_at: datetime | None
+    changed_by: str | None = None
 
     @classmethod
     def of(cls, row: SmsSignature) -> SignaturePublic:
@@ -39,43 +41,45 @@ class SignaturePut(BaseModel):
     created: bool
 
 
-@router.get("/v1/signatures", response_model=list[SignaturePublic])
+@router.get("/v1/signatures", response_model=list[SignaturePublic], dependencies=NEEDS_READ)
 async def list_signatures(registry: RegistryDep) -> list[SignaturePublic]:
     """Every signature and sender, with its review state."""
     return [SignaturePublic.of(row) for row in await registry.signatures()]
 
 
-@router.get("/v1/signatures/{name}", response_model=SignaturePublic)
+@router.get("/v1/signatures/{name}", response_model=SignaturePublic, dependencies=NEEDS_READ)
 async def get_signature(name: str, registry: RegistryDep) -> SignaturePublic:
     with registry_answers():
         return SignaturePublic.of(await registry.signature(name))
 
 
 @router.put("/v1/signatures/{name}", response_model=SignaturePut)
-async def put_signature(name: str, registry: RegistryDep) -> SignaturePut:
+async def put_signature(name: str, registry: RegistryDep, caller: AdminCaller) -> SignaturePut:
     """Add a signature as a draft (a rejected one becomes a draft again); others are unchanged."""
     with registry_answers():
-        row, created = await registry.put_signature(name)
+        row, created = await registry.put_signature(name, by=caller.name)
     return SignaturePut(signature=SignaturePublic.of(row), created=created)
 
 
 @router.post("/v1/signatures/{name}:submit", response_model=SignaturePublic)
-async def submit_signature(name: str, registry: RegistryDep) -> SignaturePublic:
+async def submit_signature(name: str, registry: RegistryDep, caller: AdminCaller) -> SignaturePublic:
     with registry_answers():
-        return SignaturePublic.of(await registry.submit_signature(name))
+        return SignaturePublic.of(await registry.submit_signature(name, by=caller.name))
 
 
 @router.post("/v1/signatures/{name}:approve", response_model=SignaturePublic)
-async def approve_signature(name: str, registry: RegistryDep) -> SignaturePublic:
+async def approve_signature(name: str, registry: RegistryDep, caller: AdminCaller) -> SignaturePublic:
     """Draft or pending -> approved: routes with this signature carry messages again."""
     with registry_answers():
-        return SignaturePublic.of(await registry.approve_signature(name))
+        return SignaturePublic.of(await registry.approve_signature(name, by=caller.name))
 
 
 @router.post("/v1/signatures/{name}:reject", response_model=SignaturePublic)
 async def reject_signature(
-    name: str, rejection: Annotated[Rejection, Body()], registry: RegistryDep
+    name: str, rejection: Annotated[Rejection, Body()], registry: RegistryDep, caller: AdminCaller
 ) -> SignaturePublic:
     """Rejected (or withdrawn): routes that sign with it are skipped."""
     with registry_answers():
-        return SignaturePublic.of(await registry.reject_signature(name, reason=rejection.reason))
+        return SignaturePublic.of(
+            await registry.reject_signature(name, reason=rejection.reason, by=caller.name)
+        )

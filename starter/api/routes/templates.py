@@ -19,10 +19,11 @@ from nudge.models import Category
 from nudge.routes import ProviderName
 from nudge.store import SmsTemplate
 from nudge.templates import ApprovalStatus, Template
+from starter.api.auth import AUTH_ERRORS, NEEDS_READ, AdminCaller
 from starter.api.deps import RegistryDep
 from starter.api.routes.review import Rejection, registry_answers
 
-router = APIRouter(tags=["registry"])
+router = APIRouter(tags=["registry"], responses=AUTH_ERRORS)
 
 LanguageQuery = Annotated[
     str, Query(max_length=35, description="The variant's language, e.g. zh; empty for the default.")
@@ -54,6 +55,8 @@ class TemplatePublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     approved_at: datetime | None
+    changed_by: str | None = None
+    """Who made the last change: an API key's name."""
 
     @classmethod
     def of(cls, row: SmsTemplate) -> TemplatePublic:
@@ -74,13 +77,13 @@ class TemplatePut(BaseModel):
     notice: str | None = None
 
 
-@router.get("/v1/templates", response_model=list[TemplatePublic])
+@router.get("/v1/templates", response_model=list[TemplatePublic], dependencies=NEEDS_READ)
 async def list_templates(registry: RegistryDep, code: str | None = None) -> list[TemplatePublic]:
     """Every template variant, by code and language, with its review state."""
     return [TemplatePublic.of(row) for row in await registry.templates(code)]
 
 
-@router.get("/v1/templates/{code}", response_model=TemplatePublic)
+@router.get("/v1/templates/{code}", response_model=TemplatePublic, dependencies=NEEDS_READ)
 async def get_template(code: str, registry: RegistryDep, language: LanguageQuery = "") -> TemplatePublic:
     """One variant of a template: the default, or the one in ``language``."""
     with registry_answers():
@@ -89,7 +92,7 @@ async def get_template(code: str, registry: RegistryDep, language: LanguageQuery
 
 @router.put("/v1/templates/{code}", response_model=TemplatePut)
 async def put_template(
-    code: str, body: TemplateIn, registry: RegistryDep, language: LanguageQuery = ""
+    code: str, body: TemplateIn, registry: RegistryDep, caller: AdminCaller, language: LanguageQuery = ""
 ) -> TemplatePut:
     """Create a variant as a draft, or edit one. An edit of an approved or pending variant makes it
     a draft again (``review_reset``): it is not sent until it is approved again."""
@@ -101,6 +104,7 @@ async def put_template(
             category=body.category,
             provider_codes={str(provider): code for provider, code in body.provider_codes.items()},
             signature=body.signature,
+            by=caller.name,
         )
     notice = None
     if change.review_reset is not None:
@@ -118,24 +122,32 @@ async def put_template(
 
 
 @router.post("/v1/templates/{code}:submit", response_model=TemplatePublic)
-async def submit_template(code: str, registry: RegistryDep, language: LanguageQuery = "") -> TemplatePublic:
+async def submit_template(
+    code: str, registry: RegistryDep, caller: AdminCaller, language: LanguageQuery = ""
+) -> TemplatePublic:
     """Draft -> pending; refused when the opt-out wording breaks its locale's rule."""
     with registry_answers():
-        return TemplatePublic.of(await registry.submit_template(code, language))
+        return TemplatePublic.of(await registry.submit_template(code, language, by=caller.name))
 
 
 @router.post("/v1/templates/{code}:approve", response_model=TemplatePublic)
-async def approve_template(code: str, registry: RegistryDep, language: LanguageQuery = "") -> TemplatePublic:
+async def approve_template(
+    code: str, registry: RegistryDep, caller: AdminCaller, language: LanguageQuery = ""
+) -> TemplatePublic:
     """Draft or pending -> approved, when the wording meets its locale's rule; then it is sent."""
     with registry_answers():
-        return TemplatePublic.of(await registry.approve_template(code, language))
+        return TemplatePublic.of(await registry.approve_template(code, language, by=caller.name))
 
 
 @router.post("/v1/templates/{code}:reject", response_model=TemplatePublic)
 async def reject_template(
-    code: str, rejection: Annotated[Rejection, Body()], registry: RegistryDep, language: LanguageQuery = ""
+    code: str,
+    rejection: Annotated[Rejection, Body()],
+    registry: RegistryDep,
+    caller: AdminCaller,
+    language: LanguageQuery = "",
 ) -> TemplatePublic:
     """Draft, pending or approved -> rejected, with the reason; it is no longer sent."""
     with registry_answers():
-        row = await registry.reject_template(code, language, reason=rejection.reason)
+        row = await registry.reject_template(code, language, reason=rejection.reason, by=caller.name)
         return TemplatePublic.of(row)
