@@ -6,15 +6,25 @@ A field added later must have a default, so that recorded histories still decode
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
 from nudge.errors import InvalidEvent
 
 M = TypeVar("M", bound=BaseModel)
+
+_PRINTABLE_END = r"[^\x00-\x20\x7f-\x9f\u2028\u2029]"
+IDENTIFIER_PATTERN = rf"^{_PRINTABLE_END}([^\x00-\x1f\x7f-\x9f\u2028\u2029]*{_PRINTABLE_END})?$"
+"""An id a service sends (customer, event): 1-200 characters, no control characters (C0, DEL, C1,
+line and paragraph separators: no newline or NUL that could forge a log line or a key), and no
+whitespace at either end. Written so that both pydantic and JSON Schema tools read it."""
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SKEW = timedelta(days=1)
+"""How far ahead of the gateway's clock an event's ``occurred_at`` may be (a client's clock skew)."""
 
 
 class Category(StrEnum):
@@ -48,6 +58,62 @@ class Event(BaseModel):
                 f"{self.name} properties do not fit {model.__name__}: {exc.error_count()} error(s)",
                 fields=fields,
             ) from exc
+
+
+class EventIn(Event):
+    """An event as the gateway takes it: the checks a journey must never meet later.
+
+    ``customer_id`` and ``event_id`` are identifiers (``IDENTIFIER_PATTERN``); numbers in
+    ``properties`` are finite (``NaN``, ``Infinity`` and ``1e999`` are refused, where a template
+    would fail on them); ``occurred_at`` is ISO 8601 with an offset, from 2000 on and no more than a
+    day ahead (an integer such as ``0`` would be 1970).
+    """
+
+    event_id: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)
+    customer_id: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="ISO 8601 with an offset, e.g. 2026-12-01T10:00:00+08:00."
+    )
+
+    @field_validator("properties")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if (where := _non_finite(value, "properties")) is not None:
+            raise ValueError(f"{where}: numbers must be finite (no NaN or Infinity)")
+        return value
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("occurred_at must be an ISO 8601 string with an offset, not a number")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return value
+        if value < EARLIEST_EVENT:
+            raise ValueError(f"occurred_at is before {EARLIEST_EVENT.date().isoformat()}")
+        if value > datetime.now(UTC) + FUTURE_SKEW:
+            raise ValueError("occurred_at is more than a day in the future")
+        return value
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """Where in ``value`` a non-finite number is, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if (found := _non_finite(item, f"{where}.{key}")) is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _non_finite(item, f"{where}[{index}]")) is not None:
+                return found
+    return None
 
 
 class Profile(BaseModel):

@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     local_admin_key: bool = False
     """On start, the gateway makes sure ``<state_dir>/admin.key`` holds a live admin key (``nudge up`` sets
     this; leave it off in production and make keys with ``nudge keys create``)."""
+    codec_keys: SecretStr = SecretStr("")
+    """Keys that seal every Temporal payload (AES-256-GCM), newest first: ``id:base64`` pairs separated by
+    commas (``nudge codec new-key ID`` makes one). Empty: ``<state_dir>/codec.keys``, which ``nudge up``
+    makes."""
+    codec_token: SecretStr = SecretStr("")
+    """Secret path segment of the codec server's URL for the Temporal UI (``/codec/t/<token>/decode``).
+    Empty: only admin API keys may use the codec server."""
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    """Origins (the Temporal UI's) the codec server answers in the browser, as JSON. Empty:
+    ``http://localhost:<temporal_ui_port>`` and ``http://127.0.0.1:<temporal_ui_port>``."""
     quiet_hours: Annotated[dict[str, Window], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     """Marketing send windows by country calling code (``*`` for the rest), as JSON, e.g. ``{"44": {"start":
     "09:00", "end": "20:00"}}``; a ``zone`` fixes the zone (else the recipient's), ``start == end`` means
@@ -165,6 +175,25 @@ class Settings(BaseSettings):
         """Where ``nudge up`` keeps the local admin key."""
         return self.state_dir / "admin.key"
 
+    @property
+    def codec_keys_path(self) -> Path:
+        """Where ``nudge up`` keeps the local codec key."""
+        return self.state_dir / "codec.keys"
+
+    def codec_key_text(self) -> str:
+        """The codec keys: ``NUDGE_CODEC_KEYS``, else the state dir's file, else empty."""
+        if keys := self.codec_keys.get_secret_value().strip():
+            return keys
+        try:
+            return self.codec_keys_path.read_text().strip()
+        except OSError:
+            return ""
+
+    @property
+    def effective_codec_origins(self) -> list[str]:
+        ui = self.temporal_ui_port
+        return self.codec_cors_origins or [f"http://localhost:{ui}", f"http://127.0.0.1:{ui}"]
+
     def client_api_key(self) -> str:
         """The key a client of the gateway sends: ``NUDGE_API_KEY``, else the local admin key's file, else
         none (the gateway then answers 401)."""
@@ -211,6 +240,9 @@ DOCUMENTED_DEFAULTS: dict[str, str] = {
     "log_json": "auto",
     "alert_webhook_url": "empty",
     "api_key": "the local admin key",
+    "codec_keys": "the state dir's",
+    "codec_token": "empty",
+    "codec_cors_origins": "the Temporal UI's",
 }
 """How the table shows a default that is computed, long or secret."""
 

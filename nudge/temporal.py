@@ -1,24 +1,51 @@
-"""Connecting to Temporal, the same way everywhere (the pydantic data converter)."""
+"""Connecting to Temporal, the same way everywhere: the pydantic data converter, its payloads sealed
+by the codec (``nudge.codec``)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 
+from nudge.codec import EncryptionCodec, parse_keys
 from nudge.converter import data_converter
+from nudge.errors import ConfigurationError
 from nudge.settings import Settings
+
+
+def sealed_converter(keys: str) -> DataConverter:
+    """The data converter with its payloads sealed by ``keys`` (``id:base64,...``, newest first)."""
+    return dataclasses.replace(data_converter, payload_codec=EncryptionCodec(parse_keys(keys)))
+
+
+def converter_for(settings: Settings) -> DataConverter:
+    """The data converter every client and worker of ``settings`` uses.
+
+    Raises:
+        ConfigurationError: no codec keys (``NUDGE_CODEC_KEYS``, or the state dir's from ``nudge up``).
+    """
+    keys = settings.codec_key_text()
+    if not keys:
+        raise ConfigurationError(
+            "Temporal payloads are sealed, and no codec key is set: set NUDGE_CODEC_KEYS "
+            "(`nudge codec new-key ID` makes one) or start the local stack "
+            f"(`nudge up` writes {settings.codec_keys_path})"
+        )
+    return sealed_converter(keys)
 
 
 async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
     """Connect to Temporal; with ``wait``, keep trying that many seconds while it starts."""
+    converter = converter_for(settings)
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         try:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=data_converter,
+                data_converter=converter,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,8 +21,10 @@ from typing import IO
 import httpx
 
 from nudge.binaries import find_binary
+from nudge.codec import new_key
 from nudge.contracts import SEARCH_ATTRIBUTES
 from nudge.errors import NudgeError
+from nudge.settings import Settings
 
 
 def free_port() -> int:
@@ -65,6 +68,32 @@ class Stack:
         return (self.state_dir / "admin.key").read_text().strip()
 
     @property
+    def codec_token(self) -> str:
+        """The codec server's token in the URL the stack's Temporal UI decodes payloads through."""
+        return (self.state_dir / "codec.token").read_text().strip()
+
+    @property
+    def client_settings(self) -> Settings:
+        """Settings for a client of this stack: its Temporal, its gateway, its state dir (codec keys)."""
+        return Settings(
+            state_dir=self.state_dir, temporal_address=self.temporal_address, public_url=self.gateway_url
+        )
+
+    def ensure_secrets(self) -> None:
+        """The local codec key and the codec server's token, made on the first start and kept (a
+        history sealed with a key is unreadable without it), readable by their owner only."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for name, make in (
+            ("codec.keys", lambda: new_key("local-1")),
+            ("codec.token", lambda: secrets.token_urlsafe(24)),
+        ):
+            path = self.state_dir / name
+            if not path.exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(make() + "\n")
+
+    @property
     def gateway_headers(self) -> dict[str, str]:
         """What a client of this stack's gateway sends: the local admin key."""
         return {"Authorization": f"Bearer {self.api_key}"}
@@ -97,6 +126,7 @@ class Stack:
             NUDGE_LOG_JSON="true",
             # The gateway makes the local admin key (<state_dir>/admin.key) the CLI and demo use.
             NUDGE_LOCAL_ADMIN_KEY="true",
+            NUDGE_CODEC_TOKEN=self.codec_token,
             PYTHONUNBUFFERED="1",
         )
         for key in ("NUDGE_DATABASE_URL", "NUDGE_LOG_LEVEL"):
@@ -113,6 +143,7 @@ class Stack:
         """Start some of the children (in the stack's order), e.g. a benchmark's baseline."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
+        self.ensure_secrets()
         try:
             if "temporal" in parts:
                 self._spawn("temporal", self._temporal_command())
@@ -148,7 +179,10 @@ class Stack:
             "--log-level",
             "warn",
         ]
-        if not self.ui:
+        if self.ui:
+            # The UI decodes sealed payloads through the gateway's codec server, in the browser.
+            cmd += ["--ui-codec-endpoint", f"{self.gateway_url}/codec/t/{self.codec_token}"]
+        else:
             cmd.append("--headless")
         for name, kind in SEARCH_ATTRIBUTES.items():
             cmd += ["--search-attribute", f"{name}={kind}"]

@@ -30,8 +30,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from nudge.binaries import find_binary
+from nudge.codec import new_key
 from nudge.contracts import EVENT, MESSAGE, SEARCH_ATTRIBUTES, STATE
-from nudge.converter import data_converter
 from nudge.models import (
     Event,
     JourneyInput,
@@ -44,6 +44,7 @@ from nudge.models import (
     SendRequest,
     SendResult,
 )
+from nudge.temporal import sealed_converter
 from workflows.journey import Journey
 
 
@@ -65,9 +66,14 @@ async def register_search_attributes(client: Client) -> None:
 
 
 @asynccontextmanager
-async def time_skipping_environment() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_environment(*, codec_keys: str | None = None) -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, its client sealing payloads as Nudge's do.
+
+    Args:
+        codec_keys: ``NUDGE_CODEC_KEYS``-style keys; a fresh one for this environment if not given.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter,
+        data_converter=sealed_converter(codec_keys or new_key("test")),
         test_server_existing_path=find_binary("temporal-test-server"),
     )
     try:

@@ -17,6 +17,7 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from nudge.codec import new_key
 from nudge.store import create_engine, init_db
 from simulator.app import SimConfig, create_app
 from starter.testing import time_skipping_environment
@@ -27,9 +28,15 @@ POSTGRES_URL = os.environ.get("NUDGE_TEST_POSTGRES_URL", "postgresql+psycopg://p
 
 
 @pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """One time-skipping Temporal test server for the whole run."""
-    async with time_skipping_environment() as environment:
+def codec_keys() -> str:
+    """The codec key the test server's client seals payloads with (``NUDGE_CODEC_KEYS`` form)."""
+    return new_key("test-1")
+
+
+@pytest.fixture(scope="session")
+async def env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping Temporal test server for the whole run; its payloads sealed."""
+    async with time_skipping_environment(codec_keys=codec_keys) as environment:
         yield environment
 
 

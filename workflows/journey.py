@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
 
     # Pure and deterministic; passed through so that the sandbox need not reload it per run (and
     # so that ``make mutation``'s trampolines in it read the real environment).
-    from workflows.keys import bucket, journey_workflow_id, send_idempotency_key
+    from workflows.keys import bucket, journey_workflow_id, legacy_journey_workflow_id, send_idempotency_key
 
 
 class Journey(Lifecycle):
@@ -117,6 +117,11 @@ class Journey(Lifecycle):
     @classmethod
     def workflow_id(cls, customer_id: str, key: str | None = None) -> str:
         return journey_workflow_id(cls.name, customer_id, key)
+
+    @classmethod
+    def legacy_workflow_id(cls, customer_id: str, key: str | None = None) -> str:
+        """The id this journey had before ids were escaped (``keys.legacy_journey_workflow_id``)."""
+        return legacy_journey_workflow_id(cls.name, customer_id, key)
 
     # ----- the building blocks ------------------------------------------------------------
 

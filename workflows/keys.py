@@ -11,8 +11,21 @@ import hashlib
 from collections.abc import Mapping
 
 
+def _part(value: str) -> str:
+    """One part of an id, so that ``:`` only ever separates parts: ``%`` -> ``%25``, ``:`` -> ``%3A``
+    (an id without either, as nearly all are, is unchanged)."""
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
 def journey_workflow_id(journey: str, customer_id: str, key: str | None = None) -> str:
-    """``journey:{journey}:{customer}`` plus ``:{key}`` for a keyed journey (one run per key)."""
+    """``journey:{journey}:{customer}`` plus ``:{key}`` for a keyed journey (one run per key), each
+    part escaped: customer ``col`` with key ``x:y`` and customer ``col:x`` with key ``y`` get two ids."""
+    return f"journey:{journey}:{_part(customer_id)}" + (f":{_part(key)}" if key else "")
+
+
+def legacy_journey_workflow_id(journey: str, customer_id: str, key: str | None = None) -> str:
+    """The id before parts were escaped: a journey started then for an id with ``:`` or ``%`` in it
+    still runs under it, and is found there until it ends."""
     return f"journey:{journey}:{customer_id}" + (f":{key}" if key else "")
 
 

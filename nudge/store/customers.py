@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
+from nudge.models import IDENTIFIER_PATTERN
 from nudge.store.columns import timestamp
 from nudge.store.consent import ConsentIn
 
@@ -30,6 +31,9 @@ class CustomerBase(SQLModel):
 class CustomerCreate(CustomerBase):
     # What PUT /v1/customers/{id} and the batch take. No docstring: it would be the schema's
     # description in the OpenAPI document.
+    id: str = Field(
+        primary_key=True, min_length=1, max_length=200, schema_extra={"pattern": IDENTIFIER_PATTERN}
+    )
     consent: ConsentIn | None = None
     """Marketing consent given with the profile (a sign-up form, a CRM import). Recorded only for
     a customer with no consent on record: changes go through ``/v1/customers/{id}/consent``."""

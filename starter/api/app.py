@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from nudge.logging import get_logger
@@ -16,7 +18,20 @@ from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db
 from nudge.temporal import connect
 from starter.api.deps import Services
-from starter.api.routes import consent, customers, events, health, keys, links, pauses, signatures, templates
+from starter.api.docs import add_offline_docs
+from starter.api.errors import validation_problem
+from starter.api.routes import (
+    codec,
+    consent,
+    customers,
+    events,
+    health,
+    keys,
+    links,
+    pauses,
+    signatures,
+    templates,
+)
 from starter.api.routes.webhooks import aliyun, simulator, tencent, twilio
 from starter.api.routes.webhooks.common import check_callback_token
 from workflows import JOURNEYS
@@ -36,6 +51,7 @@ ROUTERS = (
     links.router,
     customers.router,
     keys.router,
+    codec.router,
     health.router,
 )
 """In the order the OpenAPI document lists them (and the order paths are matched in)."""
@@ -76,7 +92,18 @@ def create_app(
         version="0.1.0",
         description="Behaviour events in; provider receipts, replies and link clicks back.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_exception_handler(RequestValidationError, validation_problem)
+    # The Temporal UI calls the codec server from the browser; its origins alone may read answers.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.effective_codec_origins,
+        allow_methods=["POST"],
+        allow_headers=["content-type", "x-namespace", "authorization"],
+    )
     return app

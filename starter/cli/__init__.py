@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from starter.cli.codec import codec_app
 from starter.cli.consent import consent_app
 from starter.cli.customers import customers_app
 from starter.cli.events import event
@@ -33,6 +34,7 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(templates_app, name="templates")
 app.add_typer(signatures_app, name="signatures")
 app.add_typer(keys_app, name="keys")
+app.add_typer(codec_app, name="codec")
 
 
 def main() -> None:

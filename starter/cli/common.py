@@ -39,13 +39,16 @@ GatewayOpt = Annotated[
 ]
 
 
-def auth_headers() -> dict[str, str]:
-    """The API key the CLI sends: ``NUDGE_API_KEY``, else the one ``nudge up`` wrote to the state dir.
+def settings_now() -> Settings:
+    """The settings as the environment has them when a command runs, not the process's singleton:
+    a test (or a program embedding the CLI) runs many commands in one process, each with its own
+    environment (``NUDGE_API_KEY``, ``NUDGE_STATE_DIR``...)."""
+    return Settings()
 
-    Read afresh on each call, not from the settings singleton: a test (or a shell embedding the
-    CLI) runs many commands in one process, each with its own environment.
-    """
-    key = Settings().client_api_key()
+
+def auth_headers() -> dict[str, str]:
+    """The API key the CLI sends: ``NUDGE_API_KEY``, else the one ``nudge up`` wrote to the state dir."""
+    key = settings_now().client_api_key()
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 

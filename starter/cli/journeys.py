@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from nudge.contracts import SA_JOURNEY, SA_OUTCOME, SA_STEP, STATE
-from nudge.settings import Settings, get_settings
-from starter.cli.common import console, fail, print_workflows
+from nudge.errors import ConfigurationError
+from nudge.settings import Settings
+from starter.cli.common import console, fail, print_workflows, settings_now
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowExecution
@@ -104,13 +105,15 @@ def journeys(
     Workflow ids are printed whole, for [bold]temporal workflow show -w ID[/]; a finished journey's
     step is its outcome with the reason, e.g. done:exited (opted_out).
     """
-    settings = get_settings()
+    settings = settings_now()
     if temporal:
         settings = settings.model_copy(update={"temporal_address": temporal})
     try:
         rows = asyncio.run(_fetch(settings, customer))
     except RuntimeError as exc:
         raise fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from exc
+    except ConfigurationError as exc:
+        raise fail(str(exc)) from exc
     if not rows:
         console.print(f"no journeys for customer {customer!r}")
         raise typer.Exit(0)

@@ -19,17 +19,16 @@ from sqlalchemy.exc import DBAPIError
 from nudge.apikeys import Scope
 from nudge.errors import InvalidInput, NotFound
 from nudge.logging import configure_logging
-from nudge.settings import get_settings
 from nudge.store import create_engine, init_db, session_factory
 from starter.api.services.keys import ApiKeys
-from starter.cli.common import console, err, fail
+from starter.cli.common import console, err, fail, settings_now
 
 keys_app = typer.Typer(help="Make, list and revoke API keys (on the database).", no_args_is_help=True)
 T = TypeVar("T")
 
 
 def _on_store(action: Callable[[ApiKeys], Awaitable[T]]) -> T:
-    settings = get_settings()
+    settings = settings_now()
     # Logs to stderr, warnings only: stdout holds nothing but the key `create` prints.
     configure_logging(level="WARNING", json=settings.log_json)
 

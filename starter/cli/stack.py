@@ -110,7 +110,7 @@ def _play_demo(stack: Any) -> bool:
     from nudge.temporal import connect
     from starter.demo import run_demo, summary_table
 
-    settings = get_settings().model_copy(update={"temporal_address": stack.temporal_address})
+    settings = stack.client_settings
 
     async def play() -> list[Any]:
         client = await connect(settings, wait=30)

@@ -23,15 +23,19 @@ from tests.api.conftest import Gateway
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/l/{code}"),
+    ("HEAD", "/l/{code}"),
     ("POST", "/v1/webhooks/aliyun/{token}/report"),
     ("POST", "/v1/webhooks/aliyun/{token}/up"),
     ("POST", "/v1/webhooks/tencent/{token}/report"),
     ("POST", "/v1/webhooks/tencent/{token}/reply"),
     ("POST", "/v1/webhooks/twilio/status"),
     ("POST", "/v1/webhooks/twilio/inbound"),
+    ("POST", "/codec/t/{token}/decode"),
+    ("POST", "/codec/t/{token}/encode"),
 }
 """What stays open, and why: providers cannot carry our keys (their pushes are checked by signature or
-callback token), customers click short links, and load balancers probe health."""
+callback token), customers click short links, load balancers probe health, and the Temporal UI
+calls the codec server from the browser (behind the codec token in the path)."""
 
 SCOPE_OF = {
     ("POST", "/v1/events"): "events",
@@ -60,6 +64,8 @@ SCOPE_OF = {
     ("GET", "/v1/keys"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{prefix}"): "admin",
+    ("POST", "/codec/decode"): "admin",
+    ("POST", "/codec/encode"): "admin",
 }
 """The scope each route needs, written out by hand: the oracle for what the code declares."""
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
 import os
 import re
 import shlex
@@ -17,8 +20,8 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from nudge.binaries import find_binary
 from nudge.models import JourneyResult
-from nudge.settings import Settings
 from nudge.temporal import connect
 from starter.stack import Stack
 from workflows import CartAbandonment
@@ -27,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def _client(stack: Stack) -> Client:
-    return await connect(Settings(temporal_address=stack.temporal_address), wait=30)
+    return await connect(stack.client_settings, wait=30)
 
 
 async def _wait_for(predicate: Any, *, timeout: float = 30, every: float = 0.2) -> Any:
@@ -115,7 +118,7 @@ def _cli_env(stack: Stack, **env: str) -> dict[str, str]:
     return {
         **os.environ,
         "NUDGE_PUBLIC_URL": stack.gateway_url,
-        "NUDGE_STATE_DIR": str(stack.state_dir),  # where the CLI finds the local admin key
+        "NUDGE_STATE_DIR": str(stack.state_dir),  # where the CLI finds the local admin and codec keys
         "NUDGE_TEMPORAL_ADDRESS": stack.temporal_address,
         **env,
     }
@@ -236,3 +239,80 @@ async def test_cli_customers_import_reports_bad_rows_and_imports_good_files(
     assert "withdrawn (support_email)" in trail and "crm_import" in trail and "support_email" in trail
     unknown = await cli_run("grant", f"nobody-{tag}", "--source", "x")
     assert unknown.returncode == 2 and "unknown customer" in unknown.stderr
+
+
+def _readable(history_json: str) -> str:
+    """A history's JSON with every payload's data (and metadata) decoded from base64 beside it, so
+    that text inside a payload can be looked for."""
+    texts = [history_json]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("metadata"), dict):
+                for value in [*node["metadata"].values(), node.get("data", "")]:
+                    with contextlib.suppress(ValueError):
+                        texts.append(base64.b64decode(value).decode("utf-8", "replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return "\n".join(texts)
+
+
+async def _temporal_show(stack: Stack, workflow_id: str, *codec: str) -> str:
+    """``temporal workflow show --output json`` against the stack's server, as ops run it."""
+    command = [
+        find_binary("temporal"),
+        "workflow",
+        "show",
+        "-w",
+        workflow_id,
+        "--output",
+        "json",
+        "--address",
+        stack.temporal_address,
+        *codec,
+    ]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_history_is_sealed_on_the_server_and_readable_through_the_codec_server(stack: Stack) -> None:
+    """A cart journey for a named customer: the history the server stores (the Temporal CLI without a
+    codec) has no name, phone or message text; through the gateway's codec server (the CLI's
+    --codec-endpoint with the local admin key) the profile and the body read back."""
+    customer, phone = f"seal-{uuid.uuid4().hex[:6]}", "+8613800138077"
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=30) as gw,
+        httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
+    ):
+        profile = {"id": customer, "name": "Ottoline", "phone": phone, "consent": {"source": "e2e_signup"}}
+        assert (await gw.put(f"/v1/customers/{customer}", json=profile)).status_code == 200
+        event = {"event_id": uuid.uuid4().hex, "customer_id": customer, "name": "cart_abandoned"}
+        event["properties"] = {"cart_id": "k9", "url": "https://shop.example.com/cart/k9"}
+        assert (await gw.post("/v1/events", json=event)).status_code == 202
+
+        async def reminder() -> list[dict[str, Any]]:
+            return [m for m in (await sim.get("/_sim/ledger")).json() if m["to"] == phone]
+
+        [sent, *_] = await _wait_for(reminder)
+    assert "Ottoline" in sent["body"]
+    workflow_id = CartAbandonment.workflow_id(customer, "k9")
+
+    raw = _readable(await _temporal_show(stack, workflow_id))
+    for secret in ("Ottoline", phone, phone[3:], "your cart is waiting"):
+        assert secret not in raw, secret
+    assert "binary/encrypted" in raw
+
+    codec = f"{stack.gateway_url}/codec"
+    auth = f"Bearer {stack.api_key}"
+    decoded = _readable(
+        await _temporal_show(stack, workflow_id, "--codec-endpoint", codec, "--codec-auth", auth)
+    )
+    assert "Ottoline" in decoded and phone in decoded
+    ui_path = f"{stack.gateway_url}/codec/t/{stack.codec_token}"  # what the stack's UI is pointed at
+    assert "Ottoline" in _readable(await _temporal_show(stack, workflow_id, "--codec-endpoint", ui_path))

@@ -50,8 +50,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, alerts: Inbox) -> Iterator[S
 
 async def nudge(stack: Stack, *args: str) -> Result:
     """The ``nudge`` CLI's entry point, in a thread (it makes blocking HTTP calls), with the
-    stack's local admin key."""
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env={"NUDGE_API_KEY": stack.api_key})
+    stack's local admin key and its state dir (where the codec key is), as `make run` users have."""
+    env = {"NUDGE_API_KEY": stack.api_key, "NUDGE_STATE_DIR": str(stack.state_dir)}  # keys, codec key
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
 
 
 async def test_stop_replies_open_the_breaker_then_resume_lets_sends_go(stack: Stack, alerts: Inbox) -> None:

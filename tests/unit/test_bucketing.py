@@ -145,14 +145,44 @@ def test_bucket_point_past_every_slice_goes_to_the_last_variant() -> None:
         ("cart_abandonment", "c1", "k1", "journey:cart_abandonment:c1:k1"),
         ("payment_success", "cust-0001", "o-2", "journey:payment_success:cust-0001:o-2"),
         ("welcome", "c1", "", "journey:welcome:c1"),
+        ("payment_success", "col", "x:y", "journey:payment_success:col:x%3Ay"),
+        ("payment_success", "col:x", "y", "journey:payment_success:col%3Ax:y"),
+        ("welcome", "100%:a", None, "journey:welcome:100%25%3Aa"),
+        ("welcome", "a%3Ab", None, "journey:welcome:a%253Ab"),
     ],
-    ids=["unkeyed", "keyed", "keyed-dashes", "empty-key-is-unkeyed"],
+    ids=[
+        "unkeyed",
+        "keyed",
+        "keyed-dashes",
+        "empty-key-is-unkeyed",
+        "colon-in-key",
+        "colon-in-customer",
+        "percent-and-colon",
+        "already-escaped-looking",
+    ],
 )
 def test_journey_workflow_id_is_pinned(
     journey: str, customer_id: str, key: str | None, workflow_id: str
 ) -> None:
     """A journey's workflow id is journey:<journey>:<customer>, plus :<key> for a (non-empty) key."""
     assert journey_workflow_id(journey, customer_id, key) == workflow_id
+
+
+@given(
+    st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=8)),
+    st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=8)),
+)
+def test_journey_workflow_id_is_injective(first: tuple[str, str], second: tuple[str, str]) -> None:
+    """Two different (customer, key) pairs never share an id: the id splits back into its parts
+    (unescaped by hand here, not by the code under test)."""
+
+    def parts(workflow_id: str) -> list[str]:
+        return [p.replace("%3A", ":").replace("%25", "%") for p in workflow_id.split(":")[2:]]
+
+    for customer, key in (first, second):
+        assert parts(journey_workflow_id("j", customer, key)) == [customer, *([key] if key else [])]
+    if first != second and first[1] and second[1]:
+        assert journey_workflow_id("j", *first) != journey_workflow_id("j", *second)
 
 
 def test_journey_workflow_id_key_defaults_to_none() -> None:

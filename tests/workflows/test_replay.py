@@ -10,17 +10,20 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from nudge.codec import new_key
+from nudge.temporal import sealed_converter
 from starter.testing import JourneyTester
 from workflows import JOURNEYS, CartAbandonment
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
-def _replayer() -> Replayer:
-    return Replayer(workflows=list(JOURNEYS), data_converter=pydantic_data_converter)
+def _replayer(keys: str | None = None) -> Replayer:
+    """A replayer with Nudge's converter: ``keys`` open sealed histories; the histories recorded
+    before the codec hold plain payloads, which pass through any key."""
+    return Replayer(workflows=list(JOURNEYS), data_converter=sealed_converter(keys or new_key("any")))
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
@@ -35,13 +38,29 @@ def test_replay_recorded_histories_exist() -> None:
     assert {p.stem.split("__")[0] for p in HISTORIES} >= {"cart_abandonment", "onboarding", "payment_success"}
 
 
-async def test_replay_fresh_run_replays(journeys: JourneyTester) -> None:
-    """A run recorded just now replays with the current code (goal, click and sends included)."""
+async def _fresh_history(journeys: JourneyTester) -> WorkflowHistory:
     run = await journeys.start(CartAbandonment, customer="r1", cart_id="k1")
     await run.advance(hours=1)
     await run.click(run.sent[-1])
     await run.advance(hours=3)
     await run.event("order_paid")
     await run.result()
-    history = await run.handle.fetch_history()
-    await _replayer().replay_workflow(history)
+    return await run.handle.fetch_history()
+
+
+async def test_replay_fresh_run_replays(journeys: JourneyTester, codec_keys: str) -> None:
+    """A run recorded just now (its payloads sealed) replays with the current code (goal, click and
+    sends included)."""
+    await _replayer(codec_keys).replay_workflow(await _fresh_history(journeys))
+
+
+async def test_replay_after_key_rotation_opens_history_sealed_with_the_old_key(
+    journeys: JourneyTester, codec_keys: str
+) -> None:
+    """Rotation: with a new key listed first and the old one after it, a history sealed with the
+    old key replays; with the old key dropped, replay fails loudly, naming the missing key."""
+    history = await _fresh_history(journeys)
+    newer = new_key("test-2")
+    await _replayer(f"{newer},{codec_keys}").replay_workflow(history)
+    with pytest.raises(RuntimeError, match="sealed with codec key 'test-1'"):
+        await _replayer(newer).replay_workflow(history)

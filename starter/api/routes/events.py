@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from nudge.models import Event
+from nudge.models import EventIn
 from starter.api.auth import AUTH_ERRORS, NEEDS_EVENTS
 from starter.api.deps import IntakeDep
 
@@ -22,7 +22,7 @@ class EventAccepted(BaseModel):
 
 
 @router.post("/v1/events", status_code=202, response_model=EventAccepted, dependencies=NEEDS_EVENTS)
-async def post_event(event: Event, intake: IntakeDep) -> EventAccepted:
+async def post_event(event: EventIn, intake: IntakeDep) -> EventAccepted:
     """Store the event once (by ``event_id``), start the journeys it triggers and signal
     the customer's running journeys that wait for it."""
     result = await intake.route(event)

@@ -21,3 +21,13 @@ async def short_link(
     if target is None:
         raise HTTPException(404, detail=f"unknown link code {code!r}")
     return RedirectResponse(target, status_code=302)
+
+
+@router.head("/l/{code}", response_class=RedirectResponse, status_code=302)
+async def short_link_head(code: str, clicks: ClicksDep) -> Response:
+    """Answer as GET does (302 to the target, or 404) without counting a click: link previews and
+    checkers send HEAD."""
+    target = await clicks.target(code)
+    if target is None:
+        raise HTTPException(404, detail=f"unknown link code {code!r}")
+    return RedirectResponse(target, status_code=302)

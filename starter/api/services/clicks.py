@@ -9,7 +9,7 @@ from temporalio.client import Client
 
 from nudge.logging import get_logger
 from nudge.models import MessageUpdate
-from nudge.store import Click, Link, Message
+from nudge.store import Click, Link, Message, read_sessions
 from starter.api.services.feedback import signal_journey
 
 log = get_logger(__name__)
@@ -19,6 +19,13 @@ class Clicks:
     def __init__(self, *, client: Client, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._client = client
         self._sessions = sessions
+
+    async def target(self, code: str) -> str | None:
+        """The link's target, or None for an unknown code; records nothing (a HEAD request, a link
+        preview or a crawler checking the link is not a click)."""
+        async with read_sessions(self._sessions)() as session:
+            link = await session.get(Link, code)
+        return None if link is None else link.target_url
 
     async def follow(self, code: str, *, user_agent: str | None) -> str | None:
         """Record a click and return the target URL, or None for an unknown code."""

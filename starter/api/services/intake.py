@@ -200,6 +200,9 @@ class EventRouter:
                 ), None
             key = str(raw)
         workflow_id = journey.workflow_id(event.customer_id, key)
+        legacy = journey.legacy_workflow_id(event.customer_id, key)
+        if workflow_id not in known and legacy in known and not known[legacy].closed:
+            workflow_id = legacy  # started before ids were escaped: keep signalling that run
         entry = known.get(workflow_id)
         reuse = self._reuse_policy(journey.reentry, entry)
         try:

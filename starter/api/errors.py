@@ -1,0 +1,41 @@
+"""The one shape of a 422: ``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}``.
+
+FastAPI's default echoes each field's input back, which cannot be encoded when the input is a
+non-finite number (a 500 instead of the 422), and would repeat a phone number or a name into a
+client's logs. This answer names the field and the reason only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    """Where: ``["body", "properties"]``, ``["path", "customer_id"]``."""
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """A request that does not fit the schema: one entry per field."""
+
+    detail: list[FieldError]
+
+
+def field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+
+
+async def validation_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content=jsonable_encoder({"detail": field_errors(exc)}))

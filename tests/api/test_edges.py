@@ -1,0 +1,232 @@
+"""The gateway's edges under hostile input: non-finite numbers, identifiers, timestamps, and
+workflow ids that two customers could share."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from nudge.contracts import EVENT
+from nudge.models import Event, JourneyInput
+from nudge.store import Customer, EventRecord, JourneyEntry
+from tests.api.conftest import Gateway
+from workflows import PaymentSuccess
+
+
+def event(customer_id: str, name: str = "page_viewed", **extra: Any) -> dict[str, Any]:
+    return {"event_id": uuid.uuid4().hex, "customer_id": customer_id, "name": name, **extra}
+
+
+async def stored(gateway: Gateway, model: Any, key: str) -> Any:
+    async with gateway.sessions() as session:
+        return await session.get(model, key)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"amount": NaN}',
+        b'{"amount": Infinity}',
+        b'{"amount": -Infinity}',
+        b'{"amount": 1e999}',
+        b'{"items": [1, {"price": NaN}]}',
+    ],
+    ids=["nan", "infinity", "minus-infinity", "overflow", "nested"],
+)
+async def test_non_finite_numbers_in_properties_are_422_and_nothing_is_stored(
+    gateway: Gateway, raw: bytes
+) -> None:
+    """JSON's NaN, Infinity and 1e999 (which parses to infinity) in an event's properties are
+    refused with 422 naming the field; no event is stored and no journey starts."""
+    event_id = uuid.uuid4().hex
+    body = b'{"event_id": "%s", "customer_id": "edge-1", "name": "order_paid", "properties": %s}' % (
+        event_id.encode(),
+        raw,
+    )
+    response = await gateway.http.post(
+        "/v1/events", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert "must be finite" in response.text and "properties." in response.text
+    assert await stored(gateway, EventRecord, event_id) is None
+
+
+async def test_a_large_finite_number_is_still_accepted(gateway: Gateway) -> None:
+    """1e308 is finite: accepted (202), as JSON allows it."""
+    response = await gateway.http.post("/v1/events", json=event("edge-2", properties={"amount": 1e308}))
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    "customer_id",
+    ["a\nb", "a\x00b", "tab\there", "\u2028x", "x\x7f", "x\x85", " lead", "trail ", ""],
+    ids=[
+        "newline",
+        "nul",
+        "tab",
+        "line-separator",
+        "del",
+        "c1-nel",
+        "leading-space",
+        "trailing-space",
+        "empty",
+    ],
+)
+async def test_identifiers_with_control_characters_are_422(gateway: Gateway, customer_id: str) -> None:
+    """Customer ids (in events and profiles) with control characters, line separators or
+    whitespace at an end are refused with 422; no customer is created."""
+    as_event = await gateway.http.post("/v1/events", json=event(customer_id))
+    as_profile = await gateway.http.post("/v1/customers:batch", json={"customers": [{"id": customer_id}]})
+    assert (as_event.status_code, as_profile.status_code) == (422, 422), (as_event.text, as_profile.text)
+    assert any(e["loc"][-1] in ("customer_id", "id") for e in as_event.json()["detail"])
+    if customer_id:
+        assert await stored(gateway, Customer, customer_id) is None
+
+
+@pytest.mark.parametrize("customer_id", ["c-1", "user@example.com", "客户 42", "a:b%c", "x" * 200])
+async def test_identifiers_of_any_printable_form_are_accepted(gateway: Gateway, customer_id: str) -> None:
+    """Printable ids, spaces inside, non-ASCII, ':' and '%' included, up to 200 characters, go."""
+    response = await gateway.http.post("/v1/events", json=event(customer_id))
+    assert response.status_code == 202, response.text
+
+
+def test_identifier_rule_is_declared_in_the_openapi_schema() -> None:
+    """The schema tells clients the rule: the event's and the profile's ids carry the pattern."""
+    from nudge.models import IDENTIFIER_PATTERN
+    from starter.api import create_app
+
+    schemas = create_app().openapi()["components"]["schemas"]
+    assert schemas["EventIn"]["properties"]["customer_id"]["pattern"] == IDENTIFIER_PATTERN
+    assert schemas["CustomerCreate"]["properties"]["id"]["pattern"] == IDENTIFIER_PATTERN
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "why"),
+    [
+        (0, "not a number"),
+        (1764580000, "not a number"),
+        ("1970-01-01T00:00:00Z", "before 2000-01-01"),
+        ("2026-12-01T10:00:00", "timezone"),
+        ("2999-01-01T00:00:00Z", "more than a day in the future"),
+        ("yesterday", "datetime"),
+    ],
+)
+async def test_implausible_timestamps_are_422(gateway: Gateway, occurred_at: Any, why: str) -> None:
+    """An integer occurred_at (0 would be 1970), one before 2000, one without an offset, one far
+    ahead, and a non-date are refused with 422 and why."""
+    response = await gateway.http.post("/v1/events", json=event("edge-3", occurred_at=occurred_at))
+    assert response.status_code == 422, response.text
+    assert why in response.text
+
+
+async def test_an_iso_timestamp_with_an_offset_is_kept_as_that_instant(gateway: Gateway) -> None:
+    """2026-11-30T18:00:00+08:00 is accepted and stored as 10:00 UTC."""
+    body = event("edge-4", occurred_at="2026-11-30T18:00:00+08:00")
+    assert (await gateway.http.post("/v1/events", json=body)).status_code == 202
+    record = await stored(gateway, EventRecord, body["event_id"])
+    assert record is not None and record.occurred_at.isoformat() == "2026-11-30T10:00:00+00:00"
+
+
+async def test_two_customers_whose_ids_and_keys_concatenate_alike_get_two_journeys(gateway: Gateway) -> None:
+    """Customer `col` paying order `x:y` and customer `col:x` paying order `y` used to share
+    journey:payment_success:col:x:y, so one confirmation was lost; now each gets its own journey."""
+    tag = uuid.uuid4().hex[:6]
+    first = await gateway.http.post(
+        "/v1/events", json=event(f"col{tag}", "order_paid", properties={"order_id": "x:y", "amount": "1"})
+    )
+    second = await gateway.http.post(
+        "/v1/events", json=event(f"col{tag}:x", "order_paid", properties={"order_id": "y", "amount": "2"})
+    )
+    [one] = first.json()["workflow_ids"]
+    [two] = second.json()["workflow_ids"]
+    assert one != two
+    assert [t["action"] for t in first.json()["touched"] + second.json()["touched"]] == ["started", "started"]
+    assert one == f"journey:payment_success:col{tag}:x%3Ay"
+    assert two == f"journey:payment_success:col{tag}%3Ax:y"
+    for workflow_id in (one, two):
+        await gateway.client.get_workflow_handle(workflow_id).terminate("test done")
+
+
+async def test_a_journey_started_under_its_old_id_is_still_reached(gateway: Gateway) -> None:
+    """A payment journey started before ids were escaped (customer `a:b`, under its legacy id, with
+    its entry in the store) is found there by the next event for it: signalled, not started again
+    under the new id."""
+    customer = f"old{uuid.uuid4().hex[:6]}:b"
+    legacy = PaymentSuccess.legacy_workflow_id(customer, "o1")
+    assert legacy != PaymentSuccess.workflow_id(customer, "o1")
+    first = Event(event_id="e0", customer_id=customer, name="order_paid", properties={"order_id": "o1"})
+    handle = await gateway.client.start_workflow(
+        PaymentSuccess.run,
+        JourneyInput(customer_id=customer, key="o1"),
+        id=legacy,
+        task_queue=gateway.task_queue,
+        start_signal=EVENT.name,
+        start_signal_args=[first],
+    )
+    async with gateway.sessions() as session:
+        session.add(Customer(id=customer))
+        session.add(
+            JourneyEntry(
+                workflow_id=legacy,
+                customer_id=customer,
+                journey="payment_success",
+                key="o1",
+                run_id=handle.result_run_id,
+            )
+        )
+        await session.commit()
+    again = await gateway.http.post(
+        "/v1/events", json=event(customer, "order_paid", properties={"order_id": "o1"})
+    )
+    assert again.status_code == 202, again.text
+    assert [(t["workflow_id"], t["action"]) for t in again.json()["touched"]] == [(legacy, "signalled")]
+    await handle.terminate("test done")
+
+
+async def test_head_of_a_short_link_answers_like_get_without_counting_a_click(gateway: Gateway) -> None:
+    """HEAD /l/{code} answers 302 to the target (404 for an unknown code) as GET does, and records no
+    click and does not mark the message clicked; the GET after it does."""
+    from sqlmodel import select
+
+    from nudge.store import Click, Link, Message
+    from tests.api.test_gateway import add_message
+
+    code = f"H{uuid.uuid4().hex[:7]}"
+    message = await add_message(gateway, f"head-{code}")
+    async with gateway.sessions() as session:
+        session.add(Link(code=code, message_id=message.id, target_url="https://shop.example.com/x"))
+        await session.commit()
+    head = await gateway.http.head(f"/l/{code}")
+    unknown = await gateway.http.head("/l/nope-nope")
+    assert (head.status_code, head.headers["location"], unknown.status_code) == (
+        302,
+        "https://shop.example.com/x",
+        404,
+    )
+
+    async def clicks() -> int:
+        async with gateway.sessions() as session:
+            return len((await session.exec(select(Click).where(Click.code == code))).all())
+
+    assert await clicks() == 0
+    async with gateway.sessions() as session:
+        assert (await session.get(Message, message.id)).clicked is False  # type: ignore[union-attr]
+    await gateway.http.get(f"/l/{code}")
+    assert await clicks() == 1
+
+
+async def test_docs_work_offline_every_asset_from_the_gateway(gateway: Gateway) -> None:
+    """/docs and /redoc reference only the gateway's own URLs (no CDN), and each script, style and
+    icon they name is served."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = (await gateway.http.get(page)).text
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html)
+        referenced = {u for pair in urls for u in pair if u}
+        assert referenced, page
+        assert not [u for u in referenced if u.startswith(("http:", "https:", "//"))], (page, referenced)
+        for url in referenced:
+            assert (await gateway.http.get(url)).status_code == 200, (page, url)
