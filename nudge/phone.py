@@ -9,8 +9,10 @@ import phonenumbers
 
 from nudge.errors import InvalidPhoneNumber
 
-_DIGITS = re.compile(r"(?<![0-9A-Za-z])\+?\d[\d\s\-()]{6,}\d(?![0-9A-Za-z])")
-"""A run of digits that could be a phone number; not one inside a hex id or a token."""
+_DIGITS = re.compile(r"(?<![0-9A-Za-z])(?<![0-9A-Za-z][-_./:])\+?\d[\d\s\-()]{6,}\d(?![0-9A-Za-z_])(?![-_./:][0-9A-Za-z])")
+"""A run of digits that could be a phone number; not one inside an id: a hex id, a token, or a
+run joined to letters or digits by ``-``, ``_``, ``.``, ``/`` or ``:`` (a run id's last group,
+``o-20261201123456``, ``journey:payment_success:c1:o-2026...``)."""
 
 
 def to_e164(raw: str, *, default_region: str = "CN") -> str:

@@ -11,10 +11,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, TypeAdapter, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nudge.caps import DEFAULT_CAPS
+from nudge.errors import ConfigurationError
 from nudge.models import FrequencyCap
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.routes import RouteConfig, local_routes
@@ -95,6 +96,10 @@ class Settings(BaseSettings):
     codec_cors_origins: list[str] = Field(default_factory=list)
     """Origins (the Temporal UI's) the codec server answers in the browser, as JSON. Empty:
     ``http://localhost:<temporal_ui_port>`` and ``http://127.0.0.1:<temporal_ui_port>``."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest request body the API takes; a bigger one gets 413 before it is read in full."""
+    max_webhook_body_bytes: int = Field(default=65_536, ge=1024)
+    """Largest body a provider webhook takes (receipts and replies are a few hundred bytes)."""
     quiet_hours: Annotated[dict[str, Window], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     """Marketing send windows by country calling code (``*`` for the rest), as JSON, e.g. ``{"44": {"start":
     "09:00", "end": "20:00"}}``; a ``zone`` fixes the zone (else the recipient's), ``start == end`` means
@@ -225,8 +230,28 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings singleton."""
-    return Settings()
+    """The process-wide settings singleton.
+
+    Raises:
+        ConfigurationError: a ``NUDGE_*`` variable does not parse, with each bad one named.
+    """
+    return load_settings()
+
+
+def load_settings() -> Settings:
+    """The settings as the environment has them now; a bad variable is a ``ConfigurationError``
+    naming it, not pydantic's report."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field, *rest = [str(part) for part in error["loc"]] or ["?"]
+            where = f"NUDGE_{field.upper()}" + "".join(f"[{part}]" for part in rest)
+            problems.append(f"{where}: {error['msg']}")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"invalid settings: a NUDGE_* JSON value does not parse ({exc})") from None
 
 
 DOCUMENTED_DEFAULTS: dict[str, str] = {

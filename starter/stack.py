@@ -113,11 +113,9 @@ class Stack:
     def child_env(self) -> dict[str, str]:
         # PYTHONDONTWRITEBYTECODE (set on some CI machines) would make the worker compile the
         # journeys' source again for every workflow run, because the sandbox re-imports them.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("NUDGE_") and k != "PYTHONDONTWRITEBYTECODE"
-        }
+        # Every NUDGE_* setting exported in the shell goes to the children (routes, tokens, caps:
+        # what `nudge routes` shows is what runs); the stack's own addresses and state dir win.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(
             NUDGE_STATE_DIR=str(self.state_dir),
             NUDGE_TEMPORAL_ADDRESS=self.temporal_address,
@@ -129,9 +127,6 @@ class Stack:
             NUDGE_CODEC_TOKEN=self.codec_token,
             PYTHONUNBUFFERED="1",
         )
-        for key in ("NUDGE_DATABASE_URL", "NUDGE_LOG_LEVEL"):
-            if key in os.environ:
-                env[key] = os.environ[key]
         env.update(self.env_overrides)
         return env
 
@@ -144,6 +139,7 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         self.ensure_secrets()
+        self.check_ports_free(*parts)
         try:
             if "temporal" in parts:
                 self._spawn("temporal", self._temporal_command())
@@ -158,6 +154,25 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def check_ports_free(self, *parts: str) -> None:
+        """Refuse to start when a port the stack needs is taken, naming the port and its part
+        (else the child dies and the error names whatever it was waiting for)."""
+        needed = {
+            "temporal": [("Temporal", self.ports.temporal)]
+            + ([("Temporal UI", self.ports.ui)] if self.ui else []),
+            "simulator": [("simulator", self.ports.simulator)],
+            "gateway": [("gateway", self.ports.gateway)],
+        }
+        for part in parts:
+            for name, port in needed.get(part, []):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        raise StackError(
+                            f"port {port} ({name}) is already in use: another `nudge up`? "
+                            "Stop it, or choose other ports (NUDGE_GATEWAY_PORT, NUDGE_SIMULATOR_PORT, "
+                            "NUDGE_TEMPORAL_ADDRESS, NUDGE_TEMPORAL_UI_PORT)"
+                        )
 
     def _temporal_command(self) -> list[str]:
         cmd = [

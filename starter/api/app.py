@@ -17,9 +17,11 @@ from nudge.logging import get_logger
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db
 from nudge.temporal import connect
+from starter.api.auth import Problem
 from starter.api.deps import Services
 from starter.api.docs import add_offline_docs
 from starter.api.errors import validation_problem
+from starter.api.limits import BodyLimit
 from starter.api.routes import (
     codec,
     consent,
@@ -94,11 +96,13 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        responses={413: {"model": Problem, "description": "The body is over NUDGE_MAX_BODY_BYTES."}},
     )
     add_offline_docs(app)
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, validation_problem)
+    app.add_middleware(BodyLimit, api=settings.max_body_bytes, webhooks=settings.max_webhook_body_bytes)
     # The Temporal UI calls the codec server from the browser; its origins alone may read answers.
     app.add_middleware(
         CORSMiddleware,

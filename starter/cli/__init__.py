@@ -5,6 +5,8 @@ One module per command group; this one only assembles them into ``app``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from starter.cli.codec import codec_app
@@ -27,6 +29,28 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"nudge {version('nudge')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("nudge (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Nudge: lifecycle SMS journeys as durable Temporal workflows."""
+
+
 for command in (up, demo, worker, gateway, simulator, routes, event, journeys, pause, resume, pauses):
     app.command()(command)
 app.add_typer(customers_app, name="customers")
@@ -38,4 +62,12 @@ app.add_typer(codec_app, name="codec")
 
 
 def main() -> None:
-    app()
+    """The ``nudge`` command: a bad setting is one clean line and exit 2, in every command."""
+    from nudge.errors import ConfigurationError
+    from starter.cli.common import err
+
+    try:
+        app(standalone_mode=True)
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise SystemExit(2) from None

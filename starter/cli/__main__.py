@@ -1,5 +1,5 @@
 """``python -m starter.cli``: the ``nudge`` command, as the stack supervisor and the tests run it."""
 
-from starter.cli import app
+from starter.cli import main
 
-app()
+main()

@@ -15,7 +15,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings, get_settings, load_settings
 
 console = Console()
 if not console.is_terminal:
@@ -43,7 +43,7 @@ def settings_now() -> Settings:
     """The settings as the environment has them when a command runs, not the process's singleton:
     a test (or a program embedding the CLI) runs many commands in one process, each with its own
     environment (``NUDGE_API_KEY``, ``NUDGE_STATE_DIR``...)."""
-    return Settings()
+    return load_settings()
 
 
 def auth_headers() -> dict[str, str]:

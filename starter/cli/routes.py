@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from nudge.errors import ConfigurationError
 from nudge.settings import get_settings
 from starter.cli.common import console, fail
 
@@ -16,6 +17,8 @@ def routes() -> None:
     try:
         settings = get_settings()
         configured = settings.effective_routes
+    except ConfigurationError as exc:
+        raise fail(str(exc), 2) from None
     except (ValidationError, ValueError) as exc:
         raise fail(f"NUDGE_ROUTES is not valid: {exc}", 2) from None
     table = Table(title="Routes (tried in priority order among those whose rules match)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def up(
     carrier simulator (:8100). State is kept in [bold].nudge/[/] and reused on the next run.
     """
     from starter.demo import PLAYGROUND_ENV
-    from starter.stack import Ports, Stack, StackError
+    from starter.stack import Ports, Stack
 
     settings = get_settings()
     overrides = {} if real_delays else dict(PLAYGROUND_ENV)
@@ -44,11 +45,30 @@ def up(
         ),
         env_overrides=overrides,
     )
+    # SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) stop the stack as
+    # Ctrl-C does: no child is left running on its port.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        _serve(stack, demo=demo)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _serve(stack: Any, *, demo: bool) -> None:
+    from starter.stack import StackError
+
     with console.status("starting Temporal, worker, gateway and simulator..."):
         try:
             stack.start()
         except StackError as exc:
             raise fail(str(exc)) from exc
+        except KeyboardInterrupt:
+            raise fail("interrupted while starting; every part was stopped", code=130) from None
     try:
         console.print(f"[green]stack is up[/]; logs in {stack.state_dir / 'logs'}")
         if demo:
@@ -66,6 +86,8 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
         with console.status("stopping..."):
             stack.stop()
         console.print("stopped")

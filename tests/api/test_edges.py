@@ -230,3 +230,39 @@ async def test_docs_work_offline_every_asset_from_the_gateway(gateway: Gateway) 
         assert not [u for u in referenced if u.startswith(("http:", "https:", "//"))], (page, referenced)
         for url in referenced:
             assert (await gateway.http.get(url)).status_code == 200, (page, url)
+
+
+async def test_a_body_over_the_limit_is_413_and_nothing_is_stored(gateway: Gateway) -> None:
+    """A 5 MB event is refused with 413 (it was accepted and stored), declared or chunked; a webhook
+    over its smaller limit too; the same event under the limit goes."""
+    big = event("edge-5", properties={"blob": "x" * 5_000_000})
+    declared = await gateway.http.post("/v1/events", json=big)
+    assert declared.status_code == 413 and "over the limit of 1048576 bytes" in declared.json()["detail"]
+
+    async def chunks() -> Any:
+        payload = b'{"event_id": "%s", "customer_id": "edge-5", "name": "x", "properties": {"blob": "' % (
+            big["event_id"].encode()
+        )
+        yield payload
+        for _ in range(50):
+            yield b"y" * 100_000
+        yield b'"}}'
+
+    chunked = await gateway.http.post(
+        "/v1/events", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert chunked.status_code == 413
+    assert await stored(gateway, EventRecord, big["event_id"]) is None
+
+    webhook = await gateway.http.post("/v1/webhooks/twilio/status", content=b"a=" + b"b" * 100_000)
+    assert webhook.status_code == 413
+    small = event("edge-5", properties={"blob": "x" * 1000})
+    assert (await gateway.http.post("/v1/events", json=small)).status_code == 202
+
+
+async def test_a_batch_over_its_cap_is_422_saying_the_cap(gateway: Gateway) -> None:
+    """customers:batch takes at most 10,000 profiles; 10,001 is refused with 422 naming the cap."""
+    batch = {"customers": [{"id": f"b{i}"} for i in range(10_001)]}
+    response = await gateway.http.post("/v1/customers:batch", json=batch)
+    assert response.status_code == 422
+    assert "at most 10000" in response.text

@@ -119,3 +119,32 @@ def test_phone_hash_is_pinned_to_its_documented_formula() -> None:
     expected = "52508cd3e5a154b8a9b5ec53877150181b078f8455ac4f04361ab518121fc12b"
     assert hashlib.sha256(b"nudge-suppression:+8613800138000").hexdigest() == expected
     assert phone_hash("+8613800138000") == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "run 0192f3a4-5b6c-7d8e-9f01-234567890123",  # a run id whose last group is all digits
+        "workflow journey:payment_success:c1:o-20261201123456",
+        "customer cust-0001234567",
+        "message m_12345678901",
+        "path /v1/links/13800138000/x",
+    ],
+)
+def test_mask_in_text_leaves_digits_inside_ids(text: str) -> None:
+    """Digits joined to an id by -, _, ., / or : are part of it, not a phone number: ops need the
+    whole id to find the run or the message."""
+    assert mask_in_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("call 13800138000.", "call *******8000."),
+        ("to: +8613800138000", "to: +86*******8000"),
+        ("numbers 13800138000,13900139000", "numbers *******8000,*******9000"),
+    ],
+)
+def test_mask_in_text_still_masks_numbers_in_sentences(text: str, masked: str) -> None:
+    """A number ending a sentence, after a colon and a space, or in a comma list is still masked."""
+    assert mask_in_text(text) == masked
