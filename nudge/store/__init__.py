@@ -12,12 +12,14 @@ One module per concern, by what reads and writes the tables; import from here:
 - ``registry``: templates and signatures under review.
 - ``pauses``: complaints, pauses and their audit.
 - ``keys``: API keys (their digests) and scopes.
+- ``erasures``: the audit of customers forgotten.
 """
 
 from nudge.store.columns import UTCDateTime, utcnow
 from nudge.store.consent import Consent, ConsentBase, ConsentEvent, ConsentIn, consent_key
 from nudge.store.customers import Customer, CustomerBase, CustomerCreate, CustomerPublic
 from nudge.store.engine import create_engine, init_db, read_sessions, session_factory
+from nudge.store.erasures import Erasure, ErasureBase
 from nudge.store.events import EventRecord, JourneyEntry
 from nudge.store.keys import ApiKey, ApiKeyBase
 from nudge.store.messages import Click, InboundMessage, Link, Message, MessageStatusChange
@@ -39,6 +41,8 @@ __all__ = [
     "CustomerBase",
     "CustomerCreate",
     "CustomerPublic",
+    "Erasure",
+    "ErasureBase",
     "EventRecord",
     "InboundMessage",
     "JourneyEntry",

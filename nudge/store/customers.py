@@ -13,7 +13,7 @@ from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
 from nudge.models import IDENTIFIER_PATTERN
-from nudge.store.columns import timestamp
+from nudge.store.columns import optional_timestamp, timestamp
 from nudge.store.consent import ConsentIn
 
 
@@ -41,7 +41,10 @@ class CustomerCreate(CustomerBase):
 
 class CustomerPublic(CustomerBase):
     created_at: datetime
+    erased_at: datetime | None = None
 
 
 class Customer(CustomerBase, table=True):
     created_at: datetime = timestamp(nullable=False)
+    erased_at: datetime | None = optional_timestamp()
+    """When the customer's personal data was removed (``nudge customers forget``)."""

@@ -38,6 +38,7 @@ class Services:
     ) -> None:
         self.settings = settings
         self.sessions = session_factory(engine)
+        self.client = client
         self.codec = client.data_converter.payload_codec
         """The payload codec the client seals with: the codec server's (``routes/codec.py``)."""
         self.keys = ApiKeys(self.sessions, cache_ttl=settings.api_key_cache)

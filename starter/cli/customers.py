@@ -170,3 +170,28 @@ def add_customer(
             f"[yellow]note:[/] the consent already on record for {customer} is kept; "
             f"if they agreed again, run nudge consent grant {customer} --source ..."
         )
+
+
+@customers_app.command("forget")
+def forget_customer(
+    customer: Annotated[str, typer.Argument(help="The customer's id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who asks, for the audit (default: your user name).")
+    ] = None,
+    gateway_url: GatewayOpt = None,
+) -> None:
+    """Erase a customer (GDPR, PIPL): end their journeys, remove their name, phone, attributes and
+    the numbers and texts of their messages and replies. Counts and the hashed opt-out stay; the
+    erasure is recorded. It cannot be undone."""
+    import getpass
+
+    if not yes:
+        typer.confirm(f"Erase customer {customer!r}? This cannot be undone", abort=True)
+    who = by or getpass.getuser()
+    path = f"/v1/customers/{quote(customer, safe='')}:forget"
+    done = call_gateway("POST", path, gateway_url, params={"by": who})
+    console.print(
+        f"erased {customer}: {done['messages']} messages, {done['replies']} replies and "
+        f"{done['events']} events cleared; {done['journeys_ended']} journeys ended"
+    )

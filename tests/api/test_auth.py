@@ -42,6 +42,7 @@ SCOPE_OF = {
     ("PUT", "/v1/customers/{customer_id}"): "events",
     ("POST", "/v1/customers:batch"): "events",
     ("GET", "/v1/customers/{customer_id}"): "admin",
+    ("POST", "/v1/customers/{customer_id}:forget"): "admin",
     ("GET", "/v1/customers/{customer_id}/consent"): "admin",
     ("POST", "/v1/customers/{customer_id}/consent"): "admin",
     ("POST", "/v1/customers/{customer_id}/consent:withdraw"): "admin",

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.settings import Settings
-from nudge.store import Customer
+from nudge.store import Customer, Erasure, ErasureBase
 from nudge.store.customers import CustomerPublic
-from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, NEEDS_EVENTS
-from starter.api.deps import SessionsDep, SettingsDep
+from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, NEEDS_EVENTS, AdminCaller, Problem
+from starter.api.deps import ServicesDep, SessionsDep, SettingsDep
+from starter.api.services import erasure
 from starter.api.services.customers import (
     CustomerCreate,
     InvalidCustomers,
@@ -23,6 +25,16 @@ from starter.api.services.customers import (
 )
 
 router = APIRouter(tags=["customers"], responses=AUTH_ERRORS)
+
+
+PersonQuery = Annotated[
+    str | None, Query(min_length=1, max_length=100, description="The person acting, for the audit.")
+]
+
+
+class ErasurePublic(ErasureBase):
+    id: int
+    at: datetime
 
 
 class CustomerBatch(BaseModel):
@@ -45,6 +57,23 @@ async def post_customers(
 ) -> dict[str, Any]:
     """Create or replace many customers at once (used by ``nudge customers import``)."""
     return {"upserted": await _upsert(sessions, settings, batch.customers)}
+
+
+@router.post(
+    "/v1/customers/{customer_id}:forget", response_model=ErasurePublic, responses={404: {"model": Problem}}
+)
+async def forget_customer(
+    customer_id: str, services: ServicesDep, caller: AdminCaller, by: PersonQuery = None
+) -> Erasure:
+    """Erase the customer: end their journeys, remove their name, phone, attributes and the
+    numbers, bodies and texts of their messages and replies; keep the counts and the hashed
+    suppression; record who asked. Idempotent."""
+    try:
+        return await erasure.forget_customer(
+            services.sessions, services.client, customer_id, by=caller.acting_for(by)
+        )
+    except UnknownCustomer as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
 
 
 @router.get("/v1/customers/{customer_id}", response_model=CustomerPublic, dependencies=NEEDS_ADMIN)

@@ -25,13 +25,13 @@ class Clicks:
         preview or a crawler checking the link is not a click)."""
         async with read_sessions(self._sessions)() as session:
             link = await session.get(Link, code)
-        return None if link is None else link.target_url
+        return None if link is None or not link.target_url else link.target_url
 
     async def follow(self, code: str, *, user_agent: str | None) -> str | None:
         """Record a click and return the target URL, or None for an unknown code."""
         async with self._sessions() as session:
             link = await session.get(Link, code)
-            if link is None:
+            if link is None or not link.target_url:  # unknown, or its customer was erased
                 return None
             message = await session.get(Message, link.message_id)
             first = message is not None and not message.clicked
