@@ -211,3 +211,35 @@ async def test_send_retry_judges_the_recipient_as_they_are_now(
     [row] = await all_rows(sessions, Message)
     assert (row.to, row.status, row.reason) == (US, "blocked", expected[1])
     assert await ledger(http, carrier) == []
+
+
+async def test_retry_after_a_deploy_that_left_no_route_blocks_with_no_route(
+    gate: SendActivities,
+    transport: FaultyTransport,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    carrier: str,
+) -> None:
+    """A send whose first attempt never reached Twilio, retried by a worker whose routes (after a
+    deploy) serve only China: the retry blocks the message `no_route: ...` saying why, on the row and
+    in the result, and nothing reaches any carrier."""
+    transport.refuse_next_send()
+    with pytest.raises(ApplicationError):
+        await run(gate, send(1, Category.TRANSACTIONAL))
+    china_only = [r for r in local_routes(carrier) if r.countries == ["CN"]]
+    assert china_only, "the local routes have China-only routes"
+    redeployed = SendActivities(
+        sessions,
+        build_router(china_only, http),
+        link_base_url="https://n.example",
+        quiet_hours=ALWAYS_OPEN,
+        caps=[],
+    )
+
+    result = await run(redeployed, send(1, Category.TRANSACTIONAL), attempt=2)
+
+    [row] = await all_rows(sessions, Message)
+    reason = "no_route: no route serves US with template 'payment_success'"
+    assert (result.decision, result.reason) == (SendDecision.BLOCKED, reason)
+    assert (row.status, row.reason) == ("blocked", reason)
+    assert await ledger(http, carrier) == []

@@ -350,3 +350,23 @@ async def test_quiet_hours_defer_marketing_not_transactional(
     sent = await run(sends, reminder)
     assert (sent.decision, sent.message_id) == (SendDecision.SENT, deferred.message_id)
     assert len(await ledger(http, carrier)) == 2
+
+
+@pytest.mark.usefixtures("customers")
+async def test_the_provider_gets_the_template_params_and_the_status_callback(
+    sends: SendActivities, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """Aliyun receives the template's code and each variable's value by name (as TemplateParam);
+    Twilio receives the rendered body and the status callback URL this worker was given."""
+    await run(sends, request())
+    await run(sends, request("us", idempotency_key="wf-us/run/1", workflow_id="wf-us"))
+    aliyun = await ledger(http, carrier, to=CN)
+    twilio = await ledger(http, carrier, to=US)
+    assert [(e["provider"], e["params"]) for e in aliyun] == [
+        ("aliyun", {"order_id": "o-1", "amount": "9.90"})
+    ]
+    assert aliyun[0]["template_code"]
+    assert [(e["provider"], e["status_callback"]) for e in twilio] == [
+        ("twilio", "https://nudge.example.com/v1/webhooks/twilio/status")
+    ]
+    assert "o-1" in twilio[0]["body"] and "9.90" in twilio[0]["body"]

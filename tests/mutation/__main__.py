@@ -20,6 +20,7 @@ reason; the report leaves them out of the score, and warns when a listed one no 
     python -m tests.mutation --fresh         # from scratch (what a fresh clone does)
     python -m tests.mutation --only nudge/segments.py --only nudge/keywords.py
     python -m tests.mutation --report        # only print the table from the last run
+    python -m tests.mutation --recheck       # run the last run's survivors again (after new tests)
 """
 
 from __future__ import annotations
@@ -312,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--report", action="store_true", help="only print the table of the last run")
     parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="run only the last run's survivors (and lost mutants) again, against today's tests",
+    )
+    parser.add_argument(
         "--no-recheck",
         action="store_true",
         help="trust earlier survivors instead of running them again against today's tests",
@@ -325,7 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.only or modules
     if args.fresh and WORK.exists():
         shutil.rmtree(WORK)
-    if not args.report:
+    if args.recheck and not args.report:
+        for group in groups():
+            mine = [p for p in chosen if p in group.modules]
+            again = [n for m in load_results(mine).values() for n, c in m.items() if c in SURVIVED | LOST]
+            if again:
+                prepare(group)
+                forget_stale_coverage(group)
+                if (code := run_mutmut(group, again)) != 0:
+                    return code
+    elif not args.report:
         for group in groups():
             only = [p for p in args.only if p in group.modules]
             if args.only and not only:
