@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -50,16 +50,26 @@ def aliyun_rpc_signature(params: Mapping[str, str], secret: str, *, method: str 
 ACS3 = "ACS3-HMAC-SHA256"
 
 
-def _acs3_signed_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Headers ACS3 signs: ``host``, ``content-type`` and every ``x-acs-*``, names lowercased.
+def _acs3_signed_headers(
+    headers: Mapping[str, str], names: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
+    """Headers ACS3 signs, names lowercased: ``names`` when given (a server verifies over what the
+    request's ``SignedHeaders`` lists: the official SDK signs ``accept`` and ``user-agent`` too),
+    else ``host``, ``content-type`` and every ``x-acs-*`` (what a client must sign).
 
     Headers that differ only in case are joined with ``,`` in sorted-value order, as the SDK does.
     """
+    wanted = {name.lower() for name in names} if names is not None else None
     merged: dict[str, list[str]] = {}
     for name, value in headers.items():
         lower = name.lower()
-        if lower in ("host", "content-type") or lower.startswith("x-acs-"):
+        if wanted is not None:
+            if lower in wanted:
+                merged.setdefault(lower, []).append(value.strip())
+        elif lower in ("host", "content-type") or lower.startswith("x-acs-"):
             merged.setdefault(lower, []).append(value.strip())
+    for missing in (wanted or set()) - merged.keys():  # listed but not sent: signed as empty
+        merged[missing] = [""]
     return [(name, ",".join(sorted(values))) for name, values in sorted(merged.items())]
 
 
@@ -70,9 +80,10 @@ def aliyun_acs3_canonical_request(
     query: Mapping[str, str],
     headers: Mapping[str, str],
     payload_sha256: str,
+    signed_headers: Sequence[str] | None = None,
 ) -> tuple[str, str]:
-    """The canonical request and its ``SignedHeaders`` list."""
-    signed = _acs3_signed_headers(headers)
+    """The canonical request and its ``SignedHeaders`` list (``signed_headers``: exactly these)."""
+    signed = _acs3_signed_headers(headers, signed_headers)
     canonical_headers = "".join(f"{name}:{value}\n" for name, value in signed)
     signed_names = ";".join(name for name, _ in signed)
     request = "\n".join(
@@ -90,10 +101,17 @@ def aliyun_acs3_authorization(
     query: Mapping[str, str],
     headers: Mapping[str, str],
     payload_sha256: str,
+    signed_headers: Sequence[str] | None = None,
 ) -> str:
-    """The ``Authorization`` header value for Aliyun's ACS3-HMAC-SHA256 (v3) scheme."""
+    """The ``Authorization`` header value for Aliyun's ACS3-HMAC-SHA256 (v3) scheme; a verifier
+    passes the request's ``SignedHeaders`` as ``signed_headers``."""
     request, signed_names = aliyun_acs3_canonical_request(
-        method=method, path=path, query=query, headers=headers, payload_sha256=payload_sha256
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        payload_sha256=payload_sha256,
+        signed_headers=signed_headers,
     )
     string_to_sign = f"{ACS3}\n{hashlib.sha256(request.encode()).hexdigest()}"
     signature = hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
