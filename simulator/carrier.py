@@ -23,8 +23,9 @@ from simulator.numbers import same_number
 
 log = get_logger("simulator")
 _LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_\-]+")
-RECEIPT_ATTEMPTS = 4
 RETRY_BASE_S = 0.2
+RETRY_MAX_S = 5.0
+"""Redelivery backs off from 0.2 s, doubling, to every 5 s, for ``receipt_retry_s`` in all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,13 +237,21 @@ class Carrier:
         return False
 
     async def _deliver(self, entry: LedgerEntry, callback: Callback, *, attempt: int = 0) -> None:
-        while attempt < RECEIPT_ATTEMPTS:
+        """Post until the receiver takes it, backing off, for ``receipt_retry_s`` (providers redeliver
+        a receipt the customer's server did not take)."""
+        deadline = asyncio.get_running_loop().time() + self.config.receipt_retry_s
+        while True:
             if attempt:
-                await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
+                wait = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (attempt - 1))
+                if asyncio.get_running_loop().time() + wait > deadline:
+                    break
+                await asyncio.sleep(wait)
             if await self._attempt(entry, callback):
+                if attempt:
+                    log.info("receipt_redelivered", message_id=entry.id, attempts=attempt + 1)
                 return
             attempt += 1
-        log.warning("receipt_undeliverable", message_id=entry.id)
+        log.warning("receipt_undeliverable", message_id=entry.id, attempts=attempt)
 
     async def post_once(self, callback: Callback) -> int:
         """POST a reply once; the receiver's HTTP status (httpx errors propagate)."""

@@ -109,6 +109,9 @@ class SimConfig(BaseModel):
     """Twilio: ``delivered`` before ``sent``. Aliyun/Tencent: the receipt before the send's answer."""
     fail_numbers: list[str] = Field(default_factory=list)
     """Numbers whose messages are accepted and then reported undelivered."""
+    receipt_retry_s: float = Field(default=120.0, ge=0)
+    """How long a receipt the gateway did not take (down, 5xx) is posted again, with backoff, as the
+    providers redeliver: an outage shorter than this loses no receipt."""
 
     # The simulated customers.
     click_numbers: list[str] = Field(default_factory=list)

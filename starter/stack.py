@@ -242,6 +242,15 @@ class Stack:
             time.sleep(0.2)
         raise StackError(f"{name} did not answer {url} within {timeout:.0f} s")
 
+    def kill_part(self, name: str) -> None:
+        """Kill one child at once, as a crash would (SIGKILL: no graceful shutdown); a test's outage."""
+        for child, proc in list(self.children):
+            if child == name and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.children = [(child, proc) for child, proc in self.children if child != name]
+
     def stop(self, *, grace: float = 10.0) -> None:
         """Terminate children in reverse start order; kill any that outlive ``grace``."""
         for _, proc in reversed(self.children):

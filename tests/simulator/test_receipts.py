@@ -141,6 +141,33 @@ async def test_receipt_is_retried_after_a_receiver_error(sim: Sim, receiver: Rec
     assert (await settled(sim, lambda e: e["receipts_posted"] == 1))["receipts_posted"] == 1
 
 
+async def test_receipt_is_redelivered_through_an_outage_and_given_up_after_the_retry_window(
+    sim: Sim, receiver: Receiver
+) -> None:
+    """A receiver that refuses the receipt for a while (a gateway outage: ten refusals, some
+    seconds) still gets it once it is back; with a retry window shorter than the outage, the
+    simulator gives up and the receipt is never posted."""
+    receiver.fail_next = 5  # 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s of backoff
+    await aliyun_send(sim.http)
+    await receiver.until(lambda: len(receiver.at("/aliyun/report")) == 1, timeout=60)
+    assert (await settled(sim, lambda e: e["receipts_posted"] == 1))["receipts_posted"] == 1
+
+    await sim.configure(receipt_retry_s=0.5)
+    receiver.received.clear()
+    receiver.fail_next = 10
+    await aliyun_send(sim.http, "13900139000")
+    for _ in range(100):
+        [entry] = [e for e in await sim.ledger() if e["to"].endswith("13900139000")]
+        if entry["status"] == "delivered":
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)  # past the 0.5 s window and its last backoff: nothing more comes
+    assert receiver.fail_next < 10, "the simulator never tried: the test would prove nothing"
+    assert receiver.at("/aliyun/report") == []
+    [entry] = [e for e in await sim.ledger() if e["to"].endswith("13900139000")]
+    assert (entry["status"], entry["receipts_posted"]) == ("delivered", 0)
+
+
 async def test_provider_message_links_are_clicked(sim: Sim, receiver: Receiver) -> None:
     """click_rate=1 makes the customer click the short link in an Aliyun template message."""
     await sim.configure(click_rate=1)
