@@ -22,6 +22,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
@@ -32,6 +33,16 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 _NONCE = 12
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class CorruptPayload(NudgeError):
+    """A sealed payload that does not open: altered, truncated, or relabelled with another key."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"a payload sealed with codec key {key_id!r} does not open: it was altered or truncated"
+        )
+        self.key_id = key_id
 
 
 class MissingCodecKey(NudgeError):
@@ -111,11 +122,17 @@ class EncryptionCodec(PayloadCodec):
     def open(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
             return payload  # never sealed: recorded before the codec
-        key_id = payload.metadata.get(KEY_ID, b"").decode()
+        key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise MissingCodecKey(key_id)
+        if len(payload.data) <= _NONCE:
+            raise CorruptPayload(key_id)
         nonce, sealed = payload.data[:_NONCE], payload.data[_NONCE:]
+        try:
+            plain = cipher.decrypt(nonce, sealed, key_id.encode())
+        except InvalidTag as exc:
+            raise CorruptPayload(key_id) from exc
         opened = Payload()
-        opened.ParseFromString(cipher.decrypt(nonce, sealed, key_id.encode()))
+        opened.ParseFromString(plain)
         return opened

@@ -148,6 +148,15 @@ class Settings(BaseSettings):
     """Where an automatic pause is posted as JSON (``sends_paused``). Empty: the error log only. Secret: never
     logged."""
 
+    @field_validator("codec_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr) -> SecretStr:
+        """The codec token opens every history: refuse a guessable one."""
+        if value.get_secret_value() and len(value.get_secret_value()) < 32:
+            make = "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            raise ValueError(f"the codec token must be at least 32 characters ({make})")
+        return value
+
     @field_validator("quiet_hours", "frequency_caps", "routes", "journey_overrides", mode="before")
     @classmethod
     def _parse_json(cls, value: Any, info: ValidationInfo) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 
 from temporalio.client import Client
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
 from nudge.codec import EncryptionCodec, parse_keys
 from nudge.converter import data_converter
@@ -17,7 +17,13 @@ from nudge.settings import Settings
 
 def sealed_converter(keys: str) -> DataConverter:
     """The data converter with its payloads sealed by ``keys`` (``id:base64,...``, newest first)."""
-    return dataclasses.replace(data_converter, payload_codec=EncryptionCodec(parse_keys(keys)))
+    # Failure messages and stack traces go into the sealed payload too: a provider's error text
+    # may quote the message (the SDK's default leaves them plain in history).
+    return dataclasses.replace(
+        data_converter,
+        payload_codec=EncryptionCodec(parse_keys(keys)),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def converter_for(settings: Settings) -> DataConverter:

@@ -92,6 +92,8 @@ class Stack:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as out:
                     out.write(make() + "\n")
+            elif path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # a copy or an old checkout left it readable by others
 
     @property
     def gateway_headers(self) -> dict[str, str]:

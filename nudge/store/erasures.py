@@ -11,7 +11,7 @@ from nudge.store.columns import timestamp
 
 class ErasureBase(SQLModel):
     customer_id: str = Field(index=True, max_length=200)
-    by: str = Field(max_length=200)
+    by: str = Field(max_length=300)
     """Who asked: the API key's name (and the person it named)."""
     messages: int = 0
     """Messages whose number, body and parameters were removed (the rows stay, for the counts)."""

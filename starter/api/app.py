@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from nudge.logging import get_logger
@@ -18,6 +17,7 @@ from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db
 from nudge.temporal import connect
 from starter.api.auth import Problem
+from starter.api.cors import CodecCORS
 from starter.api.deps import Services
 from starter.api.docs import add_offline_docs
 from starter.api.errors import validation_problem
@@ -104,10 +104,5 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.add_middleware(BodyLimit, api=settings.max_body_bytes, webhooks=settings.max_webhook_body_bytes)
     # The Temporal UI calls the codec server from the browser; its origins alone may read answers.
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.effective_codec_origins,
-        allow_methods=["POST"],
-        allow_headers=["content-type", "x-namespace", "authorization"],
-    )
+    app.add_middleware(CodecCORS, origins=settings.effective_codec_origins)
     return app

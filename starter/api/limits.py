@@ -45,7 +45,7 @@ class BodyLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return  # the client went away mid-body: nothing to answer, nothing to hand on
             size += len(message.get("body", b""))
             if size > limit:
                 await _too_large(send, limit)

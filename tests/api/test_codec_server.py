@@ -25,7 +25,10 @@ def gateway_settings(gateway_settings: Settings) -> Settings:
     # The welcome goes a second after sign-up, so that the journey reads the profile at once.
     overrides = {"onboarding": {"welcome_delay": "PT1S"}}
     return gateway_settings.model_copy(
-        update={"codec_token": SecretStr("ui-token-123"), "journey_overrides": overrides}
+        update={
+            "codec_token": SecretStr("ui-token-0123456789-abcdefghijklmnop"),
+            "journey_overrides": overrides,
+        }
     )
 
 
@@ -61,6 +64,18 @@ async def welcome_history(gateway: Gateway) -> str:
     [workflow_id] = response.json()["workflow_ids"]
     await wait_until(lambda: bool(gateway.carrier.requests), what="the welcome was sent", timeout=30)
     handle = gateway.client.get_workflow_handle(workflow_id)
+
+    async def recorded() -> bool:
+        # The profile read and the send are local activities: their results reach history with
+        # the workflow task that follows them, a moment after the carrier saw the send.
+        types = set()
+        for e in (await handle.fetch_history()).events:
+            details = e.marker_recorded_event_attributes.details
+            if "data" in details:  # the SDK core's own note of a local activity: plain JSON
+                types.add(json.loads(details["data"].payloads[0].data).get("activity_type"))
+        return {"get_profile", "send_message"} <= types
+
+    await wait_until(recorded, what="the profile read and the send are in history", timeout=30)
     await handle.terminate("test read its history")
     return (await handle.fetch_history()).to_json()
 
@@ -115,8 +130,12 @@ async def test_codec_server_opens_the_history_for_admins_and_the_ui_token(gatewa
     )
 
     async with httpx.AsyncClient(base_url=gateway.http.base_url, trust_env=False) as browser:
-        ui = await browser.post("/codec/t/ui-token-123/decode", json={"payloads": payloads})
-        wrong = await browser.post("/codec/t/ui-token-124/decode", json={"payloads": payloads})
+        ui = await browser.post(
+            "/codec/t/ui-token-0123456789-abcdefghijklmnop/decode", json={"payloads": payloads}
+        )
+        wrong = await browser.post(
+            "/codec/t/ui-token-0123456789-abcdefghijklmnoX/decode", json={"payloads": payloads}
+        )
         anonymous = await browser.post("/codec/decode", json={"payloads": payloads})
     assert ui.status_code == 200 and ui.json() == admin.json()
     assert (wrong.status_code, anonymous.status_code) == (404, 401)
@@ -144,10 +163,12 @@ async def test_codec_server_answers_the_ui_origin_only(gateway: Gateway) -> None
             "Access-Control-Request-Headers": "content-type,x-namespace",
         }
         ui = await browser.options(
-            "/codec/t/ui-token-123/decode", headers={"Origin": "http://localhost:8233", **headers}
+            "/codec/t/ui-token-0123456789-abcdefghijklmnop/decode",
+            headers={"Origin": "http://localhost:8233", **headers},
         )
         other = await browser.options(
-            "/codec/t/ui-token-123/decode", headers={"Origin": "https://evil.example", **headers}
+            "/codec/t/ui-token-0123456789-abcdefghijklmnop/decode",
+            headers={"Origin": "https://evil.example", **headers},
         )
     assert ui.status_code == 200 and ui.headers["access-control-allow-origin"] == "http://localhost:8233"
     assert "access-control-allow-origin" not in other.headers
@@ -167,3 +188,21 @@ async def test_codec_server_refuses_malformed_payloads_and_unknown_keys(gateway:
     }
     missing = await gateway.http.post("/codec/decode", json={"payloads": [foreign]})
     assert missing.status_code == 422 and "'gone-key'" in missing.json()["detail"]
+    plain = {
+        "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+        "data": base64.b64encode(b"1").decode(),
+    }
+    [sealed] = (await gateway.http.post("/codec/encode", json={"payloads": [plain]})).json()["payloads"]
+    data = base64.b64decode(sealed["data"])
+    for broken in (data[:-1] + bytes([data[-1] ^ 1]), data[:5]):  # altered; truncated
+        corrupt = {**sealed, "data": base64.b64encode(broken).decode()}
+        answer = await gateway.http.post("/codec/decode", json={"payloads": [corrupt]})
+        assert answer.status_code == 422 and "does not open" in answer.json()["detail"], answer.text
+
+
+async def test_cors_is_granted_on_the_codec_server_only(gateway: Gateway) -> None:
+    """Even the UI's origin gets no CORS grant on the rest of the API: only /codec/ answers browsers."""
+    async with httpx.AsyncClient(base_url=gateway.http.base_url, trust_env=False) as browser:
+        headers = {"Origin": "http://localhost:8233", "Access-Control-Request-Method": "POST"}
+        preflight = await browser.options("/v1/events", headers=headers)
+    assert "access-control-allow-origin" not in preflight.headers

@@ -81,7 +81,7 @@ async def test_identifiers_with_control_characters_are_422(gateway: Gateway, cus
     as_profile = await gateway.http.post("/v1/customers:batch", json={"customers": [{"id": customer_id}]})
     assert (as_event.status_code, as_profile.status_code) == (422, 422), (as_event.text, as_profile.text)
     assert any(e["loc"][-1] in ("customer_id", "id") for e in as_event.json()["detail"])
-    if customer_id:
+    if customer_id and "\x00" not in customer_id:  # PostgreSQL cannot even be asked about a NUL
         assert await stored(gateway, Customer, customer_id) is None
 
 

@@ -13,15 +13,14 @@ from nudge.phone import phone_hash
 from nudge.store import (
     Click,
     Erasure,
-    InboundMessage,
     Link,
     Message,
     MessageStatusChange,
     Suppression,
-    suppress,
 )
 from tests.api.conftest import Gateway
 from tests.api.test_gateway import add_message
+from tests.api.test_webhooks import TOKEN
 
 NAME, PHONE, CITY = "Philippa Quill", "+8613700137007", "Hangzhou"
 SECRETS = ("Philippa", "Quill", PHONE, PHONE[3:], CITY)
@@ -53,8 +52,8 @@ async def a_customer_with_history(gateway: Gateway) -> tuple[str, str]:
     event = {
         "event_id": uuid.uuid4().hex,
         "customer_id": customer,
-        "name": "cart_abandoned",
-        "properties": {"cart_id": "k1", "url": f"https://shop.example.com/cart?for={NAME}"},
+        "name": "order_paid",  # a transactional journey: it waits for its receipt, whatever the STOP
+        "properties": {"order_id": "o1", "amount": "1.00", "gift_note": f"for {NAME}"},
     }
     accepted = await gateway.http.post("/v1/events", json=event)
     [workflow_id] = accepted.json()["workflow_ids"]
@@ -75,17 +74,18 @@ async def a_customer_with_history(gateway: Gateway) -> tuple[str, str]:
             )
         )
         session.add(Click(code="x", message_id=message.id, user_agent=f"{NAME}'s phone"))
-        session.add(
-            InboundMessage(
-                provider="twilio",
-                provider_ref=uuid.uuid4().hex,
-                from_number=PHONE,
-                text=f"STOP {NAME}",
-                raw={"From": PHONE},
-            )
-        )
-        await suppress(session, PHONE, reason="stop", source="reply:twilio")
         await session.commit()
+    # The customer's STOP, through the real webhook: it stores the reply, suppresses the number
+    # (hashed) and withdraws the consent.
+    stop = {
+        "extend": "",
+        "mobile": PHONE[3:],
+        "nationcode": "86",
+        "sign": "Nudge",
+        "text": "TD",
+        "time": 1764036000,
+    }
+    assert (await gateway.http.post(f"/v1/webhooks/tencent/{TOKEN}/reply", json=[stop])).status_code == 200
     return customer, workflow_id
 
 
@@ -99,10 +99,11 @@ async def test_forget_leaves_nothing_of_the_customer_and_keeps_counts_and_opt_ou
 
     done = await gateway.http.post(f"/v1/customers/{customer}:forget", params={"by": "dpo"})
     assert done.status_code == 200, done.text
+    # Two events: the order, and the opted_out the STOP reply posted.
     assert (done.json()["messages"], done.json()["replies"], done.json()["events"], done.json()["by"]) == (
         1,
         1,
-        1,
+        2,
         "tests (dpo)",
     )
     assert done.json()["journeys_ended"] == 1
@@ -151,5 +152,5 @@ async def test_cli_customers_forget_erases_after_confirmation(gateway: Gateway) 
 
     done = await nudge(gateway, "customers", "forget", customer, "--yes", "--by", "dpo")
     assert done.exit_code == 0, done.output
-    assert f"erased {customer}: 1 messages, 1 replies and 1 events cleared; 1 journeys ended" in done.output
+    assert f"erased {customer}: 1 messages, 1 replies and 2 events cleared; 1 journeys ended" in done.output
     assert (await gateway.http.get(f"/v1/customers/{customer}")).json()["name"] is None

@@ -303,16 +303,20 @@ async def test_history_is_sealed_on_the_server_and_readable_through_the_codec_se
     assert "Ottoline" in sent["body"]
     workflow_id = CartAbandonment.workflow_id(customer, "k9")
 
-    raw = _readable(await _temporal_show(stack, workflow_id))
+    codec = f"{stack.gateway_url}/codec"
+    auth = f"Bearer {stack.api_key}"
+
+    async def decoded() -> str:
+        # The profile read is a local activity: it reaches history with the next workflow task.
+        shown = _readable(
+            await _temporal_show(stack, workflow_id, "--codec-endpoint", codec, "--codec-auth", auth)
+        )
+        return shown if "Ottoline" in shown else ""
+
+    assert phone in await _wait_for(decoded, timeout=30, every=0.5)
+    raw = _readable(await _temporal_show(stack, workflow_id))  # the same history, now without the codec
     for secret in ("Ottoline", phone, phone[3:], "your cart is waiting"):
         assert secret not in raw, secret
     assert "binary/encrypted" in raw
-
-    codec = f"{stack.gateway_url}/codec"
-    auth = f"Bearer {stack.api_key}"
-    decoded = _readable(
-        await _temporal_show(stack, workflow_id, "--codec-endpoint", codec, "--codec-auth", auth)
-    )
-    assert "Ottoline" in decoded and phone in decoded
     ui_path = f"{stack.gateway_url}/codec/t/{stack.codec_token}"  # what the stack's UI is pointed at
     assert "Ottoline" in _readable(await _temporal_show(stack, workflow_id, "--codec-endpoint", ui_path))

@@ -19,14 +19,14 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payloads
 
-from nudge.codec import EncryptionCodec, MissingCodecKey
+from nudge.codec import CorruptPayload, EncryptionCodec, MissingCodecKey
 from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, Problem
 from starter.api.deps import ServicesDep
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Not Temporal's JSON form of payloads."},
-    422: {"model": Problem, "description": "A payload sealed with a key this gateway does not hold."},
+    422: {"model": Problem, "description": "A payload sealed with a key this gateway lacks, or altered."},
     503: {"model": Problem, "description": "This gateway has no codec."},
 }
 
@@ -45,7 +45,7 @@ async def _apply(services: Any, body: PayloadsJson, action: Literal["encode", "d
         raise HTTPException(400, detail=f"not Temporal payloads in JSON: {exc}") from exc
     try:
         done = await (codec.encode(payloads) if action == "encode" else codec.decode(payloads))
-    except MissingCodecKey as exc:
+    except (MissingCodecKey, CorruptPayload) as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     return PayloadsJson(payloads=MessageToDict(Payloads(payloads=done))["payloads"] if done else [])
 

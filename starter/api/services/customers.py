@@ -10,9 +10,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
 from nudge.errors import InvalidInput, InvalidPhoneNumber, NotFound
+from nudge.logging import get_logger
 from nudge.phone import to_e164
 from nudge.store import Customer, read_sessions
 from nudge.store.customers import CustomerCreate
+
+log = get_logger(__name__)
 
 
 class UnknownCustomer(NotFound):
@@ -59,6 +62,12 @@ async def upsert_customers(
             row = await session.get(Customer, customer.id) or Customer(id=customer.id)
             for field, value in customer.model_dump(exclude={"id", "consent"}).items():
                 setattr(row, field, value)
+            if row.erased_at is not None:
+                # Sent again after an erasure (a CRM sync): a new profile, no longer an erased one.
+                log.warning(
+                    "erased_customer_profile_restored", customer_id=customer.id, erased_at=str(row.erased_at)
+                )
+                row.erased_at = None
             session.add(row)
             if customer.consent is not None:
                 await session.flush()

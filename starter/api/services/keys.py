@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ log = get_logger(__name__)
 LOCAL_ADMIN = "local-admin"
 """The name of the key ``nudge up`` makes for the developer's CLI and demo."""
 _CACHE_LIMIT = 10_000
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@:-]*")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class Caller:
     def acting_for(self, person: str | None) -> str:
         """Who an audit trail records: the key's name, and the person the client names, if any
         (``ops-console (alice)``); a client cannot pass itself off as another key."""
-        return f"{self.name} ({person})" if person and person != self.name else self.name
+        who = f"{self.name} ({person})" if person and person != self.name else self.name
+        return who[:200]  # what every audit column holds
 
 
 class ApiKeys:
@@ -61,6 +64,11 @@ class ApiKeys:
         chosen = sorted({Scope(s).value for s in scopes})
         if not name:
             raise InvalidInput("a key needs a name: who holds it (checkout-service)")
+        if len(name) > 100 or not _NAME.fullmatch(name):
+            raise InvalidInput(
+                f"key name {name!r}: up to 100 letters, digits, spaces and . _ @ : -, "
+                "starting with a letter or digit"
+            )
         if not chosen:
             raise InvalidInput(f"a key needs at least one scope: {', '.join(s.value for s in Scope)}")
         key, prefix = apikeys.generate()
@@ -145,6 +153,6 @@ def _read_key(path: Path) -> str:
 def _write_key(path: Path, key: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # before the key is in it: a file that existed keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as out:
         out.write(key + "\n")
-    path.chmod(0o600)  # a file that existed keeps its mode through O_CREAT

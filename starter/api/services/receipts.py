@@ -81,7 +81,8 @@ class Receipts:
                     error_code=error_code,
                     applied=applied,
                     at=at or utcnow(),
-                    raw=raw,
+                    # A message without a number is an erased customer's: keep nothing of theirs.
+                    raw=raw if message is None or message.to else {},
                 )
             )
             await session.commit()

@@ -99,7 +99,8 @@ class Replies:
                     await session.delete(existing)
                 await self._restore_consent(session, from_number, provider, text)
             if keyword == "stop":
-                await suppress(session, from_number, reason=f"reply:{text.strip()[:20]}", source=provider)
+                # A fixed reason: the suppression outlives the customer (erasure), so no free text in it.
+                await suppress(session, from_number, reason="reply:stop", source=provider)
                 await self._withdraw_consent(session, from_number, provider, text)
             await session.commit()
         if not new:
