@@ -21,6 +21,10 @@ reason; the report leaves them out of the score, and warns when a listed one no 
     python -m tests.mutation --only nudge/segments.py --only nudge/keywords.py
     python -m tests.mutation --report        # only print the table from the last run
     python -m tests.mutation --recheck       # run the last run's survivors again (after new tests)
+    python -m tests.mutation --group gate    # one group, incrementally (mutants decided are kept)
+
+``--only`` hands mutmut the module's mutants by name, and mutmut then runs every one of them
+again; ``--group`` lets it skip those it has already decided.
 """
 
 from __future__ import annotations
@@ -311,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="mutate and report only this module (repeatable), e.g. nudge/segments.py",
     )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this group (repeatable), incrementally: mutants already decided are kept",
+    )
     parser.add_argument("--report", action="store_true", help="only print the table of the last run")
     parser.add_argument(
         "--recheck",
@@ -328,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in args.only if p not in modules]
     if unknown:
         parser.error(f"not a core module (see [tool.nudge.mutation] in pyproject.toml): {', '.join(unknown)}")
-    chosen = args.only or modules
+    unknown_groups = [g for g in args.group if g not in {group.name for group in groups()}]
+    if unknown_groups:
+        parser.error(f"no such group (see [tool.nudge.mutation]): {', '.join(unknown_groups)}")
+    chosen = args.only or [m for g in groups() if not args.group or g.name in args.group for m in g.modules]
     if args.fresh and WORK.exists():
         shutil.rmtree(WORK)
     if args.recheck and not args.report:
@@ -342,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                     return code
     elif not args.report:
         for group in groups():
+            if args.group and group.name not in args.group:
+                continue
             only = [p for p in args.only if p in group.modules]
             if args.only and not only:
                 continue
