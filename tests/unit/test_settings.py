@@ -66,12 +66,13 @@ def test_settings_gateway_url_prefers_public_url(public_url: str, expected: str)
 
 def test_every_setting_is_documented_in_the_readme_as_generated() -> None:
     """The README's table is today's ``settings_table()``: a field added, renamed or re-documented
-    without regenerating it (``python -m nudge.settings --readme README.md``) fails here."""
-    from nudge.settings import Settings, settings_table, with_table
+    without regenerating it (``python -m nudge.settings_readme --readme README.md``) fails here."""
+    from nudge.settings import Settings
+    from nudge.settings_readme import settings_table, with_table
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert with_table(readme) == readme, (
-        "README's settings table is stale: python -m nudge.settings --readme README.md"
+        "README's settings table is stale: python -m nudge.settings_readme --readme README.md"
     )
     undocumented = [
         name for name, field in Settings.model_fields.items() if not (field.description or "").strip()
