@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -23,15 +35,19 @@ from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
 from activities.compliance.pauses import PauseCache
 from activities.compliance.registry import Registry
 from activities.crm import CrmActivities
+from activities.receipt_sweep import ReceiptSweeper
 from activities.routing import Router, build_router
 from activities.send import SendActivities
+from nudge.contracts import ReceiptSweep
 from nudge.logging import configure_logging, get_logger
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
 from nudge.temporal import connect
+from starter.api.services.receipts import Receipts
 from workflows import JOURNEYS
 from workflows.journey import Journey
 from workflows.journeys import seeded_templates
+from workflows.maintenance import RECEIPT_SCHEDULE_ID, ReconcileReceipts
 
 log = get_logger("worker")
 
@@ -105,6 +121,7 @@ async def build_workers(
         # A registry per lane as well: each reads its snapshot on its own connections.
         registry = Registry(sessions, builtins=seeded_templates(journeys), routes=settings.effective_routes)
         await registry.seed()
+        complaints = ComplaintRecorder(sessions, policy=policy, alerts=alerts)
         sends = SendActivities(
             sessions,
             router,
@@ -113,15 +130,21 @@ async def build_workers(
             status_callbacks=status_callbacks(settings),
             quiet_hours=settings.quiet_hours,
             caps=settings.frequency_caps,
-            complaints=ComplaintRecorder(sessions, policy=policy, alerts=alerts),
+            complaints=complaints,
             pauses=PauseCache(sessions),
         )
         activities: list[Callable[..., Any]] = [sends.send_message, CrmActivities(sessions).get_profile]
+        workflows: list[type] = list(journeys)
+        if task_queue == settings.task_queue:
+            # The main lane also runs the worker's own schedules (workflows/maintenance.py).
+            receipts = Receipts(client=client, sessions=sessions, complaints=complaints)
+            activities.append(ReceiptSweeper(sessions, router, receipts.receive).reconcile_receipts)
+            workflows.append(ReconcileReceipts)
         workers.append(
             Worker(
                 client,
                 task_queue=task_queue,
-                workflows=list(journeys),
+                workflows=workflows,
                 activities=activities,
                 max_concurrent_activities=slots,
                 max_concurrent_local_activities=slots,
@@ -131,12 +154,42 @@ async def build_workers(
     return workers
 
 
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """Create or update the receipt sweep's schedule to match the settings (0 removes it)."""
+    handle = client.get_schedule_handle(RECEIPT_SCHEDULE_ID)
+    every = settings.receipt_reconcile_every
+    if every <= timedelta(0):
+        with suppress(RPCError):
+            await handle.delete()
+            log.info("schedule_removed", schedule=RECEIPT_SCHEDULE_ID)
+        return
+    sweep = ReceiptSweep(after=settings.receipt_reconcile_after, within=settings.receipt_reconcile_for)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcileReceipts.run,
+            sweep,
+            id=f"{RECEIPT_SCHEDULE_ID}-run",
+            task_queue=settings.task_queue,
+            execution_timeout=timedelta(hours=1),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        # A sweep still running when the next is due is not doubled.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(RECEIPT_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+    log.info("schedule_ready", schedule=RECEIPT_SCHEDULE_ID, every_s=every.total_seconds())
+
+
 async def main() -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     client = await connect(settings, wait=60)
     async with AsyncExitStack() as stack:
         workers = await build_workers(client, settings, stack)
+        await ensure_schedules(client, settings)
         log.info(
             "worker_started",
             task_queues=[w.task_queue for w in workers],

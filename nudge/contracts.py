@@ -14,8 +14,10 @@ do the I/O (the implementations in ``activities/`` carry the same name, and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.common import SearchAttributeKey
 
@@ -44,6 +46,37 @@ async def get_profile(customer_id: str) -> Profile:
 
 ACTIVITIES = (send_message, get_profile)
 """Every activity a journey calls; the worker registers one implementation of each."""
+
+
+class ReceiptSweep(BaseModel):
+    """One pass of the receipt sweep: messages without a final status ``after`` since their
+    provider took them (and not asked about for as long), up to ``within`` old."""
+
+    after: timedelta
+    within: timedelta
+    limit: int = Field(default=500, ge=1)
+
+
+class SweepReport(BaseModel):
+    checked: int = 0
+    """Messages whose provider was asked."""
+    reconciled: int = 0
+    """Of those, how many the status API gave a final status for (stored, and signalled)."""
+    failed: int = 0
+    """Asks that failed (the provider's error is logged; they are asked again next time)."""
+    more: bool = False
+    """The pass stopped at its limit with more left."""
+
+
+@activity.defn(name="reconcile_receipts")
+async def reconcile_receipts(sweep: ReceiptSweep) -> SweepReport:
+    """Ask the providers' status APIs about messages whose receipt never came
+    (``activities/receipt_sweep.py``), and apply what they say as receipts."""
+    raise NotImplementedError("a stub: the worker registers activities.receipt_sweep.ReceiptSweeper")
+
+
+MAINTENANCE_ACTIVITIES = (reconcile_receipts,)
+"""Activities of the worker's own scheduled workflows (``workflows/maintenance.py``)."""
 
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (TemplateError, InvalidInput, PermanentProviderError)
 """Errors an activity raises as ``ApplicationError(type=<class name>)`` that no retry can cure."""

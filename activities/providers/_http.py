@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +11,18 @@ import httpx
 from nudge.errors import PermanentProviderError, ProviderError, RetryableProviderError
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+CST = timezone(timedelta(hours=8))
+
+
+def beijing_time(value: str | None) -> datetime | None:
+    """Aliyun and Tencent stamp ``yyyy-MM-dd HH:mm:ss`` in Beijing time; None for anything else."""
+    if not value or len(value) != 19 or value[10] != " ":
+        return None
+    try:
+        # fromisoformat, not strptime: the same strict format here, at a tenth of the cost.
+        return datetime.fromisoformat(value).replace(tzinfo=CST)
+    except ValueError:
+        return None
 
 
 def json_or_none(response: httpx.Response) -> Any:

@@ -11,15 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from activities.providers._http import SHANGHAI, json_or_none, next_hour, next_minute, unexpected_response
-from activities.providers.base import BatchOutcome, OutboundSms, Submission
+from activities.providers._http import (
+    SHANGHAI,
+    beijing_time,
+    json_or_none,
+    next_hour,
+    next_minute,
+    unexpected_response,
+)
+from activities.providers.base import BatchOutcome, Delivery, OutboundSms, StatusQuery, Submission
 from nudge.errors import (
     AccountProviderError,
     DeferredProviderError,
@@ -27,6 +34,7 @@ from nudge.errors import (
     ProviderError,
     RetryableProviderError,
 )
+from nudge.models import MessageStatus
 from nudge.signing import aliyun_acs3_authorization, aliyun_rpc_signature
 
 VERSION = "2017-05-25"
@@ -54,6 +62,8 @@ RETRYABLE_PREFIXES = ("Throttling", "isp.SYSTEM_ERROR", "ServiceUnavailable", "I
 OPTED_OUT_CODES = frozenset({"isv.CUSTOMER_REFUSED"})
 UNREACHABLE_CODES = frozenset({"isv.MOBILE_NUMBER_ILLEGAL"})
 """The number is not a valid mobile number: nothing goes to it again."""
+SEND_STATUS = {3: MessageStatus.DELIVERED, 2: MessageStatus.UNDELIVERED}
+"""QuerySendDetails' SendStatus, when final (1 is still waiting for the carrier's report)."""
 
 
 def national_number(e164: str) -> str:
@@ -165,29 +175,54 @@ class AliyunProvider:
 
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
         """QuerySendDetails for the number on each day since ``since`` (Shanghai dates), by OutId."""
+        async for detail in self._details(sms.to, since):
+            if detail.get("OutId") == sms.message_id:
+                return Submission(provider=self.name, provider_message_id=None)
+        return None
+
+    async def fetch_status(self, query: StatusQuery) -> Delivery | None:
+        """QuerySendDetails by BizId (a batch's numbers share one) or OutId: SendStatus 3 is
+        delivered, 2 failed (with its ErrCode), 1 still waiting for the carrier's report."""
+        async for detail in self._details(query.to, query.sent_at, biz_id=query.provider_message_id):
+            if query.provider_message_id is None and detail.get("OutId") != query.message_id:
+                continue
+            status = SEND_STATUS.get(int(detail.get("SendStatus") or 1))
+            if status is None:
+                return None
+            fields = ("SendStatus", "ErrCode", "SendDate", "ReceiveDate", "TemplateCode")
+            return Delivery(
+                status=status,
+                error_code=str(detail["ErrCode"]) if status is not MessageStatus.DELIVERED else None,
+                at=beijing_time(detail.get("ReceiveDate")),
+                raw={key: detail[key] for key in fields if key in detail},
+            )
+        return None
+
+    async def _details(
+        self, number: str, since: datetime, *, biz_id: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every SmsSendDetailDTO for ``number`` sent on a Shanghai day from ``since``'s to today's."""
         day = since.astimezone(SHANGHAI).date()
         last = self._clock().astimezone(SHANGHAI).date()
         while day <= last:
             page = 1
             while True:
-                data = await self._call(
-                    "QuerySendDetails",
-                    query={
-                        "PhoneNumber": national_number(sms.to),
-                        "SendDate": day.strftime("%Y%m%d"),
-                        "PageSize": "50",
-                        "CurrentPage": str(page),
-                    },
-                )
+                query = {
+                    "PhoneNumber": national_number(number),
+                    "SendDate": day.strftime("%Y%m%d"),
+                    "PageSize": "50",
+                    "CurrentPage": str(page),
+                }
+                if biz_id:
+                    query["BizId"] = biz_id
+                data = await self._call("QuerySendDetails", query=query)
                 details = (data.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
                 for detail in details:
-                    if detail.get("OutId") == sms.message_id:
-                        return Submission(provider=self.name, provider_message_id=None)
+                    yield detail
                 if page * 50 >= int(data.get("TotalCount", 0)) or not details:
                     break
                 page += 1
             day += timedelta(days=1)
-        return None
 
     def _template_code(self, sms: OutboundSms) -> str:
         if not sms.template_code:

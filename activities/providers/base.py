@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from nudge.errors import ProviderError
+from nudge.models import MessageStatus
 
 
 class OutboundSms(BaseModel):
@@ -42,6 +43,26 @@ class Submission(BaseModel):
 BatchOutcome = Submission | ProviderError
 
 
+class StatusQuery(BaseModel):
+    """A message whose receipt never came: what a provider's status API is asked with."""
+
+    message_id: str
+    to: str
+    provider_message_id: str | None
+    sent_at: datetime
+    """No later than the provider took it (the message row's creation)."""
+
+
+class Delivery(BaseModel):
+    """A final status that a provider's status API reports, as a receipt would have."""
+
+    status: MessageStatus
+    error_code: str | None = None
+    at: datetime | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+    """The provider's own status fields, stored with the status change (never a number)."""
+
+
 class Provider(Protocol):
     """Send messages, or find one sent earlier by its client reference.
 
@@ -61,3 +82,7 @@ class Provider(Protocol):
         ...
 
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None: ...
+
+    async def fetch_status(self, query: StatusQuery) -> Delivery | None:
+        """The message's final status from the provider's status API; None while it has none."""
+        ...

@@ -8,9 +8,11 @@ from datetime import datetime
 
 import httpx
 
-from activities.providers.base import BatchOutcome, OutboundSms, Submission
+from activities.providers.base import BatchOutcome, Delivery, OutboundSms, StatusQuery, Submission
 from nudge.errors import PermanentProviderError, ProviderError, RetryableProviderError
+from nudge.models import MessageStatus
 
+FINAL = {"delivered": MessageStatus.DELIVERED, "undelivered": MessageStatus.UNDELIVERED}
 PERMANENT_CODES = frozenset({"invalid_number", "blocked_content", "unknown_sender"})
 
 
@@ -79,6 +81,21 @@ class SimulatorProvider:
         return Submission(
             provider=self.name, provider_message_id=data["id"], segments=data.get("segments", 1)
         )
+
+    async def fetch_status(self, query: StatusQuery) -> Delivery | None:
+        """The native API's message by client reference: ``delivered`` or ``undelivered`` once the
+        simulated carrier has reported it."""
+        response = await self._client.get(
+            f"{self._base_url}/v1/messages", params={"client_ref": query.message_id}
+        )
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        status = FINAL.get(str(response.json().get("status")))
+        if status is None:
+            return None
+        code = "undelivered" if status is MessageStatus.UNDELIVERED else None
+        return Delivery(status=status, error_code=code, raw={"status": status.value})
 
     @staticmethod
     def _error(response: httpx.Response) -> tuple[str, str]:

@@ -8,14 +8,14 @@ whole request come back as ``Response.Error``; each number's own result is in ``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import httpx
 
 from activities.providers._http import json_or_none, next_hour, next_local_time, unexpected_response
-from activities.providers.base import BatchOutcome, OutboundSms, Submission
+from activities.providers.base import BatchOutcome, Delivery, OutboundSms, StatusQuery, Submission
 from nudge.errors import (
     AccountProviderError,
     DeferredProviderError,
@@ -23,6 +23,7 @@ from nudge.errors import (
     ProviderError,
     RetryableProviderError,
 )
+from nudge.models import MessageStatus
 from nudge.signing import tencent_tc3_authorization
 
 VERSION = "2021-01-11"
@@ -150,6 +151,34 @@ class TencentProvider:
         return [outcomes[i] for i in range(len(batch))]
 
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
+        async for status in self._pulled(sms.to, since):
+            if status.get("SessionContext") == sms.message_id:
+                return Submission(provider=self.name, provider_message_id=str(status["SerialNo"]))
+        return None
+
+    async def fetch_status(self, query: StatusQuery) -> Delivery | None:
+        """PullSmsSendStatusByPhoneNumber, by SerialNo (else SessionContext): ReportStatus
+        SUCCESS is delivered, FAIL undelivered (its Description is the carrier's code)."""
+        async for status in self._pulled(query.to, query.sent_at):
+            serial, context = status.get("SerialNo"), status.get("SessionContext")
+            if serial != query.provider_message_id and (
+                query.provider_message_id is not None or context != query.message_id
+            ):
+                continue
+            report = status.get("ReportStatus")
+            if report not in ("SUCCESS", "FAIL"):
+                return None
+            received = status.get("UserReceiveTime")
+            return Delivery(
+                status=MessageStatus.DELIVERED if report == "SUCCESS" else MessageStatus.UNDELIVERED,
+                error_code=None if report == "SUCCESS" else str(status.get("Description") or "FAIL"),
+                at=datetime.fromtimestamp(int(received), UTC) if received else None,
+                raw={key: status.get(key) for key in ("ReportStatus", "Description", "UserReceiveTime")},
+            )
+        return None
+
+    async def _pulled(self, number: str, since: datetime) -> AsyncIterator[dict[str, Any]]:
+        """Every status of a message to ``number`` since a minute before ``since``, a page at a time."""
         offset = 0
         while True:
             data = await self._call(
@@ -158,16 +187,15 @@ class TencentProvider:
                     "BeginTime": int((since - timedelta(minutes=1)).timestamp()),
                     "Offset": offset,
                     "Limit": 100,
-                    "PhoneNumber": sms.to,
+                    "PhoneNumber": number,
                     "SmsSdkAppId": self._app_id,
                 },
             )
             statuses = data.get("PullSmsSendStatusSet") or []
             for status in statuses:
-                if status.get("SessionContext") == sms.message_id:
-                    return Submission(provider=self.name, provider_message_id=str(status["SerialNo"]))
+                yield status
             if len(statuses) < 100:
-                return None
+                return
             offset += 100
 
     def _outcome(self, status: dict[str, Any] | None) -> BatchOutcome:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from activities.providers._http import json_or_none
-from activities.providers.base import BatchOutcome, OutboundSms, Submission
+from activities.providers.base import BatchOutcome, Delivery, OutboundSms, StatusQuery, Submission
 from nudge.errors import (
     AccountProviderError,
     DeferredProviderError,
@@ -24,6 +24,7 @@ from nudge.errors import (
     ProviderError,
     RetryableProviderError,
 )
+from nudge.models import MessageStatus
 
 API = "2010-04-01"
 ACCOUNT_CODES = frozenset({20003, 20005, 30002, 21606})
@@ -32,6 +33,19 @@ OPTED_OUT = 21610
 UNREACHABLE_CODES = frozenset({21211, 21612, 21614, 21635})
 """Invalid number, unreachable by SMS, not a mobile, a landline: nothing goes to it again."""
 QUEUE_FULL = 21611
+TWILIO_STATUS = {
+    "queued": MessageStatus.SUBMITTED,
+    "accepted": MessageStatus.SUBMITTED,
+    "scheduled": MessageStatus.SUBMITTED,
+    "sending": MessageStatus.SENT,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.FAILED,
+}
+"""A message's ``status`` (in its status callback and when fetched) as ours."""
 
 
 def classify(code: int | None, message: str, *, http_status: int, now: datetime) -> ProviderError:
@@ -130,6 +144,31 @@ class TwilioProvider:
             if message.get("body") == sms.body and recent:
                 return _submission(message)
         return None
+
+    async def fetch_status(self, query: StatusQuery) -> Delivery | None:
+        """Fetch the message by its SID: ``delivered`` (or ``read``), ``undelivered``, ``failed``
+        and ``canceled`` are final; anything else is still on its way."""
+        if not query.provider_message_id:
+            return None
+        response = await self._client.get(
+            self._messages_url.removesuffix(".json") + f"/{query.provider_message_id}.json",
+            auth=self._auth,
+            headers={"accept": "application/json"},
+        )
+        if response.status_code == 404:
+            return None
+        data = self._check(response)
+        status = TWILIO_STATUS.get(str(data.get("status")))
+        if status is None or not status.terminal:
+            return None
+        code = data.get("error_code")
+        updated = data.get("date_updated")
+        return Delivery(
+            status=status,
+            error_code=str(code) if code is not None else None,
+            at=parsedate_to_datetime(updated) if updated else None,
+            raw={key: data.get(key) for key in ("status", "error_code", "date_updated")},
+        )
 
     def _check(self, response: httpx.Response) -> dict[str, Any]:
         data = json_or_none(response)

@@ -47,10 +47,14 @@ class Message(SQLModel, table=True):
     """A deferred message: when to try again. A capped one: when its cap has room again."""
     cap_reserved_at: datetime | None = optional_timestamp()
     """When the message took its place under the frequency caps; sent messages count from here."""
+    status_checked_at: datetime | None = optional_timestamp()
+    """When the receipt sweep last asked the provider's status API about this message."""
     created_at: datetime = timestamp(nullable=False)
     updated_at: datetime = timestamp(nullable=False)
 
 
+# The receipt sweep looks for messages left without a final status, oldest change first.
+Index("ix_message_status_updated_at", col(Message.status), col(Message.updated_at))
 # Evaluating a complaint scope counts its marketing messages over the window: by scope, then by time.
 for _scope in ("template", "signature", "journey", "route"):
     Index(f"ix_message_{_scope}_created_at", getattr(Message, _scope), col(Message.created_at))

@@ -63,5 +63,5 @@ async def test_replay_after_key_rotation_opens_history_sealed_with_the_old_key(
     newer = new_key("test-2")
     await _replayer(f"{newer},{codec_keys}").replay_workflow(history)
     # The failure is sealed too (its message with it); its type names what is missing.
-    with pytest.raises(RuntimeError, match='MissingCodecKey'):
+    with pytest.raises(RuntimeError, match="MissingCodecKey"):
         await _replayer(newer).replay_workflow(history)

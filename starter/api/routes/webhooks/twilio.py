@@ -11,26 +11,14 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 
+from activities.providers.twilio import TWILIO_STATUS
 from nudge.logging import get_logger
-from nudge.models import MessageStatus
 from nudge.settings import Settings
 from nudge.signing import twilio_signature_valid
 from starter.api.deps import ReceiptsDep, RepliesDep, SettingsDep
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-TWILIO_STATUS = {
-    "queued": MessageStatus.SUBMITTED,
-    "accepted": MessageStatus.SUBMITTED,
-    "scheduled": MessageStatus.SUBMITTED,
-    "sending": MessageStatus.SENT,
-    "sent": MessageStatus.SENT,
-    "delivered": MessageStatus.DELIVERED,
-    "read": MessageStatus.DELIVERED,
-    "undelivered": MessageStatus.UNDELIVERED,
-    "failed": MessageStatus.FAILED,
-    "canceled": MessageStatus.FAILED,
-}
 TwilioSignature = Annotated[str | None, Header(alias="X-Twilio-Signature")]
 
 
