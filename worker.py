@@ -36,6 +36,7 @@ from activities.compliance.pauses import PauseCache
 from activities.compliance.registry import Registry
 from activities.crm import CrmActivities
 from activities.receipt_sweep import ReceiptSweeper
+from activities.receipts import Receipts
 from activities.routing import Router, build_router
 from activities.send import SendActivities
 from nudge.contracts import ReceiptSweep
@@ -43,7 +44,6 @@ from nudge.logging import configure_logging, get_logger
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
 from nudge.temporal import connect
-from starter.api.services.receipts import Receipts
 from workflows import JOURNEYS
 from workflows.journey import Journey
 from workflows.journeys import seeded_templates
@@ -81,7 +81,7 @@ def status_callbacks(settings: Settings) -> dict[str, str]:
 
 
 def router_for(settings: Settings, http: httpx.AsyncClient) -> Router:
-    return build_router(
+    router = build_router(
         settings.effective_routes,
         http,
         simulator_callback=status_callbacks(settings)["simulator"],
@@ -89,6 +89,12 @@ def router_for(settings: Settings, http: httpx.AsyncClient) -> Router:
         breaker_cooldown=settings.breaker_cooldown.total_seconds(),
         account_cooldown=settings.account_pause.total_seconds(),
     )
+    for route in router.routes:
+        # NUDGE_LOOKUP_GRACES: how long a lost answer stays pending before a resend, per provider.
+        grace = settings.lookup_graces.get(route.config.provider)
+        if grace is not None:
+            route.provider.lookup_grace = grace
+    return router
 
 
 async def build_workers(

@@ -1,4 +1,8 @@
-"""Receipts that arrive before their send is recorded ("early" receipts).
+"""Delivery receipts: the status machine (a message only moves forward), and receipts that arrive
+before their send is recorded ("early" receipts).
+
+``Receipts`` stores every receipt, applies one when it moves the message forward, then signals the
+journey that waits for it; the gateway's webhooks and the worker's receipt sweep both use it.
 
 A provider may report a message before Nudge has stored the provider's id for it (Tencent's
 SerialNo, Twilio's SID): the receipt is then stored unmatched. Both sides look again after they
@@ -7,11 +11,22 @@ commit, so whichever commits second attaches it, on SQLite and under PostgreSQL'
 
 from __future__ import annotations
 
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from datetime import datetime
+from typing import Any
 
-from nudge.models import MessageStatus
-from nudge.store import Message, MessageStatusChange, utcnow
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from activities.compliance.complaints import ComplaintKind, ComplaintRecorder
+from activities.feedback import count_complaint, signal_journey
+from nudge.logging import get_logger
+from nudge.models import MessageStatus, MessageUpdate
+from nudge.store import Message, MessageStatusChange, read_sessions, utcnow
+
+log = get_logger(__name__)
 
 
 async def has_unmatched(session: AsyncSession, provider: str, provider_message_id: str) -> bool:
@@ -58,3 +73,142 @@ async def attach_unmatched(session: AsyncSession, message: Message) -> MessageSt
         message.updated_at = utcnow()
         session.add(message)
     return moved
+
+
+class Receipts:
+    def __init__(
+        self,
+        *,
+        client: Client,
+        sessions: async_sessionmaker[AsyncSession],
+        complaints: ComplaintRecorder | None = None,
+    ) -> None:
+        self._complaints = complaints
+        """Counts complaint receipt codes against the complaint-rate breaker."""
+        self._client = client
+        self._sessions = sessions
+        self._reads = read_sessions(sessions)
+
+    async def receive(
+        self,
+        *,
+        provider: str,
+        message_id: str | None,
+        provider_message_id: str | None,
+        status: MessageStatus,
+        error_code: str | None,
+        at: datetime | None,
+        raw: dict[str, Any],
+        to: str | None = None,
+    ) -> bool:
+        """Store the receipt; apply it if it moves the message forward. Returns True if applied.
+
+        Every receipt is kept, even a duplicate, or one for a message whose send is not recorded
+        yet (``send_message`` applies it when it records the provider's answer). A message is
+        found by our id, or by the provider's id and the number (an Aliyun batch shares one id).
+        """
+        # Find the message without a lock, then write only: on SQLite a transaction holds the
+        # one write lock from its first statement, and receipts arrive as fast as sends go out.
+        async with self._reads() as session:
+            message = await self._match(session, provider, message_id, provider_message_id, to)
+        applied = False
+        async with self._sessions() as session:
+            if message is not None:
+                behind = [s.value for s in MessageStatus if s.rank < status.rank]
+                moved = await session.exec(
+                    update(Message)
+                    .where(col(Message.id) == message.id, col(Message.status).in_(behind))
+                    .values(
+                        status=status.value,
+                        error_code=func.coalesce(error_code, col(Message.error_code)),
+                        updated_at=utcnow(),
+                    )
+                )
+                applied = moved.rowcount == 1
+            session.add(
+                MessageStatusChange(
+                    message_id=message.id if message else None,
+                    provider=provider,
+                    provider_message_id=provider_message_id,
+                    status=status,
+                    error_code=error_code,
+                    applied=applied,
+                    at=at or utcnow(),
+                    # A message without a number is an erased customer's: keep nothing of theirs.
+                    raw=raw if message is None or message.to else {},
+                )
+            )
+            await session.commit()
+        notify = message is not None and applied and message.notify_receipt
+        workflow_id = message.workflow_id if message else None
+        if message is None and provider_message_id:
+            # The send may have been recorded while we stored this (it could not see our row).
+            message, applied = await self._attach_late(provider, provider_message_id)
+            notify = message is not None and applied and message.notify_receipt
+            workflow_id = message.workflow_id if message else None
+        log.info(
+            "receipt_stored",
+            provider=provider,
+            message_id=message.id if message else message_id,
+            provider_message_id=provider_message_id,
+            status=status.value,
+            applied=applied,
+            matched=message is not None,
+        )
+        if (
+            message is not None
+            and self._complaints is not None
+            and self._complaints.counts(provider, error_code)
+        ):
+            await count_complaint(self._complaints.record(message, ComplaintKind.PROVIDER_CODE, error_code))
+        if notify and workflow_id and message is not None:
+            await signal_journey(
+                self._client,
+                workflow_id,
+                MessageUpdate(message_id=message.id, kind="receipt", status=status, error_code=error_code),
+            )
+        return applied
+
+    async def _attach_late(self, provider: str, provider_message_id: str) -> tuple[Message | None, bool]:
+        async with self._reads() as session:
+            rows = await session.exec(
+                select(Message.id).where(
+                    Message.provider_message_id == provider_message_id, Message.provider == provider
+                )
+            )
+            found = rows.first()
+        if found is None:
+            return None, False
+        async with self._sessions() as session:
+            message = await session.get(Message, found)
+            if message is None:
+                return None, False
+            moved = await attach_unmatched(session, message)
+            await session.commit()
+        return message, moved is not None
+
+    @staticmethod
+    async def _match(
+        session: AsyncSession,
+        provider: str,
+        message_id: str | None,
+        provider_message_id: str | None,
+        to: str | None,
+    ) -> Message | None:
+        """Our message for a receipt, only ever among that provider's messages."""
+        if message_id:
+            message = await session.get(Message, message_id)
+            if (
+                message is not None
+                and message.provider in (provider, None)
+                and (to is None or message.to == to)
+            ):
+                return message
+        if provider_message_id:
+            query = select(Message).where(
+                Message.provider_message_id == provider_message_id, Message.provider == provider
+            )
+            if to is not None:
+                query = query.where(Message.to == to)
+            return (await session.exec(query)).first()
+        return None

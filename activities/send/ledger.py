@@ -188,6 +188,17 @@ class Ledger:
                 session.add(row)
                 await session.commit()
 
+    async def note_waiting(self, message_id: str, note: str) -> None:
+        """Say on a pending message what its send waits for; the attempt's time (``updated_at``,
+        which the lookup grace counts from) stays as it is."""
+        async with self._sessions() as session:
+            await session.exec(
+                update(Message)
+                .where(col(Message.id) == message_id, col(Message.status) == MessageStatus.PENDING)
+                .values(waiting=note)
+            )
+            await session.commit()
+
     async def block(self, message_id: str, reason: str) -> Message:
         async with self._sessions() as session:
             row = await session.get(Message, message_id)

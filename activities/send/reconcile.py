@@ -56,6 +56,12 @@ class Reconciler:
         waited = (self._clock() - message.updated_at).total_seconds()
         grace = route.provider.lookup_grace
         if waited < grace:
+            until = message.updated_at + timedelta(seconds=grace)
+            await self._ledger.note_waiting(
+                message.id,
+                f"{route.name} answered ambiguously and does not list it yet; sent again at "
+                f"{until:%Y-%m-%d %H:%M:%S} UTC unless it does (lookup grace {grace:.0f} s)",
+            )
             raise ApplicationError(
                 f"{route.name} does not list the message yet; looking again in {grace - waited:.0f} s "
                 "before sending it again",

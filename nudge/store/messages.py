@@ -47,6 +47,8 @@ class Message(SQLModel, table=True):
     """A deferred message: when to try again. A capped one: when its cap has room again."""
     cap_reserved_at: datetime | None = optional_timestamp()
     """When the message took its place under the frequency caps; sent messages count from here."""
+    waiting: str | None = None
+    """What a pending message's send waits for (a route's lookup grace), for ``nudge journeys``."""
     status_checked_at: datetime | None = optional_timestamp()
     """When the receipt sweep last asked the provider's status API about this message."""
     created_at: datetime = timestamp(nullable=False)

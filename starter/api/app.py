@@ -20,7 +20,7 @@ from starter.api.auth import Problem
 from starter.api.cors import CodecCORS
 from starter.api.deps import Services
 from starter.api.docs import add_offline_docs
-from starter.api.errors import validation_problem
+from starter.api.errors import ValidationProblem, validation_problem
 from starter.api.limits import BodyLimit
 from starter.api.routes import (
     codec,
@@ -96,7 +96,10 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        responses={413: {"model": Problem, "description": "The body is over NUDGE_MAX_BODY_BYTES."}},
+        responses={
+            413: {"model": Problem, "description": "The body is over NUDGE_MAX_BODY_BYTES."},
+            422: {"model": ValidationProblem, "description": "The request does not fit the schema."},
+        },
     )
     add_offline_docs(app)
     for router in ROUTERS:

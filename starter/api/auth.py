@@ -45,6 +45,12 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No API key, or one that is malformed, unknown or revoked."},
     403: {"model": Problem, "description": "The key lacks the scope this route needs."},
 }
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such entry."}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The entry's state does not allow this step."}
+}
+STEP_ERRORS = {**NOT_FOUND, **CONFLICT}
+"""A review step's refusals: no such entry, or a state that does not allow the step."""
 
 
 def _client(request: Request) -> str:

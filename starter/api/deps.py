@@ -18,13 +18,13 @@ from temporalio.client import Client
 from activities.compliance.alerts import AlertWebhook
 from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
 from activities.compliance.registry import Registry
+from activities.receipts import Receipts
 from nudge.settings import Settings
 from nudge.store import session_factory
 from starter.api.services.clicks import Clicks
 from starter.api.services.intake import EventRouter
 from starter.api.services.keys import ApiKeys
 from starter.api.services.pauses import Pauses
-from starter.api.services.receipts import Receipts
 from starter.api.services.replies import Replies
 from workflows.journey import Journey
 from workflows.journeys import seeded_templates

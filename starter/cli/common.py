@@ -99,9 +99,6 @@ def refusal_detail(response: httpx.Response) -> str:
         return response.text or response.reason_phrase
     if isinstance(detail, list):  # request validation: one line per field
         return "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
-    if isinstance(detail, dict) and isinstance(detail.get("errors"), list):  # per record, e.g. a phone
-        reasons = "; ".join(f"{e.get('id')}: {e.get('error')}" for e in detail["errors"])
-        return f"{detail.get('message', 'refused')}: {reasons}"
     return str(detail)
 
 

@@ -72,10 +72,12 @@ def import_customers(
                 raise fail(f"cannot reach the gateway at {url} ({exc})") from exc
             if response.status_code == 422:
                 detail = response.json().get("detail")
-                if isinstance(detail, dict) and "errors" in detail:
-                    for error in detail["errors"]:
-                        err.print(f"{file}:{chunk[error['index']][0]}: {error['id']}: {error['error']}")
-                else:
+                for error in detail if isinstance(detail, list) else []:
+                    loc = error.get("loc", [])
+                    # ["body", "customers", <index in the batch>, "phone"]: name the CSV line.
+                    row = str(chunk[loc[2]][0]) if len(loc) > 2 and isinstance(loc[2], int) else "?"
+                    err.print(f"{file}:{row}: {error.get('msg')}")
+                if not isinstance(detail, list):
                     err.print(json.dumps(detail, indent=2))
                 raise fail(f"{imported} imported; the batch with the rows above was rejected", code=2)
             if response.status_code >= 400:

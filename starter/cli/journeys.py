@@ -15,9 +15,11 @@ import typer
 from nudge.contracts import SA_JOURNEY, SA_OUTCOME, SA_STEP, STATE
 from nudge.errors import ConfigurationError
 from nudge.settings import Settings
-from starter.cli.common import console, fail, print_workflows, settings_now
+from starter.cli.common import console, err, fail, print_workflows, settings_now
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+    from sqlmodel.ext.asyncio.session import AsyncSession
     from temporalio.client import Client, WorkflowExecution
 
     from nudge.models import JourneyResult, JourneyState, SentMessage
@@ -53,7 +55,10 @@ def describe(message: SentMessage) -> str:
 
 
 def journey_row(
-    execution: WorkflowExecution, state: JourneyState | None, result: JourneyResult | None
+    execution: WorkflowExecution,
+    state: JourneyState | None,
+    result: JourneyResult | None,
+    waiting: str = "",
 ) -> JourneyRow:
     """The row for one execution, from its search attributes and its state (running) or result."""
     attrs = execution.typed_search_attributes
@@ -68,20 +73,28 @@ def journey_row(
         journey=attrs.get(SA_JOURNEY) or execution.workflow_type,
         status=execution.status.name.lower() if execution.status else "?",
         step=step,
-        detail=state.detail if state is not None else "",
+        detail="\n".join(d for d in (state.detail if state is not None else "", waiting) if d),
         messages="\n".join(describe(m) for m in messages) or "-",
         started=f"{execution.start_time:%Y-%m-%d %H:%M:%S}",
     )
 
 
-async def fetch(client: Client, customer: str) -> list[JourneyRow]:
-    """Every journey of the customer: a running one's state by query, a completed one's result."""
+async def fetch(
+    client: Client, customer: str, sessions: async_sessionmaker[AsyncSession] | None = None
+) -> list[JourneyRow]:
+    """Every journey of the customer: a running one's state by query, a completed one's result,
+    and (from the store) what a send still pending waits for."""
     from nudge.models import JourneyResult
+
+    waits = await waiting_sends(sessions, customer) if sessions is not None else {}
 
     escaped = customer.replace("'", "\\'")
     rows = []
     async for execution in client.list_workflows(f"NudgeCustomerId = '{escaped}'"):
         state, result = None, None
+        waiting = (
+            waits.get(execution.id, "") if execution.status and execution.status.name == "RUNNING" else ""
+        )
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id, result_type=JourneyResult)
         try:
             if execution.status and execution.status.name == "RUNNING":
@@ -90,7 +103,7 @@ async def fetch(client: Client, customer: str) -> list[JourneyRow]:
                 result = await handle.result()
         except Exception:  # noqa: BLE001 - a journey without a worker still lists
             pass
-        rows.append(journey_row(execution, state, result))
+        rows.append(journey_row(execution, state, result, waiting))
     return rows
 
 
@@ -120,7 +133,36 @@ def journeys(
     print_workflows(HEADERS, [astuple(row) for row in rows], wrap=("detail", "messages", "started"))
 
 
+async def waiting_sends(sessions: async_sessionmaker[AsyncSession], customer: str) -> dict[str, str]:
+    """Workflow id -> what its pending send waits for, for the customer's messages."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import col, select
+
+    from nudge.store import Message, read_sessions
+
+    try:
+        async with read_sessions(sessions)() as session:
+            rows = await session.exec(
+                select(Message.workflow_id, Message.template, Message.waiting).where(
+                    Message.customer_id == customer,
+                    Message.status == "pending",
+                    col(Message.waiting).is_not(None),
+                )
+            )
+            return {workflow_id: f"{template}: {waiting}" for workflow_id, template, waiting in rows.all()}
+    except SQLAlchemyError as exc:
+        # The journeys still list from Temporal; only the store's details are missing.
+        err.print(f"warning: cannot read the message store ({type(exc).__name__}); pending sends not shown")
+        return {}
+
+
 async def _fetch(settings: Settings, customer: str) -> list[JourneyRow]:
+    from nudge.store import create_engine, session_factory
     from nudge.temporal import connect
 
-    return await fetch(await connect(settings), customer)
+    client = await connect(settings)
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        return await fetch(client, customer, session_factory(engine))
+    finally:
+        await engine.dispose()

@@ -19,13 +19,13 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.receipt_sweep import ReceiptSweeper
+from activities.receipts import Receipts
 from activities.routing import Router, build_router
 from activities.send import SendActivities
 from nudge.contracts import ReceiptSweep, SweepReport
 from nudge.quiet_hours import ALWAYS_OPEN
-from nudge.routes import RouteConfig, local_routes
+from nudge.routes import RouteConfig
 from nudge.store import Message, MessageStatusChange
-from starter.api.services.receipts import Receipts
 from tests.activities.sends import CN, US, request, run
 from tests.carrier import configure, ledger
 

@@ -187,7 +187,7 @@ async def test_codec_server_refuses_malformed_payloads_and_unknown_keys(gateway:
         "data": base64.b64encode(b"\0" * 40).decode(),
     }
     missing = await gateway.http.post("/codec/decode", json={"payloads": [foreign]})
-    assert missing.status_code == 422 and "'gone-key'" in missing.json()["detail"]
+    assert missing.status_code == 422 and "'gone-key'" in missing.json()["detail"][0]["msg"]
     plain = {
         "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
         "data": base64.b64encode(b"1").decode(),
@@ -197,7 +197,7 @@ async def test_codec_server_refuses_malformed_payloads_and_unknown_keys(gateway:
     for broken in (data[:-1] + bytes([data[-1] ^ 1]), data[:5]):  # altered; truncated
         corrupt = {**sealed, "data": base64.b64encode(broken).decode()}
         answer = await gateway.http.post("/codec/decode", json={"payloads": [corrupt]})
-        assert answer.status_code == 422 and "does not open" in answer.json()["detail"], answer.text
+        assert answer.status_code == 422 and "does not open" in answer.json()["detail"][0]["msg"], answer.text
 
 
 async def test_cors_is_granted_on_the_codec_server_only(gateway: Gateway) -> None:

@@ -371,8 +371,8 @@ async def test_put_customer_invalid_phone_is_422(gateway: Gateway, customer_id: 
     )
 
     assert response.status_code == 422
-    [error] = response.json()["detail"]["errors"]
-    assert error["id"] == customer_id and "phone" in error["error"]
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "phone"] and customer_id in error["msg"], error
     assert (await gateway.http.get(f"/v1/customers/{customer_id}")).status_code == 404
 
 

@@ -54,7 +54,8 @@ async def test_templates_api_approve_without_opt_out_is_422(gateway: Gateway) ->
     await put_sale(gateway, body="${name}，春季特惠 ${url}")
     response = await gateway.http.post("/v1/templates/sale:approve", params={"language": "zh"})
     assert response.status_code == 422
-    assert "must end with 拒收请回复R" in response.json()["detail"]
+    [error] = response.json()["detail"]
+    assert "must end with 拒收请回复R" in error["msg"], error
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ PLANTED = (
     ),
     Planted(
         "receipt status machine: an equal-rank receipt moves a delivered message (webhook)",
-        "starter/api/services/receipts.py",
+        "activities/receipts.py",
         "behind = [s.value for s in MessageStatus if s.rank < status.rank]",
         "behind = [s.value for s in MessageStatus if s.rank <= status.rank]",
         ("tests/store/test_receipt_ordering.py",),

@@ -76,7 +76,10 @@ async def test_the_status_api_reports_delivered_undelivered_and_still_waiting(
     failed_query = query(failed, await provider.send(failed), at)
     await settled(http, carrier, bad)
     async with asyncio.timeout(20):
-        while (delivered := await provider.fetch_status(ok_query)) is None:
+        while True:
+            delivered = await provider.fetch_status(ok_query)
+            if delivered is not None:
+                break
             await asyncio.sleep(0.05)
 
     assert delivered.status is MessageStatus.DELIVERED and delivered.error_code is None

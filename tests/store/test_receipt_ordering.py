@@ -18,10 +18,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from activities.receipts import attach_unmatched, has_unmatched
+from activities.receipts import Receipts, attach_unmatched, has_unmatched
 from nudge.models import MessageStatus
 from nudge.store import Message, MessageStatusChange, session_factory
-from starter.api.services.receipts import Receipts
 
 S = MessageStatus
 

@@ -11,19 +11,27 @@ import pytest
 from temporalio import activity, workflow
 
 from activities.crm import CrmActivities
+from activities.receipt_sweep import ReceiptSweeper
 from activities.send import SendActivities
 from nudge import contracts
 from nudge.errors import NudgeError
 from starter.testing import FakeCarrier
 from workflows import JOURNEYS
+from workflows.maintenance import RECEIPT_SCHEDULE_ID, ReconcileReceipts
 from workflows.policies import SEND_RETRY
 
 ROOT = Path(__file__).resolve().parents[2]
-IMPLEMENTATIONS = {"send_message": SendActivities.send_message, "get_profile": CrmActivities.get_profile}
+IMPLEMENTATIONS = {
+    "send_message": SendActivities.send_message,
+    "get_profile": CrmActivities.get_profile,
+    "reconcile_receipts": ReceiptSweeper.reconcile_receipts,
+}
 """What worker.py registers, by wire name (test_worker_registers_every_contract checks worker.py)."""
 
 
-@pytest.mark.parametrize("stub", contracts.ACTIVITIES, ids=lambda s: s.__name__)
+@pytest.mark.parametrize(
+    "stub", contracts.ACTIVITIES + contracts.MAINTENANCE_ACTIVITIES, ids=lambda s: s.__name__
+)
 def test_each_activity_stub_matches_its_implementation(stub: object) -> None:
     """The stub and the worker's implementation agree on the name, the input and the result."""
     declared = activity._Definition.must_from_callable(stub)  # type: ignore[arg-type]
@@ -51,12 +59,11 @@ def test_the_journey_test_kit_fakes_each_activity_under_its_name(stub: object) -
 def test_worker_registers_every_contract() -> None:
     """worker.py hands the Worker one implementation per stub (read from its source, not run)."""
     tree = ast.parse((ROOT / "worker.py").read_text())
+    names = {s.__name__ for s in contracts.ACTIVITIES + contracts.MAINTENANCE_ACTIVITIES}
     registered = {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and node.attr in {s.__name__ for s in contracts.ACTIVITIES}
+        node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr in names
     }
-    assert registered == {s.__name__ for s in contracts.ACTIVITIES}
+    assert registered == names
 
 
 @pytest.mark.parametrize("journey", JOURNEYS, ids=lambda j: j.__name__)
@@ -79,6 +86,13 @@ def test_send_retry_treats_exactly_the_permanent_errors_as_final() -> None:
     """The policy's type names are the classes' names (recorded histories hold these strings)."""
     assert SEND_RETRY.non_retryable_error_types == ["TemplateError", "InvalidInput", "PermanentProviderError"]
     assert all(issubclass(error, NudgeError) for error in contracts.PERMANENT_ERRORS)
+
+
+def test_the_maintenance_names_are_the_wire_names() -> None:
+    """The schedule, the workflow type and the activity that ops and recorded runs know by name."""
+    assert RECEIPT_SCHEDULE_ID == "nudge-receipt-reconciler"
+    assert workflow._Definition.must_from_class(ReconcileReceipts).name == "ReconcileReceipts"
+    assert activity._Definition.must_from_callable(contracts.reconcile_receipts).name == "reconcile_receipts"
 
 
 def test_search_attribute_names_are_the_wire_names() -> None:

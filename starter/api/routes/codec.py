@@ -22,6 +22,7 @@ from temporalio.api.common.v1 import Payloads
 from nudge.codec import CorruptPayload, EncryptionCodec, MissingCodecKey
 from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, Problem
 from starter.api.deps import ServicesDep
+from starter.api.errors import invalid
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -46,7 +47,7 @@ async def _apply(services: Any, body: PayloadsJson, action: Literal["encode", "d
     try:
         done = await (codec.encode(payloads) if action == "encode" else codec.decode(payloads))
     except (MissingCodecKey, CorruptPayload) as exc:
-        raise HTTPException(422, detail=str(exc)) from exc
+        raise invalid(str(exc)) from exc
     return PayloadsJson(payloads=MessageToDict(Payloads(payloads=done))["payloads"] if done else [])
 
 

@@ -9,12 +9,12 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from nudge.store import ConsentIn
-from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, AdminCaller
+from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, NOT_FOUND, AdminCaller
 from starter.api.deps import SessionsDep
 from starter.api.services.consent import change_consent, read_consent
 from starter.api.services.customers import UnknownCustomer
 
-router = APIRouter(prefix="/v1/customers", tags=["consent"], responses=AUTH_ERRORS)
+router = APIRouter(prefix="/v1/customers", tags=["consent"], responses={**AUTH_ERRORS, **NOT_FOUND})
 
 
 class ConsentPublic(BaseModel):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,8 +15,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from nudge.settings import Settings
 from nudge.store import Customer, Erasure, ErasureBase
 from nudge.store.customers import CustomerPublic
-from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, NEEDS_EVENTS, AdminCaller, Problem
+from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, NEEDS_EVENTS, NOT_FOUND, AdminCaller, Problem
 from starter.api.deps import ServicesDep, SessionsDep, SettingsDep
+from starter.api.errors import invalid
 from starter.api.services import erasure
 from starter.api.services.customers import (
     CustomerCreate,
@@ -37,26 +40,35 @@ class ErasurePublic(ErasureBase):
     at: datetime
 
 
+class Upserted(BaseModel):
+    upserted: int
+    """How many customers were stored (all of the request's, or none and a 422)."""
+
+
 class CustomerBatch(BaseModel):
     customers: list[CustomerCreate] = Field(max_length=10_000)
 
 
-@router.put("/v1/customers/{customer_id}", dependencies=NEEDS_EVENTS)
+@router.put("/v1/customers/{customer_id}", response_model=Upserted, dependencies=NEEDS_EVENTS)
 async def put_customer(
     customer_id: str, body: CustomerCreate, sessions: SessionsDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Create or replace a customer profile. Phone numbers are stored in E.164."""
     if body.id != customer_id:
-        raise HTTPException(422, detail="customer id in the path and the body differ")
-    return {"upserted": await _upsert(sessions, settings, [body])}
+        raise invalid("customer id in the path and the body differ", loc=("body", "id"))
+    return {"upserted": await _upsert(sessions, settings, [body], at=lambda _: ("body", "phone"))}
 
 
-@router.post("/v1/customers:batch", dependencies=NEEDS_EVENTS)
+@router.post("/v1/customers:batch", response_model=Upserted, dependencies=NEEDS_EVENTS)
 async def post_customers(
     batch: CustomerBatch, sessions: SessionsDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Create or replace many customers at once (used by ``nudge customers import``)."""
-    return {"upserted": await _upsert(sessions, settings, batch.customers)}
+    return {
+        "upserted": await _upsert(
+            sessions, settings, batch.customers, at=lambda i: ("body", "customers", i, "phone")
+        )
+    }
 
 
 @router.post(
@@ -76,7 +88,12 @@ async def forget_customer(
         raise HTTPException(404, detail=str(exc)) from exc
 
 
-@router.get("/v1/customers/{customer_id}", response_model=CustomerPublic, dependencies=NEEDS_ADMIN)
+@router.get(
+    "/v1/customers/{customer_id}",
+    response_model=CustomerPublic,
+    responses=NOT_FOUND,
+    dependencies=NEEDS_ADMIN,
+)
 async def get_customer(customer_id: str, sessions: SessionsDep) -> Customer:
     try:
         return await read_customer(sessions, customer_id)
@@ -85,10 +102,20 @@ async def get_customer(customer_id: str, sessions: SessionsDep) -> Customer:
 
 
 async def _upsert(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings, customers: list[CustomerCreate]
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    customers: list[CustomerCreate],
+    *,
+    at: Callable[[int], tuple[str | int, ...]],
 ) -> int:
-    """The upsert, its refusal as a 422 that names each invalid customer."""
+    """The upsert, its refusal as a 422 that names each invalid customer (``at``: where the
+    customer with that index is in the body)."""
     try:
         return await upsert_customers(sessions, customers, default_region=settings.default_region)
     except InvalidCustomers as exc:
-        raise HTTPException(422, detail={"message": str(exc), "errors": exc.errors}) from exc
+        raise RequestValidationError(
+            [
+                {"loc": at(e["index"]), "msg": f"{e['id']}: {e['error']}", "type": "phone_number"}
+                for e in exc.errors
+            ]
+        ) from exc

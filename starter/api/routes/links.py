@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi.responses import RedirectResponse
 
+from starter.api.auth import NOT_FOUND
 from starter.api.deps import ClicksDep
 
-router = APIRouter(tags=["links"])
+router = APIRouter(tags=["links"], responses=NOT_FOUND)
 
 
 @router.get("/l/{code}", response_class=RedirectResponse, status_code=302)

@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 
 from activities.compliance.pauses import AlreadyPaused, NotPaused, Scope
 from nudge.store import Pause, PauseBase, PauseEvent, PauseEventBase
-from starter.api.auth import AUTH_ERRORS, NEEDS_READ, AdminCaller
+from starter.api.auth import AUTH_ERRORS, CONFLICT, NEEDS_READ, NOT_FOUND, AdminCaller
 from starter.api.deps import PausesDep
+from starter.api.errors import invalid
 from starter.api.services.pauses import UnknownPauseTarget
 
 router = APIRouter(prefix="/v1/pauses", tags=["pauses"], responses=AUTH_ERRORS)
@@ -55,7 +56,7 @@ async def list_pauses(pauses: PausesDep) -> Sequence[Pause]:
     return await pauses.current()
 
 
-@router.post("", status_code=201, response_model=PausePublic)
+@router.post("", status_code=201, response_model=PausePublic, responses=CONFLICT)
 async def create_pause(body: PauseCreate, pauses: PausesDep, caller: AdminCaller) -> Pause:
     """Pause a scope by hand; 409 when it is paused already, 422 for a template, journey or route
     that does not exist (a typo would pause nothing)."""
@@ -64,12 +65,12 @@ async def create_pause(body: PauseCreate, pauses: PausesDep, caller: AdminCaller
             scope=body.scope, value=body.value, reason=body.reason, by=caller.acting_for(body.by)
         )
     except UnknownPauseTarget as exc:
-        raise HTTPException(422, detail=str(exc)) from exc
+        raise invalid(str(exc)) from exc
     except AlreadyPaused as exc:
         raise HTTPException(409, detail=str(exc)) from exc
 
 
-@router.delete("/{scope}/{value}", response_model=PausePublic)
+@router.delete("/{scope}/{value}", response_model=PausePublic, responses=NOT_FOUND)
 async def delete_pause(
     scope: Scope,
     value: str,

@@ -14,6 +14,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
 from nudge.errors import ApprovalRefused, InvalidInput, NotFound
+from starter.api.errors import invalid
 
 
 class Rejection(BaseModel):
@@ -28,6 +29,8 @@ def registry_answers() -> Iterator[None]:
     except NotFound as exc:
         raise HTTPException(404, detail=str(exc)) from exc
     except ApprovalRefused as exc:
-        raise HTTPException(409 if exc.conflict else 422, detail=str(exc)) from exc
+        if exc.conflict:
+            raise HTTPException(409, detail=str(exc)) from exc
+        raise invalid(str(exc)) from exc
     except InvalidInput as exc:
-        raise HTTPException(422, detail=str(exc)) from exc
+        raise invalid(str(exc)) from exc

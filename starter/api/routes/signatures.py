@@ -15,11 +15,11 @@ from pydantic import BaseModel
 
 from nudge.store import SmsSignature
 from nudge.templates import ApprovalStatus
-from starter.api.auth import AUTH_ERRORS, NEEDS_READ, AdminCaller
+from starter.api.auth import AUTH_ERRORS, NEEDS_READ, NOT_FOUND, STEP_ERRORS, AdminCaller
 from starter.api.deps import RegistryDep
 from starter.api.routes.review import Rejection, registry_answers
 
-router = APIRouter(tags=["registry"], responses=AUTH_ERRORS)
+router = APIRouter(tags=["registry"], responses={**AUTH_ERRORS, **NOT_FOUND})
 
 
 class SignaturePublic(BaseModel):
@@ -61,20 +61,20 @@ async def put_signature(name: str, registry: RegistryDep, caller: AdminCaller) -
     return SignaturePut(signature=SignaturePublic.of(row), created=created)
 
 
-@router.post("/v1/signatures/{name}:submit", response_model=SignaturePublic)
+@router.post("/v1/signatures/{name}:submit", responses=STEP_ERRORS, response_model=SignaturePublic)
 async def submit_signature(name: str, registry: RegistryDep, caller: AdminCaller) -> SignaturePublic:
     with registry_answers():
         return SignaturePublic.of(await registry.submit_signature(name, by=caller.name))
 
 
-@router.post("/v1/signatures/{name}:approve", response_model=SignaturePublic)
+@router.post("/v1/signatures/{name}:approve", responses=STEP_ERRORS, response_model=SignaturePublic)
 async def approve_signature(name: str, registry: RegistryDep, caller: AdminCaller) -> SignaturePublic:
     """Draft or pending -> approved: routes with this signature carry messages again."""
     with registry_answers():
         return SignaturePublic.of(await registry.approve_signature(name, by=caller.name))
 
 
-@router.post("/v1/signatures/{name}:reject", response_model=SignaturePublic)
+@router.post("/v1/signatures/{name}:reject", responses=STEP_ERRORS, response_model=SignaturePublic)
 async def reject_signature(
     name: str, rejection: Annotated[Rejection, Body()], registry: RegistryDep, caller: AdminCaller
 ) -> SignaturePublic:

@@ -19,11 +19,11 @@ from nudge.models import Category
 from nudge.routes import ProviderName
 from nudge.store import SmsTemplate
 from nudge.templates import ApprovalStatus, Template
-from starter.api.auth import AUTH_ERRORS, NEEDS_READ, AdminCaller
+from starter.api.auth import AUTH_ERRORS, NEEDS_READ, NOT_FOUND, STEP_ERRORS, AdminCaller
 from starter.api.deps import RegistryDep
 from starter.api.routes.review import Rejection, registry_answers
 
-router = APIRouter(tags=["registry"], responses=AUTH_ERRORS)
+router = APIRouter(tags=["registry"], responses={**AUTH_ERRORS, **NOT_FOUND})
 
 LanguageQuery = Annotated[
     str, Query(max_length=35, description="The variant's language, e.g. zh; empty for the default.")
@@ -121,7 +121,7 @@ async def put_template(
     )
 
 
-@router.post("/v1/templates/{code}:submit", response_model=TemplatePublic)
+@router.post("/v1/templates/{code}:submit", responses=STEP_ERRORS, response_model=TemplatePublic)
 async def submit_template(
     code: str, registry: RegistryDep, caller: AdminCaller, language: LanguageQuery = ""
 ) -> TemplatePublic:
@@ -130,7 +130,7 @@ async def submit_template(
         return TemplatePublic.of(await registry.submit_template(code, language, by=caller.name))
 
 
-@router.post("/v1/templates/{code}:approve", response_model=TemplatePublic)
+@router.post("/v1/templates/{code}:approve", responses=STEP_ERRORS, response_model=TemplatePublic)
 async def approve_template(
     code: str, registry: RegistryDep, caller: AdminCaller, language: LanguageQuery = ""
 ) -> TemplatePublic:
@@ -139,7 +139,7 @@ async def approve_template(
         return TemplatePublic.of(await registry.approve_template(code, language, by=caller.name))
 
 
-@router.post("/v1/templates/{code}:reject", response_model=TemplatePublic)
+@router.post("/v1/templates/{code}:reject", responses=STEP_ERRORS, response_model=TemplatePublic)
 async def reject_template(
     code: str,
     rejection: Annotated[Rejection, Body()],

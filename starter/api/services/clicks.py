@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from activities.feedback import signal_journey
 from nudge.logging import get_logger
 from nudge.models import MessageUpdate
 from nudge.store import Click, Link, Message, read_sessions
-from starter.api.services.feedback import signal_journey
 
 log = get_logger(__name__)
 

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.compliance import consent
 from activities.compliance.complaints import ComplaintRecorder
+from activities.feedback import count_complaint
 from nudge.contracts import OPTED_OUT
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
@@ -28,7 +29,6 @@ from nudge.store import (
     read_sessions,
     suppress,
 )
-from starter.api.services.feedback import count_complaint
 from starter.api.services.intake import EventRouter
 
 log = get_logger(__name__)

@@ -13,11 +13,23 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from nudge.models import MessageStatus
+from starter.api.auth import Problem
 from starter.api.deps import ReceiptsDep, RepliesDep, SettingsDep
 from starter.api.routes.webhooks.common import Token, beijing_time, check_token
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses={403: {"model": Problem, "description": "Unknown callback token."}},
+)
 ALIYUN_OK = {"code": 0, "msg": "接收成功"}
+
+
+class AliyunAck(BaseModel):
+    """What Aliyun's push expects back: ``code`` 0, or it pushes again."""
+
+    code: int
+    msg: str
 
 
 class AliyunReport(BaseModel):
@@ -49,7 +61,9 @@ def aliyun_e164(number: str) -> str:
     return f"+{digits}"
 
 
-@router.post("/aliyun/{token}/report", summary="Aliyun SmsReport (delivery receipts)")
+@router.post(
+    "/aliyun/{token}/report", summary="Aliyun SmsReport (delivery receipts)", response_model=AliyunAck
+)
 async def aliyun_report(
     token: Token, reports: list[AliyunReport], receipts: ReceiptsDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -68,7 +82,11 @@ async def aliyun_report(
     return ALIYUN_OK
 
 
-@router.post("/aliyun/{token}/up", summary="Aliyun SmsUp (customers' replies)")
+@router.post(
+    "/aliyun/{token}/up",
+    summary="Aliyun SmsUp (customers' replies)",
+    response_model=AliyunAck,
+)
 async def aliyun_up(
     token: Token, replies: list[AliyunUp], inbound: RepliesDep, settings: SettingsDep
 ) -> dict[str, Any]:

@@ -12,11 +12,23 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from nudge.models import MessageStatus
+from starter.api.auth import Problem
 from starter.api.deps import ReceiptsDep, RepliesDep, SettingsDep
 from starter.api.routes.webhooks.common import Token, beijing_time, check_token
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses={403: {"model": Problem, "description": "Unknown callback token."}},
+)
 TENCENT_OK = {"result": 0, "errmsg": "OK"}
+
+
+class TencentAck(BaseModel):
+    """What Tencent's push expects back: ``result`` 0, or it pushes again."""
+
+    result: int
+    errmsg: str
 
 
 class TencentReport(BaseModel):
@@ -47,7 +59,9 @@ def mainland_e164(number: str, nationcode: str | None = "86") -> str:
     return f"+{code}{digits}"
 
 
-@router.post("/tencent/{token}/report", summary="Tencent status reports (delivery receipts)")
+@router.post(
+    "/tencent/{token}/report", summary="Tencent status reports (delivery receipts)", response_model=TencentAck
+)
 async def tencent_report(
     token: Token, reports: list[TencentReport], receipts: ReceiptsDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -67,7 +81,9 @@ async def tencent_report(
     return TENCENT_OK
 
 
-@router.post("/tencent/{token}/reply", summary="Tencent replies (customers' replies)")
+@router.post(
+    "/tencent/{token}/reply", summary="Tencent replies (customers' replies)", response_model=TencentAck
+)
 async def tencent_reply(
     token: Token, replies: list[TencentReply] | TencentReply, inbound: RepliesDep, settings: SettingsDep
 ) -> dict[str, Any]:

@@ -15,10 +15,16 @@ from activities.providers.twilio import TWILIO_STATUS
 from nudge.logging import get_logger
 from nudge.settings import Settings
 from nudge.signing import twilio_signature_valid
+from starter.api.auth import Problem
 from starter.api.deps import ReceiptsDep, RepliesDep, SettingsDep
+from starter.api.errors import invalid
 
 log = get_logger(__name__)
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses={403: {"model": Problem, "description": "Invalid X-Twilio-Signature."}},
+)
 TwilioSignature = Annotated[str | None, Header(alias="X-Twilio-Signature")]
 
 
@@ -49,7 +55,7 @@ async def twilio_status(
     raw_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     status = TWILIO_STATUS.get(raw_status)
     if not sid or status is None:
-        raise HTTPException(422, detail=f"need MessageSid and a known MessageStatus, got {raw_status!r}")
+        raise invalid(f"need MessageSid and a known MessageStatus, got {raw_status!r}")
     await receipts.receive(
         provider="twilio",
         message_id=None,
@@ -62,13 +68,18 @@ async def twilio_status(
     return Response(status_code=204)
 
 
-@router.post("/twilio/inbound", summary="Twilio inbound message (customers' replies)")
+@router.post(
+    "/twilio/inbound",
+    summary="Twilio inbound message (customers' replies)",
+    response_class=Response,
+    responses={200: {"description": "Empty TwiML: no auto-reply.", "content": {"text/xml": {}}}},
+)
 async def twilio_inbound(
     request: Request, replies: RepliesDep, settings: SettingsDep, signature: TwilioSignature = None
 ) -> Response:
     form = await _twilio_form(request, settings, signature)
     if not form.get("MessageSid") or not form.get("From"):
-        raise HTTPException(422, detail="need MessageSid and From")
+        raise invalid("need MessageSid and From")
     await replies.receive(
         provider="twilio",
         provider_ref=form["MessageSid"],
