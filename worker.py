@@ -8,6 +8,7 @@ never delays a payment confirmation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, suppress
 from datetime import timedelta
@@ -185,7 +186,12 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
     try:
         await client.create_schedule(RECEIPT_SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:
-        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+        # The new spec and action; a pause an operator set in the UI stays.
+        await handle.update(
+            lambda current: ScheduleUpdate(
+                schedule=dataclasses.replace(schedule, state=current.description.schedule.state)
+            )
+        )
     log.info("schedule_ready", schedule=RECEIPT_SCHEDULE_ID, every_s=every.total_seconds())
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,7 +35,9 @@ log = get_logger(__name__)
 WAITING = (MessageStatus.SUBMITTED.value, MessageStatus.SENT.value)
 """Statuses a receipt would still move forward."""
 CONCURRENCY = 16
-"""Status API calls in flight at once (they share the providers' rate limits with sends)."""
+"""Status API calls in flight at once. They take no token of the route's send rate limit: the
+providers limit their status APIs apart from sends (Twilio counts all calls against one account
+concurrency limit, which 16 leaves room under)."""
 
 
 class ApplyReceipt(Protocol):
@@ -84,7 +87,8 @@ class ReceiptSweeper:
                     # An erased customer's message has no number left to ask about.
                     col(Message.to).is_not(None),
                 )
-                .order_by(col(Message.updated_at))
+                # Longest unasked first: a message asked about before waits behind one never asked.
+                .order_by(func.coalesce(col(Message.status_checked_at), col(Message.updated_at)))
                 .limit(sweep.limit + 1)
             )
             found = list(rows.all())
@@ -98,26 +102,34 @@ class ReceiptSweeper:
             async with gate:
                 delivery = await self._ask(message, report)
                 if delivery is not None:
-                    await self._apply(
-                        provider=message.provider or "",
-                        message_id=message.id,
-                        provider_message_id=message.provider_message_id,
-                        status=delivery.status,
-                        error_code=delivery.error_code,
-                        at=delivery.at,
-                        raw={"source": "status_api", **delivery.raw},
-                    )
-                    report.reconciled += 1
+                    try:
+                        await self._apply(
+                            provider=message.provider or "",
+                            message_id=message.id,
+                            provider_message_id=message.provider_message_id,
+                            status=delivery.status,
+                            error_code=delivery.error_code,
+                            at=delivery.at,
+                            raw={"source": "status_api", **delivery.raw},
+                        )
+                    except Exception as exc:  # noqa: BLE001 - one message's failure must not stop the sweep
+                        report.failed += 1
+                        log.warning("receipt_reconcile_not_applied", message_id=message.id, error=str(exc))
+                    else:
+                        report.reconciled += 1
                 activity.heartbeat(report.checked)
 
-        await asyncio.gather(*(ask(m) for m in messages))
-        async with self._sessions() as session:
-            await session.exec(
-                update(Message)
-                .where(col(Message.id).in_([m.id for m in messages]))
-                .values(status_checked_at=now)
-            )
-            await session.commit()
+        try:
+            await asyncio.gather(*(ask(m) for m in messages))
+        finally:
+            # Asked (or not askable): each waits a full ``after`` before it is asked again.
+            async with self._sessions() as session:
+                await session.exec(
+                    update(Message)
+                    .where(col(Message.id).in_([m.id for m in messages]))
+                    .values(status_checked_at=now)
+                )
+                await session.commit()
         log.info(
             "receipts_reconciled",
             checked=report.checked,

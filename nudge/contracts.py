@@ -52,8 +52,8 @@ class ReceiptSweep(BaseModel):
     """One pass of the receipt sweep: messages without a final status ``after`` since their
     provider took them (and not asked about for as long), up to ``within`` old."""
 
-    after: timedelta
-    within: timedelta
+    after: timedelta = Field(gt=timedelta(0))
+    within: timedelta = Field(gt=timedelta(0))
     limit: int = Field(default=500, ge=1)
 
 

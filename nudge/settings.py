@@ -18,7 +18,7 @@ from nudge.caps import DEFAULT_CAPS
 from nudge.errors import ConfigurationError
 from nudge.models import FrequencyCap
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
-from nudge.routes import RouteConfig, local_routes
+from nudge.routes import ProviderName, RouteConfig, local_routes
 
 DEV_CALLBACK_TOKEN = "nudge-dev-callback-token"
 """The default callback token: fine on loopback, and the gateway warns when it is used elsewhere."""
@@ -129,20 +129,20 @@ class Settings(BaseSettings):
     send_timeout: timedelta = timedelta(seconds=10)
     """HTTP timeout of a provider call; well under the send activity's 30 s, so that a slow provider fails as
     a timeout its breaker counts."""
-    lookup_graces: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    lookup_graces: dict[ProviderName, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     """Seconds after a lost answer before a provider's listing not showing the message proves it was not
     sent, per provider as JSON, e.g. ``{"tencent": 600}``; unset ones keep their defaults (Aliyun 60,
     Tencent 300, Twilio 30). The send stays pending until then, and says so in ``nudge journeys``."""
 
     # ----- receipts that never came -----
-    receipt_reconcile_after: timedelta = timedelta(minutes=10)
-    """A message still without a final status this long after its provider took it is looked up through
-    the provider's status API (QuerySendDetails, Tencent's status pull, Twilio's fetch), and again every
-    time this much more passes."""
+    receipt_reconcile_after: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0))
+    """A message still without a final status this long after its last status change (the provider taking
+    it, or a ``sent`` receipt) is looked up through the provider's status API (QuerySendDetails, Tencent's
+    status pull, Twilio's fetch), and again every time this much more passes."""
     receipt_reconcile_every: timedelta = timedelta(minutes=1)
     """How often the worker's Temporal schedule ``nudge-receipt-reconciler`` sweeps; 0 turns it off."""
-    receipt_reconcile_for: timedelta = timedelta(hours=72)
-    """How long after the send the sweep keeps asking; after that a message stays as it is."""
+    receipt_reconcile_for: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
+    """How long after its last status change the sweep keeps asking; after that a message stays as it is."""
 
     # ----- the complaint-rate breaker -----
     complaint_window: timedelta = timedelta(hours=24)

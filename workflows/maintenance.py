@@ -29,6 +29,7 @@ class ReconcileReceipts:
     @workflow.run
     async def run(self, sweep: ReceiptSweep) -> SweepReport:
         total = SweepReport()
+        started = workflow.now()
         for _ in range(MAX_PASSES):
             report = await workflow.execute_activity(
                 reconcile_receipts,
@@ -41,6 +42,7 @@ class ReconcileReceipts:
             total.reconciled += report.reconciled
             total.failed += report.failed
             total.more = report.more
-            if not report.more:
+            # A run that has lasted ``after`` would meet its own first messages again.
+            if not report.more or workflow.now() - started >= sweep.after:
                 break
         return total

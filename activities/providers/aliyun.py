@@ -192,7 +192,9 @@ class AliyunProvider:
             fields = ("SendStatus", "ErrCode", "SendDate", "ReceiveDate", "TemplateCode")
             return Delivery(
                 status=status,
-                error_code=str(detail["ErrCode"]) if status is not MessageStatus.DELIVERED else None,
+                error_code=None
+                if status is MessageStatus.DELIVERED
+                else str(detail.get("ErrCode") or "FAILED"),
                 at=beijing_time(detail.get("ReceiveDate")),
                 raw={key: detail[key] for key in fields if key in detail},
             )

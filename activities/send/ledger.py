@@ -170,7 +170,7 @@ class Ledger:
             assert row is not None
             previous = row.route
             price(row, route, signature)
-            row.reason = None
+            row.reason = row.waiting = None
             row.updated_at = utcnow()
             session.add(row)
             await session.commit()
@@ -184,6 +184,7 @@ class Ledger:
             row = await session.get(Message, message_id)
             if row is not None and row.status == MessageStatus.PENDING:
                 row.reason = reason
+                row.waiting = None
                 row.updated_at = utcnow()
                 session.add(row)
                 await session.commit()
@@ -216,6 +217,7 @@ class Ledger:
             row = await session.get(Message, message_id)
             assert row is not None
             row.reason = f"{DEFERRED}{code}"
+            row.waiting = None
             row.defer_until = retry_at
             # It goes out later, not now: it takes its place under the caps again when it does.
             row.cap_reserved_at = None
@@ -236,6 +238,7 @@ class Ledger:
             "provider": submission.provider,
             "route": route.name,
             "reason": None,
+            "waiting": None,
             "defer_until": None,
             "updated_at": utcnow(),
             # A receipt matched by our own id (Aliyun's OutId) may already have moved it on.

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from temporalio.client import Client
 
 from nudge.logging import get_logger
@@ -20,7 +21,7 @@ from starter.api.auth import Problem
 from starter.api.cors import CodecCORS
 from starter.api.deps import Services
 from starter.api.docs import add_offline_docs
-from starter.api.errors import ValidationProblem, validation_problem
+from starter.api.errors import ValidationProblem, http_problem, validation_problem
 from starter.api.limits import BodyLimit
 from starter.api.routes import (
     codec,
@@ -105,6 +106,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, validation_problem)
+    app.add_exception_handler(HTTPException, http_problem)
     app.add_middleware(BodyLimit, api=settings.max_body_bytes, webhooks=settings.max_webhook_body_bytes)
     # The Temporal UI calls the codec server from the browser; its origins alone may read answers.
     app.add_middleware(CodecCORS, origins=settings.effective_codec_origins)

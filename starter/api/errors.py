@@ -12,9 +12,14 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+UNREADABLE_BODY = "There was an error parsing the body"
+"""FastAPI's 400 for a body it cannot decode (JSON that is not UTF-8); answered as the 422 it is."""
 
 
 class FieldError(BaseModel):
@@ -42,6 +47,15 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
         for e in exc.errors()
     ]
+
+
+async def http_problem(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answers, except its 400 for an undecodable body: a 422 in the one shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
+        error = {"loc": ["body"], "msg": "the body is not JSON in UTF-8", "type": "json_invalid"}
+        return JSONResponse(status_code=422, content={"detail": [error]})
+    return await http_exception_handler(request, exc)
 
 
 async def validation_problem(_request: Request, exc: Exception) -> JSONResponse:

@@ -3,6 +3,8 @@ content (Twilio's message list) must not mark this message submitted with anothe
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -10,6 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.providers.base import Submission
+from activities.routing import Router
 from activities.send.ledger import Ledger
 from nudge.store import Message, MessageStatusChange
 
@@ -159,3 +162,42 @@ async def test_a_receipt_that_came_before_its_send_was_recorded_is_applied_by_th
         untouched = await session.get(MessageStatusChange, other.id)
     assert attached is not None and (attached.message_id, attached.applied) == (message.id, True)
     assert untouched is not None and untouched.message_id is None  # another provider's S3
+
+
+@pytest.mark.parametrize("step", ["claim_route", "mark", "defer", "record_submission"])
+async def test_what_a_pending_send_waited_for_is_forgotten_once_it_moves_on(
+    sessions: async_sessionmaker[AsyncSession], router: Router, step: str
+) -> None:
+    """The note a lookup grace leaves (shown by ``nudge journeys``) keeps the attempt's time (the
+    grace counts from it) and goes once the send moves on: a new route, a failed call, a deferral
+    or the provider's answer, so it never describes a wait that is over."""
+    message = row("k-wait", route="aliyun-cn")
+    async with sessions() as session:
+        session.add(message)
+        await session.commit()
+    ledger = Ledger(sessions)
+    await ledger.note_waiting(message.id, "aliyun-cn does not list it yet")
+    waiting = await _stored(sessions, message.id)
+    assert (waiting.waiting, waiting.updated_at) == ("aliyun-cn does not list it yet", message.updated_at)
+    route = router.by_name["aliyun-cn"]
+    match step:
+        case "claim_route":
+            await ledger.claim_route(waiting, route, "Nudge")
+        case "mark":
+            await ledger.mark(message.id, "not_sent:timeout")
+        case "defer":
+            await ledger.defer(
+                message.id, "isv.BUSINESS_LIMIT_CONTROL", datetime.now(UTC) + timedelta(hours=1)
+            )
+        case "record_submission":
+            await ledger.record_submission(
+                message.id, route, Submission(provider="aliyun", provider_message_id="B1")
+            )
+    assert (await _stored(sessions, message.id)).waiting is None
+
+
+async def _stored(sessions: async_sessionmaker[AsyncSession], message_id: str) -> Message:
+    async with sessions() as session:
+        found = await session.get(Message, message_id)
+    assert found is not None
+    return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -197,3 +198,63 @@ async def test_a_failing_provider_is_counted_and_the_sweep_goes_on(
     assert await sweep(sweeper, SWEEP.model_copy(update={"limit": 2})) == SweepReport(checked=1)
     clock.now += AFTER
     assert await sweep(sweeper) == SweepReport(checked=3, failed=1)
+
+
+async def _checked(sessions: async_sessionmaker[AsyncSession], key: str) -> datetime | None:
+    async with sessions() as session:
+        row = (
+            await session.exec(select(Message).where(col(Message.idempotency_key) == f"sweep/{key}"))
+        ).one()
+    return row.status_checked_at
+
+
+async def test_a_message_never_asked_about_goes_before_one_asked_before(
+    sessions: async_sessionmaker[AsyncSession], receipts: Receipts, http: httpx.AsyncClient, carrier: str
+) -> None:
+    """An older message the provider had no answer for, due again, does not keep a newer one that
+    was never asked about waiting (the sweep takes the longest unasked first)."""
+    router = build_router([RouteConfig(name="sim", provider="simulator", base_url=carrier)], http)
+    clock = Clock()
+    asked = await _row(sessions, updated=clock.now - AFTER * 3)
+    async with sessions() as session:
+        row = (
+            await session.exec(select(Message).where(col(Message.idempotency_key) == f"sweep/{asked}"))
+        ).one()
+        row.status_checked_at = clock.now - AFTER
+        session.add(row)
+        await session.commit()
+    never = await _row(sessions, updated=clock.now - AFTER * 2)
+    sweeper = ReceiptSweeper(sessions, router, receipts.receive, clock=clock)
+    assert await sweep(sweeper, SWEEP.model_copy(update={"limit": 1})) == SweepReport(checked=1, more=True)
+    assert await _checked(sessions, never) == clock.now
+    assert await _checked(sessions, asked) == clock.now - AFTER
+
+
+@pytest.mark.usefixtures("customers")
+async def test_a_status_that_cannot_be_applied_is_counted_and_the_rest_are_applied(
+    sessions: async_sessionmaker[AsyncSession],
+    router: Router,
+    receipts: Receipts,
+    http: httpx.AsyncClient,
+    carrier: str,
+) -> None:
+    """When storing one reconciled status fails (a locked database, a Temporal error), the sweep
+    counts it, applies the others, and marks every message asked, so none blocks the queue."""
+    await sent_and_settled(sessions, router, http, carrier)
+
+    async def flaky(**receipt: Any) -> bool:
+        if receipt["status"] == "undelivered":
+            raise RuntimeError("database is locked")
+        return await receipts.receive(**receipt)
+
+    clock = Clock()
+    clock.now += AFTER
+    sweeper = ReceiptSweeper(sessions, router, flaky, clock=clock)
+    assert await sweep(sweeper) == SweepReport(checked=3, reconciled=2, failed=1)
+    assert await statuses(sessions) == {
+        "cn": ("delivered", None),
+        "us": ("delivered", None),
+        "zh": ("submitted", None),
+    }
+    async with sessions() as session:
+        assert {m.status_checked_at for m in (await session.exec(select(Message))).all()} == {clock.now}

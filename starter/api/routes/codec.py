@@ -27,7 +27,6 @@ from starter.api.errors import invalid
 router = APIRouter(prefix="/codec", tags=["codec"])
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Not Temporal's JSON form of payloads."},
-    422: {"model": Problem, "description": "A payload sealed with a key this gateway lacks, or altered."},
     503: {"model": Problem, "description": "This gateway has no codec."},
 }
 

@@ -55,7 +55,7 @@ async def twilio_status(
     raw_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     status = TWILIO_STATUS.get(raw_status)
     if not sid or status is None:
-        raise invalid(f"need MessageSid and a known MessageStatus, got {raw_status!r}")
+        raise invalid(f"need MessageSid and a MessageStatus of {sorted(TWILIO_STATUS)}")
     await receipts.receive(
         provider="twilio",
         message_id=None,
