@@ -23,6 +23,7 @@ from starter.api.deps import Services
 from starter.api.docs import add_offline_docs
 from starter.api.errors import ValidationProblem, http_problem, validation_problem
 from starter.api.limits import BodyLimit
+from starter.api.nul import RefuseNul
 from starter.api.routes import (
     codec,
     consent,
@@ -107,6 +108,8 @@ def create_app(
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.add_exception_handler(HTTPException, http_problem)
+    # Inside the body limit, so that it reads only bodies already capped.
+    app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, api=settings.max_body_bytes, webhooks=settings.max_webhook_body_bytes)
     # The Temporal UI calls the codec server from the browser; its origins alone may read answers.
     app.add_middleware(CodecCORS, origins=settings.effective_codec_origins)
