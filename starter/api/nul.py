@@ -51,8 +51,10 @@ class RefuseNul:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        form = dict(scope.get("headers") or []).get(b"content-type", b"").startswith(
-            b"application/x-www-form-urlencoded"
+        form = (
+            dict(scope.get("headers") or [])
+            .get(b"content-type", b"")
+            .startswith(b"application/x-www-form-urlencoded")
         )
         if has_nul(body, encoded=form):
             await _refuse(send, "body")
