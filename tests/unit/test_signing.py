@@ -806,3 +806,35 @@ def test_tencent_tc3_uses_the_utc_date_whatever_the_local_zone() -> None:
         "SignedHeaders": "content-type;host",
         "Signature": "66a1741c606e150b9aea5d1bad71b88ce56cbf91b7b1d47238b1d403508dbafe",
     }
+
+
+def test_acs3_verifies_over_exactly_the_headers_the_request_lists() -> None:
+    """A server checks the headers a request's ``SignedHeaders`` lists (the official SDK signs
+    ``accept`` and ``user-agent`` too): those, lowercased and trimmed, in name order; one that
+    differs only in case joined by value; one listed but not sent signed as empty; an unlisted
+    ``x-acs-*`` header left out. Written out by hand, not derived from the signer."""
+    request, names = aliyun_acs3_canonical_request(
+        method="post",
+        path="/",
+        query={},
+        headers={
+            "Host": "dysmsapi.aliyuncs.com",
+            "Accept": " application/json ",
+            "User-Agent": "AlibabaCloud (Linux) Tea/1",
+            "x-acs-a": "2",
+            "X-ACS-A": "1",
+            "x-acs-unlisted": "dropped",
+        },
+        payload_sha256="e3b0",
+        signed_headers=["accept", "HOST", "user-agent", "x-acs-a", "x-acs-missing"],
+    )
+    assert names == "accept;host;user-agent;x-acs-a;x-acs-missing"
+    assert request == (
+        "POST\n/\n\n"
+        "accept:application/json\n"
+        "host:dysmsapi.aliyuncs.com\n"
+        "user-agent:AlibabaCloud (Linux) Tea/1\n"
+        "x-acs-a:1,2\n"
+        "x-acs-missing:\n"
+        "\naccept;host;user-agent;x-acs-a;x-acs-missing\ne3b0"
+    )
