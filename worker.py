@@ -145,7 +145,7 @@ async def build_workers(
         if task_queue == settings.task_queue:
             # The main lane also runs the worker's own schedules (workflows/maintenance.py).
             receipts = Receipts(client=client, sessions=sessions, complaints=complaints)
-            activities.append(ReceiptSweeper(sessions, router, receipts.receive).reconcile_receipts)
+            activities.append(ReceiptSweeper(sessions, router, receipts).reconcile_receipts)
             workflows.append(ReconcileReceipts)
         workers.append(
             Worker(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -24,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.providers.base import Delivery, StatusQuery
+from activities.receipts import Receipts
 from activities.routing import Router
 from nudge.contracts import ReceiptSweep, SweepReport
 from nudge.logging import get_logger
@@ -40,36 +40,19 @@ providers limit their status APIs apart from sends (Twilio counts all calls agai
 concurrency limit, which 16 leaves room under)."""
 
 
-class ApplyReceipt(Protocol):
-    """``Receipts.receive``: store a receipt, apply it, signal the journey; True if applied."""
-
-    async def __call__(
-        self,
-        *,
-        provider: str,
-        message_id: str | None,
-        provider_message_id: str | None,
-        status: MessageStatus,
-        error_code: str | None,
-        at: datetime | None,
-        raw: dict[str, Any],
-        to: str | None = None,
-    ) -> bool: ...
-
-
 class ReceiptSweeper:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         router: Router,
-        apply: ApplyReceipt,
+        receipts: Receipts,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sessions = sessions
         self._reads = read_sessions(sessions)
         self._router = router
-        self._apply = apply
+        self._receipts = receipts
         self._clock = clock
 
     @activity.defn(name="reconcile_receipts")
@@ -103,7 +86,7 @@ class ReceiptSweeper:
                 delivery = await self._ask(message, report)
                 if delivery is not None:
                     try:
-                        await self._apply(
+                        await self._receipts.receive(
                             provider=message.provider or "",
                             message_id=message.id,
                             provider_message_id=message.provider_message_id,

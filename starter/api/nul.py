@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from starter.api.limits import ASGIApp, Message, Receive, Scope, Send
+from starter.api.limits import ASGIApp, Receive, Scope, Send, replaying
 
 JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
 """``\\u0000`` in JSON text: an escape not itself escaped (``\\\\u0000`` is a backslash and text)."""
@@ -59,16 +59,7 @@ class RefuseNul:
         if has_nul(body, encoded=form):
             await _refuse(send, "body")
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 async def _refuse(send: Send, where: str) -> None:
