@@ -36,6 +36,7 @@ from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
 from activities.compliance.pauses import PauseCache
 from activities.compliance.registry import Registry
 from activities.crm import CrmActivities
+from activities.experiments import ExperimentActivities
 from activities.receipt_sweep import ReceiptSweeper
 from activities.receipts import Receipts
 from activities.routing import Router, build_router
@@ -140,7 +141,11 @@ async def build_workers(
             complaints=complaints,
             pauses=PauseCache(sessions),
         )
-        activities: list[Callable[..., Any]] = [sends.send_message, CrmActivities(sessions).get_profile]
+        activities: list[Callable[..., Any]] = [
+            sends.send_message,
+            CrmActivities(sessions).get_profile,
+            ExperimentActivities(sessions).assign_variant,
+        ]
         workflows: list[type] = list(journeys)
         if task_queue == settings.task_queue:
             # The main lane also runs the worker's own schedules (workflows/maintenance.py).

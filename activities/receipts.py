@@ -71,6 +71,8 @@ async def attach_unmatched(session: AsyncSession, message: Message) -> MessageSt
     if moved is not None:
         message.status = moved
         message.updated_at = utcnow()
+        if moved is MessageStatus.DELIVERED:
+            message.delivered_at = message.updated_at
         session.add(message)
     return moved
 
@@ -115,13 +117,15 @@ class Receipts:
         async with self._sessions() as session:
             if message is not None:
                 behind = [s.value for s in MessageStatus if s.rank < status.rank]
+                now = utcnow()
                 moved = await session.exec(
                     update(Message)
                     .where(col(Message.id) == message.id, col(Message.status).in_(behind))
                     .values(
                         status=status.value,
                         error_code=func.coalesce(error_code, col(Message.error_code)),
-                        updated_at=utcnow(),
+                        updated_at=now,
+                        delivered_at=now if status is MessageStatus.DELIVERED else col(Message.delivered_at),
                     )
                 )
                 applied = moved.rowcount == 1

@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.common import SearchAttributeKey
 
 from nudge.errors import InvalidInput, PermanentProviderError, TemplateError
+from nudge.experiments import VariantChoice, VariantRequest
 from nudge.models import Event, JourneyState, MessageUpdate, Profile, SendRequest, SendResult
 
 if TYPE_CHECKING:
@@ -44,7 +45,13 @@ async def get_profile(customer_id: str) -> Profile:
     raise NotImplementedError("a stub: the worker registers activities.crm.CrmActivities.get_profile")
 
 
-ACTIVITIES = (send_message, get_profile)
+@activity.defn(name="assign_variant")
+async def assign_variant(request: VariantRequest) -> VariantChoice:
+    """A customer's variant in an experiment, recorded (``activities/experiments.py``)."""
+    raise NotImplementedError("a stub: the worker registers activities.experiments.ExperimentActivities")
+
+
+ACTIVITIES = (send_message, get_profile, assign_variant)
 """Every activity a journey calls; the worker registers one implementation of each."""
 
 

@@ -162,6 +162,16 @@ class Settings(BaseSettings):
     """Where an automatic pause is posted as JSON (``sends_paused``). Empty: the error log only. Secret: never
     logged."""
 
+    # ----- reports -----
+    attribution_window: timedelta = Field(default=timedelta(hours=48), gt=timedelta(0))
+    """A journey's goal event counts as a conversion of the last message the customer received from a journey
+    with that goal within this time."""
+    experiment_min_lift: float = Field(default=0.2, gt=0, le=10)
+    """The smallest relative lift an experiment's verdict is sized to detect: it sets the minimum sample per
+    variant before any verdict (0.2: a 20 % better rate, at 80 % power)."""
+    ip_hash_key: SecretStr = SecretStr("")
+    """Key of the hash a click's client address is kept as. Empty: the callback token is the key."""
+
     @field_validator("codec_token")
     @classmethod
     def _long_token(cls, value: SecretStr) -> SecretStr:
@@ -193,6 +203,11 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @property
+    def ip_key(self) -> bytes:
+        """The key of clicks' address hashes (``ip_hash_key``, else the callback token)."""
+        return (self.ip_hash_key.get_secret_value() or self.callback_token.get_secret_value()).encode()
 
     @property
     def gateway_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -22,6 +23,11 @@ from simulator.ledger import LedgerEntry, now
 from simulator.numbers import same_number
 
 log = get_logger("simulator")
+HANDSET_BROWSER = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Mobile/15E148 Safari/604.1"
+)
+"""The simulated customer's browser (a person's user agent: the gateway does not count a bot's click)."""
 _LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_\-]+")
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 5.0
@@ -76,6 +82,8 @@ class Carrier:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.ledger: list[LedgerEntry] = []
+        self._receipted: dict[str, asyncio.Event] = {}
+        """Set once a clicking customer's message has its receipts posted (the click waits for it)."""
         self.by_ref: dict[str, LedgerEntry] = {}
         self._nonces: set[tuple[str, str]] = set()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
@@ -103,6 +111,7 @@ class Carrier:
             task.cancel()
         dropped = len(self.ledger)
         self.ledger.clear()
+        self._receipted.clear()
         self.by_ref.clear()
         self._nonces.clear()
         self._buckets.clear()
@@ -183,6 +192,7 @@ class Carrier:
             if any(same_number(entry.to, n) for n in self.config.click_numbers) or self.chance(
                 self.config.click_rate
             ):
+                self._receipted[entry.id] = asyncio.Event()
                 self.spawn(self.click(entry))
         for entry in entries:
             if early:
@@ -201,6 +211,15 @@ class Carrier:
         entry.reported_at = now()
 
     async def _receipts(
+        self, entry: LedgerEntry, build: ReceiptBuilder, *, delay: bool, reverse: bool
+    ) -> None:
+        try:
+            await self._post_receipts(entry, build, delay=delay, reverse=reverse)
+        finally:
+            if (receipted := self._receipted.get(entry.id)) is not None:
+                receipted.set()
+
+    async def _post_receipts(
         self, entry: LedgerEntry, build: ReceiptBuilder, *, delay: bool, reverse: bool
     ) -> None:
         if delay:
@@ -261,10 +280,19 @@ class Carrier:
     # ----- the simulated customer ---------------------------------------------------------------
 
     async def click(self, entry: LedgerEntry) -> None:
+        """Follow the message's links as a person does: a while after reading it, which is after
+        its delivery receipt reached the sender."""
+        receipted = self._receipted.get(entry.id) or asyncio.Event()
+        bound = (self.config.receipt_delay_ms / 1000) + self.config.receipt_retry_s + 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(receipted.wait(), timeout=bound)
+        self._receipted.pop(entry.id, None)
         await asyncio.sleep(self.config.click_delay_ms / 1000)
         for url in _LINK.findall(entry.body):
             try:
-                response = await self._client.get(url, follow_redirects=False)
+                response = await self._client.get(
+                    url, follow_redirects=False, headers={"user-agent": HANDSET_BROWSER}
+                )
                 if response.status_code in (301, 302, 303, 307):
                     entry.clicked.append(url)
                     log.info("link_clicked", message_id=entry.id, to=mask(entry.to))

@@ -118,7 +118,9 @@ class SimConfig(BaseModel):
     """Numbers whose customer clicks every link they receive."""
     click_rate: float = Field(default=0.0, ge=0, le=1)
     """Share of all other messages whose links the simulated customer clicks."""
-    click_delay_ms: float = 500.0
+    click_delay_ms: float = 1500.0
+    """How long after its delivery receipt was posted (or, without one, its send) the customer clicks. The
+    gateway counts a click within a second of delivery as a link scanner's, not a person's."""
 
     # Accounts and templates.
     aliyun_accounts: dict[str, AliyunAccount] = Field(default_factory=_aliyun_defaults)

@@ -108,7 +108,7 @@ async def run_demo(
         async with httpx.AsyncClient(base_url=simulator_url, timeout=10) as sim:
             await sim.post(
                 "/_sim/config",
-                json={"click_numbers": [phones["ada"], phones["dee"]], "click_delay_ms": 300},
+                json={"click_numbers": [phones["ada"], phones["dee"]], "click_delay_ms": 1200},
             )
 
         async def event(short: str, name: str, **props: Any) -> None:

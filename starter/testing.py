@@ -30,8 +30,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from nudge.binaries import find_binary
+from nudge.bucketing import bucket
 from nudge.codec import new_key
 from nudge.contracts import EVENT, MESSAGE, SEARCH_ATTRIBUTES, STATE
+from nudge.experiments import VariantChoice, VariantRequest
 from nudge.models import (
     Event,
     JourneyInput,
@@ -94,6 +96,9 @@ class FakeCarrier:
         """Template code -> reason, for sends the gate should refuse (``capped:...`` caps them)."""
         self.defer: dict[str, timedelta] = {}
         """Template code -> how long the first attempt is deferred (a provider frequency limit)."""
+        self.assignments: list[VariantRequest] = []
+        self.winners: dict[str, str] = {}
+        """Experiment -> its concluded winner, for ``assign_variant``."""
         self.calls: list[SendRequest] = []
         """Every call, retries and deferred re-sends included."""
         self.hold: asyncio.Event | None = None
@@ -149,6 +154,16 @@ class FakeCarrier:
     @activity.defn(name="get_profile")
     async def get_profile(self, customer_id: str) -> Profile:
         return self.profiles.get(customer_id) or Profile(customer_id=customer_id, exists=False)
+
+    @activity.defn(name="assign_variant")
+    async def assign_variant(self, request: VariantRequest) -> VariantChoice:
+        """The declared split, or the winner a test set in ``winners`` (a concluded experiment)."""
+        self.assignments.append(request)
+        if (winner := self.winners.get(request.experiment)) is not None:
+            return VariantChoice(variant=winner, reason="winner", allocation={winner: 1.0})
+        return VariantChoice(
+            variant=bucket(request.experiment, request.customer_id, request.weights), reason="weights"
+        )
 
 
 class JourneyRun:
@@ -288,7 +303,7 @@ async def journey_tester(
         env.client,
         task_queue=task_queue,
         workflows=list(journeys),
-        activities=[carrier.send_message, carrier.get_profile, *extra_activities],
+        activities=[carrier.send_message, carrier.get_profile, carrier.assign_variant, *extra_activities],
     )
     async with worker:
         tester = JourneyTester(env, worker, carrier, task_queue)

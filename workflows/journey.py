@@ -29,18 +29,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows.experiments import choose_variant
 from workflows.humanize import human, snake
 from workflows.lifecycle import Lifecycle, _JourneyExit
 from workflows.options import JourneyConfig, Reentry
-from workflows.policies import PROFILE_TIMEOUT, READ_RETRY, SEND_RETRY, SEND_TIMEOUT
-from workflows.sms import SmsHandle
+from workflows.policies import PROFILE_TIMEOUT, READ_RETRY
+from workflows.sms import SmsHandle, send
 
 with workflow.unsafe.imports_passed_through():
     from nudge.contracts import (
         OPTED_OUT,
         get_profile,
-        send_message,
     )
+    from nudge.experiments import Metric
     from nudge.models import (
         Category,
         Event,
@@ -51,14 +52,13 @@ with workflow.unsafe.imports_passed_through():
         Profile,
         SendDecision,
         SendRequest,
-        SendResult,
         SentMessage,
     )
     from nudge.templates import Template
 
     # Pure and deterministic; passed through so that the sandbox need not reload it per run (and
     # so that ``make mutation``'s trampolines in it read the real environment).
-    from workflows.keys import bucket, journey_workflow_id, legacy_journey_workflow_id, send_idempotency_key
+    from workflows.keys import journey_workflow_id, legacy_journey_workflow_id, send_idempotency_key
 
 
 class Journey(Lifecycle):
@@ -228,7 +228,7 @@ class Journey(Lifecycle):
             signature=signature,
             caps=list(caps),
         )
-        result = await self._send(request)
+        result = await send(request)
         while result.decision is SendDecision.DEFERRED and result.retry_at is not None:
             if not workflow.patched("deferred-send"):
                 break
@@ -239,7 +239,7 @@ class Journey(Lifecycle):
             delta = result.retry_at - workflow.now()
             if delta > timedelta(0):
                 await workflow.sleep(delta, summary=f"deferred {human(delta)}")
-            result = await self._send(request)
+            result = await send(request)
         record = SentMessage(
             message_id=result.message_id,
             step=step,
@@ -264,30 +264,32 @@ class Journey(Lifecycle):
             self.exit(f"not_sent:{record.reason}")
         return SmsHandle(self, record, result, notifies_receipt=notify_receipt)
 
-    async def _send(self, request: SendRequest) -> SendResult:
-        if workflow.patched("local-send"):
-            # A local activity: the worker runs the send inside the workflow task that asks for
-            # it, with no activity task through the server and no second workflow task for its
-            # result. Safe to run again after a lost workflow task: the send is idempotent by its
-            # key and reconciles an in-doubt attempt.
-            return await workflow.execute_local_activity(
-                send_message,
-                request,
-                start_to_close_timeout=SEND_TIMEOUT,
-                retry_policy=SEND_RETRY,
-                summary=f"send {request.template}",
-            )
-        return await workflow.execute_activity(
-            send_message,
-            request,
-            start_to_close_timeout=SEND_TIMEOUT,
-            retry_policy=SEND_RETRY,
-            summary=f"send {request.template}",
-        )
+    async def split(
+        self,
+        experiment: str,
+        weights: Mapping[str, float],
+        *,
+        bandit: bool = False,
+        metric: Metric = Metric.CLICKED,
+    ) -> str:
+        """Place this customer in a variant of ``experiment`` (recorded; a customer keeps their
+        first one, and a concluded experiment gives the winner); later sends are attributed to it.
 
-    def split(self, experiment: str, weights: Mapping[str, float]) -> str:
-        """Assign this customer to a variant, deterministically; later sends are attributed to it."""
-        variant = bucket(experiment, self.customer_id, weights)
+        Args:
+            experiment: The experiment's name, e.g. ``welcome_copy``.
+            weights: Each variant's share, e.g. ``{"a": 0.5, "b": 0.5}``.
+            bandit: Shift traffic toward the variant most likely best on ``metric`` as results
+                arrive (Thompson sampling), instead of keeping ``weights``.
+            metric: What the bandit and the verdict judge: clicks, deliveries or conversions.
+        """
+        variant = await choose_variant(
+            journey=self.name,
+            customer_id=self.customer_id,
+            experiment=experiment,
+            weights=weights,
+            bandit=bandit,
+            metric=metric,
+        )
         self._state.variants[experiment] = variant
         self._variant = f"{experiment}:{variant}"
         return variant

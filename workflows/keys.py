@@ -7,8 +7,9 @@ these formulas reroutes live traffic, so each is pinned by tests with known valu
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
+from nudge.bucketing import bucket
+
+__all__ = ["bucket", "journey_workflow_id", "legacy_journey_workflow_id", "send_idempotency_key"]
 
 
 def _part(value: str) -> str:
@@ -32,20 +33,3 @@ def legacy_journey_workflow_id(journey: str, customer_id: str, key: str | None =
 def send_idempotency_key(workflow_id: str, first_run_id: str, seq: int) -> str:
     """The key of a journey's ``seq``-th send: the same across retries, replays and continue-as-new."""
     return f"{workflow_id}/{first_run_id}/{seq}"
-
-
-def bucket(experiment: str, customer_id: str, weights: Mapping[str, float]) -> str:
-    """Deterministic weighted assignment of a customer to a variant (stable across runs).
-
-    The point is the first 8 bytes of sha256("{experiment}:{customer_id}") scaled to the total
-    weight; variants are laid out in name order, each over ``[start, start + weight)``.
-    """
-    if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError("split weights must be non-negative and not all zero")
-    digest = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(weights.values())
-    for variant, weight in sorted(weights.items()):
-        if point < weight:
-            return variant
-        point -= weight
-    return sorted(weights)[-1]

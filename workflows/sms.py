@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows.policies import SEND_RETRY, SEND_TIMEOUT
+
 with workflow.unsafe.imports_passed_through():
-    from nudge.models import MessageStatus, SendDecision, SendResult, SentMessage
+    from nudge.contracts import send_message
+    from nudge.models import MessageStatus, SendDecision, SendRequest, SendResult, SentMessage
 
 if TYPE_CHECKING:
     from workflows.journey import Journey
+
+
+LOCAL_SEND_PATCH = "local-send"
+"""Before it, a send was a regular activity (a wire name: never rename)."""
 
 
 class SmsHandle:
@@ -86,3 +93,26 @@ class SmsHandle:
     async def delivered(self, *, timeout: timedelta) -> bool:
         """Wait up to ``timeout`` for a delivery receipt; True only when delivered."""
         return await self.receipt(timeout=timeout) is MessageStatus.DELIVERED
+
+
+async def send(request: SendRequest) -> SendResult:
+    """One call of the send gate for ``Journey.send_sms``."""
+    if workflow.patched(LOCAL_SEND_PATCH):
+        # A local activity: the worker runs the send inside the workflow task that asks for
+        # it, with no activity task through the server and no second workflow task for its
+        # result. Safe to run again after a lost workflow task: the send is idempotent by its
+        # key and reconciles an in-doubt attempt.
+        return await workflow.execute_local_activity(
+            send_message,
+            request,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=SEND_RETRY,
+            summary=f"send {request.template}",
+        )
+    return await workflow.execute_activity(
+        send_message,
+        request,
+        start_to_close_timeout=SEND_TIMEOUT,
+        retry_policy=SEND_RETRY,
+        summary=f"send {request.template}",
+    )

@@ -13,8 +13,10 @@ One module per concern, by what reads and writes the tables; import from here:
 - ``pauses``: complaints, pauses and their audit.
 - ``keys``: API keys (their digests) and scopes.
 - ``erasures``: the audit of customers forgotten.
+- ``analytics``: conversions, experiments and their assignments.
 """
 
+from nudge.store.analytics import Assignment, Conversion, Experiment
 from nudge.store.columns import UTCDateTime, utcnow
 from nudge.store.consent import Consent, ConsentBase, ConsentEvent, ConsentIn, consent_key
 from nudge.store.customers import Customer, CustomerBase, CustomerCreate, CustomerPublic
@@ -31,12 +33,14 @@ __all__ = [
     "SUPPRESS_ALL",
     "ApiKey",
     "ApiKeyBase",
+    "Assignment",
     "Click",
     "Complaint",
     "Consent",
     "ConsentBase",
     "ConsentEvent",
     "ConsentIn",
+    "Conversion",
     "Customer",
     "CustomerBase",
     "CustomerCreate",
@@ -44,6 +48,7 @@ __all__ = [
     "Erasure",
     "ErasureBase",
     "EventRecord",
+    "Experiment",
     "InboundMessage",
     "JourneyEntry",
     "Link",

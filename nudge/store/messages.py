@@ -51,6 +51,8 @@ class Message(SQLModel, table=True):
     """What a pending message's send waits for (a route's lookup grace), for ``nudge journeys``."""
     status_checked_at: datetime | None = optional_timestamp()
     """When the receipt sweep last asked the provider's status API about this message."""
+    delivered_at: datetime | None = optional_timestamp()
+    """When the delivery receipt arrived (a click within a second of it is a scanner's)."""
     created_at: datetime = timestamp(nullable=False)
     updated_at: datetime = timestamp(nullable=False)
 
@@ -87,10 +89,16 @@ class Link(SQLModel, table=True):
 
 
 class Click(SQLModel, table=True):
+    """Every request for a short link, a bot's too: ``bot`` says why one did not count."""
+
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(index=True)
     message_id: str = Field(index=True)
     user_agent: str | None = None
+    bot: str | None = None
+    """Why this was not a person's click (``head``, ``user_agent``, ``too_soon``), or None."""
+    ip_hash: str | None = None
+    """A keyed hash of the client's address (``nudge.phone``-style: never the address itself)."""
     at: datetime = timestamp(nullable=False)
 
 

@@ -22,10 +22,12 @@ from activities.receipts import Receipts
 from nudge.settings import Settings
 from nudge.store import session_factory
 from starter.api.services.clicks import Clicks
+from starter.api.services.experiments import Experiments
 from starter.api.services.intake import EventRouter
 from starter.api.services.keys import ApiKeys
 from starter.api.services.pauses import Pauses
 from starter.api.services.replies import Replies
+from starter.api.services.reports import Reports
 from workflows.journey import Journey
 from workflows.journeys import seeded_templates
 
@@ -49,6 +51,7 @@ class Services:
             task_queue=settings.task_queue,
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
+            attribution_window=settings.attribution_window,
         )
         self._alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
         complaints = ComplaintRecorder(
@@ -56,7 +59,9 @@ class Services:
         )
         self.receipts = Receipts(client=client, sessions=self.sessions, complaints=complaints)
         self.replies = Replies(sessions=self.sessions, intake=self.intake, complaints=complaints)
-        self.clicks = Clicks(client=client, sessions=self.sessions)
+        self.clicks = Clicks(client=client, sessions=self.sessions, ip_key=settings.ip_key)
+        self.reports = Reports(self.sessions)
+        self.experiments = Experiments(self.sessions, min_lift=settings.experiment_min_lift)
         self.registry = Registry(
             self.sessions, builtins=seeded_templates(journeys), routes=settings.effective_routes
         )
@@ -105,6 +110,14 @@ async def _clicks(services: ServicesDep) -> Clicks:
     return services.clicks
 
 
+async def _reports(services: ServicesDep) -> Reports:
+    return services.reports
+
+
+async def _experiments(services: ServicesDep) -> Experiments:
+    return services.experiments
+
+
 async def _registry(services: ServicesDep) -> Registry:
     return services.registry
 
@@ -123,6 +136,8 @@ IntakeDep = Annotated[EventRouter, Depends(_intake)]
 ReceiptsDep = Annotated[Receipts, Depends(_receipts)]
 RepliesDep = Annotated[Replies, Depends(_replies)]
 ClicksDep = Annotated[Clicks, Depends(_clicks)]
+ReportsDep = Annotated[Reports, Depends(_reports)]
+ExperimentsDep = Annotated[Experiments, Depends(_experiments)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 PausesDep = Annotated[Pauses, Depends(_pauses)]
 KeysDep = Annotated[ApiKeys, Depends(_keys)]

@@ -13,10 +13,12 @@ from starter.cli.codec import codec_app
 from starter.cli.consent import consent_app
 from starter.cli.customers import customers_app
 from starter.cli.events import event
+from starter.cli.experiments import experiments_app
 from starter.cli.journeys import journeys
 from starter.cli.keys import keys_app
 from starter.cli.pauses import pause, pauses, resume
 from starter.cli.registry import signatures_app, templates_app
+from starter.cli.report import report
 from starter.cli.routes import routes
 from starter.cli.stack import demo, gateway, simulator, up, worker
 
@@ -51,13 +53,14 @@ def _main(
     """Nudge: lifecycle SMS journeys as durable Temporal workflows."""
 
 
-for command in (up, demo, worker, gateway, simulator, routes, event, journeys, pause, resume, pauses):
+for command in (up, demo, worker, gateway, simulator, routes, event, journeys, report, pause, resume, pauses):
     app.command()(command)
 app.add_typer(customers_app, name="customers")
 app.add_typer(consent_app, name="consent")
 app.add_typer(templates_app, name="templates")
 app.add_typer(signatures_app, name="signatures")
 app.add_typer(keys_app, name="keys")
+app.add_typer(experiments_app, name="experiments")
 app.add_typer(codec_app, name="codec")
 
 

@@ -26,7 +26,7 @@ def _scope(**options: str | None) -> tuple[str, str]:
     return given[0]
 
 
-def _who(by: str | None) -> str:
+def who(by: str | None) -> str:
     if by:
         return by
     try:
@@ -52,7 +52,7 @@ def pause(
     Example: [bold]nudge pause --template cart_coupon --reason "coupon link is wrong"[/]
     """
     scope, value = _scope(template=template, signature=signature, journey=journey, route=route)
-    body = {"scope": scope, "value": value, "reason": reason, "by": _who(by)}
+    body = {"scope": scope, "value": value, "reason": reason, "by": who(by)}
     call_gateway("POST", "/v1/pauses", gateway_url, json=body)
     console.print(f"paused {scope} {value!r}: {reason}")
 
@@ -73,7 +73,7 @@ def resume(
     Example: [bold]nudge resume --template cart_coupon --reason "link fixed"[/]
     """
     scope, value = _scope(template=template, signature=signature, journey=journey, route=route)
-    params = {"by": _who(by), **({"reason": reason} if reason else {})}
+    params = {"by": who(by), **({"reason": reason} if reason else {})}
     lifted = call_gateway("DELETE", f"/v1/pauses/{scope}/{quote(value, safe='')}", gateway_url, params=params)
     console.print(f"resumed {scope} {value!r} (paused since {lifted['created_at']}: {lifted['reason']})")
 

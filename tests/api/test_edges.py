@@ -188,19 +188,22 @@ async def test_a_journey_started_under_its_old_id_is_still_reached(gateway: Gate
 
 
 async def test_head_of_a_short_link_answers_like_get_without_counting_a_click(gateway: Gateway) -> None:
-    """HEAD /l/{code} answers 302 to the target (404 for an unknown code) as GET does, and records no
-    click and does not mark the message clicked; the GET after it does."""
-    from sqlmodel import select
+    """HEAD /l/{code} answers 302 to the target (404 for an unknown code) as GET does; it is
+    recorded as a bot's request and does not mark the message clicked; a person's GET after it does."""
+    from datetime import timedelta
 
-    from nudge.store import Click, Link, Message
+    from sqlmodel import col, select
+
+    from nudge.store import Click, Link, Message, utcnow
+    from simulator.carrier import HANDSET_BROWSER
     from tests.api.test_gateway import add_message
 
     code = f"H{uuid.uuid4().hex[:7]}"
-    message = await add_message(gateway, f"head-{code}")
+    message = await add_message(gateway, f"head-{code}", created_at=utcnow() - timedelta(minutes=5))
     async with gateway.sessions() as session:
         session.add(Link(code=code, message_id=message.id, target_url="https://shop.example.com/x"))
         await session.commit()
-    head = await gateway.http.head(f"/l/{code}")
+    head = await gateway.http.head(f"/l/{code}", headers={"user-agent": HANDSET_BROWSER})
     unknown = await gateway.http.head("/l/nope-nope")
     assert (head.status_code, head.headers["location"], unknown.status_code) == (
         302,
@@ -208,15 +211,18 @@ async def test_head_of_a_short_link_answers_like_get_without_counting_a_click(ga
         404,
     )
 
-    async def clicks() -> int:
+    async def clicks() -> list[str | None]:
         async with gateway.sessions() as session:
-            return len((await session.exec(select(Click).where(Click.code == code))).all())
+            rows = await session.exec(select(Click).where(Click.code == code).order_by(col(Click.id)))
+            return [c.bot for c in rows.all()]
 
-    assert await clicks() == 0
+    assert await clicks() == ["head"]
     async with gateway.sessions() as session:
         assert (await session.get(Message, message.id)).clicked is False  # type: ignore[union-attr]
-    await gateway.http.get(f"/l/{code}")
-    assert await clicks() == 1
+    await gateway.http.get(f"/l/{code}", headers={"user-agent": HANDSET_BROWSER})
+    assert await clicks() == ["head", None]
+    async with gateway.sessions() as session:
+        assert (await session.get(Message, message.id)).clicked is True  # type: ignore[union-attr]
 
 
 async def test_docs_work_offline_every_asset_from_the_gateway(gateway: Gateway) -> None:

@@ -23,7 +23,9 @@ from tests.api.test_gateway import add_message
 from tests.api.test_webhooks import TOKEN
 
 NAME, PHONE, CITY = "Philippa Quill", "+8613700137007", "Hangzhou"
-SECRETS = ("Philippa", "Quill", PHONE, PHONE[3:], CITY)
+ADDRESS_HASH = "5e1f0c0ffee0ddba11deadbeefcafe01"
+"""A click's keyed hash of the customer's address: it links their clicks, so it goes too."""
+SECRETS = ("Philippa", "Quill", PHONE, PHONE[3:], CITY, ADDRESS_HASH)
 
 
 async def everything_stored(gateway: Gateway) -> str:
@@ -73,7 +75,9 @@ async def a_customer_with_history(gateway: Gateway) -> tuple[str, str]:
                 target_url=f"https://shop.example.com/?n={NAME}",
             )
         )
-        session.add(Click(code="x", message_id=message.id, user_agent=f"{NAME}'s phone"))
+        session.add(
+            Click(code="x", message_id=message.id, user_agent=f"{NAME}'s phone", ip_hash=ADDRESS_HASH)
+        )
         await session.commit()
     # The customer's STOP, through the real webhook: it stores the reply, suppresses the number
     # (hashed) and withdraws the consent.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from nudge.contracts import SA_CUSTOMER, SA_JOURNEY
 from nudge.converter import data_converter
 from nudge.models import Event, JourneyResult, JourneyState, MessageStatus, MessageUpdate
-from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange
+from nudge.store import Click, Customer, EventRecord, JourneyEntry, Link, Message, MessageStatusChange, utcnow
 from starter.api.services.intake import EventRouter
 from tests.api.conftest import Gateway
 from tests.polling import wait_until
@@ -318,8 +319,9 @@ async def test_simulator_receipt_unknown_status_is_422(gateway: Gateway, custome
 
 
 async def test_short_link_records_click_and_redirects(gateway: Gateway, customer_id: str) -> None:
-    """Following a short link records the click, marks the message clicked and redirects (302)."""
-    message = await add_message(gateway, customer_id)
+    """Following a short link records the click, marks the message clicked and redirects (302);
+    a second request (here without a user agent, so a bot's) is recorded and redirected too."""
+    message = await add_message(gateway, customer_id, created_at=utcnow() - timedelta(minutes=5))
     target = "https://shop.example.com/cart/k1?utm_source=sms"
     async with gateway.sessions() as session:
         session.add(Link(code="Ab3_x-9Z", message_id=message.id, target_url=target))
@@ -335,6 +337,7 @@ async def test_short_link_records_click_and_redirects(gateway: Gateway, customer
         stored = await session.get(Message, message.id)
     assert [(c.code, c.message_id) for c in clicks] == [("Ab3_x-9Z", message.id)] * 2
     assert clicks[0].user_agent == "phone/1.0"
+    assert [c.bot for c in clicks] == [None, "user_agent"]
     assert stored is not None and stored.clicked is True
 
 

@@ -66,7 +66,7 @@ async def test_cart_journey_clicked_reminder_earns_coupon_end_to_end(stack: Stac
         httpx.AsyncClient(base_url=stack.gateway_url, headers=stack.gateway_headers, timeout=30) as gw,
         httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim,
     ):
-        await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 100})
+        await sim.post("/_sim/config", json={"click_numbers": [phone], "click_delay_ms": 1200})
         accepted = await _customer_event(
             gw, customer, phone, "cart_abandoned", cart_id=cart, url="https://shop.example.com/cart/k1"
         )

@@ -74,7 +74,7 @@ PLANTED = (
     ),
     Planted(
         "A/B buckets: the hash input reordered, so running customers change variant",
-        "workflows/keys.py",
+        "nudge/bucketing.py",
         'f"{experiment}:{customer_id}"',
         'f"{customer_id}:{experiment}"',
         ("tests/unit/test_bucketing.py",),

@@ -11,6 +11,7 @@ import pytest
 from temporalio import activity, workflow
 
 from activities.crm import CrmActivities
+from activities.experiments import ExperimentActivities
 from activities.receipt_sweep import ReceiptSweeper
 from activities.send import SendActivities
 from nudge import contracts
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMPLEMENTATIONS = {
     "send_message": SendActivities.send_message,
     "get_profile": CrmActivities.get_profile,
+    "assign_variant": ExperimentActivities.assign_variant,
     "reconcile_receipts": ReceiptSweeper.reconcile_receipts,
 }
 """What worker.py registers, by wire name (test_worker_registers_every_contract checks worker.py)."""

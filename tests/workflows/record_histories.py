@@ -9,6 +9,7 @@ journey changes *on purpose* in a way that old runs need not replay.
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,9 +18,13 @@ from pathlib import Path
 
 from nudge.models import MessageStatus, Profile
 from starter.testing import JourneyRun, JourneyTester, journey_tester, time_skipping_environment
+from tests.workflows.sample_journeys import SplitsCopy
 from workflows import JOURNEYS, CartAbandonment, Onboarding, PaymentSuccess
 
 OUT = Path(__file__).parent / "histories"
+RECORDING_KEYS = "recorded-1:" + base64.b64encode(bytes(range(32))).decode()
+"""The codec key histories are recorded with (a fixed one, in the open: test data only), so that
+the replay test can open the payloads of a history sealed by the codec."""
 
 
 async def cart_clicked_then_converted(tester: JourneyTester) -> JourneyRun:
@@ -55,6 +60,10 @@ async def payment_deferred_then_delivered(tester: JourneyTester) -> JourneyRun:
     return run
 
 
+async def splits_copy_assigned(tester: JourneyTester) -> JourneyRun:
+    return await tester.start(SplitsCopy, customer="s2")
+
+
 async def onboarding_new_customer(tester: JourneyTester) -> JourneyRun:
     return await tester.start(Onboarding, customer=f"h4-{uuid.uuid4().hex[:4]}")
 
@@ -73,6 +82,9 @@ RECORDERS: dict[str, Callable[[JourneyTester], Awaitable[JourneyRun]]] = {
     "cart_abandonment__clicked_then_converted_local_send": cart_clicked_then_converted,
     "payment_success__deferred_then_delivered_local_send": payment_deferred_then_delivered,
     "onboarding__new_customer_local_send": onboarding_new_customer,
+    # After the experiment-assignment patch (split asks assign_variant); a test journey's.
+    "splits_copy__assigned": splits_copy_assigned,
+    "onboarding__new_customer_assigned": onboarding_new_customer,
 }
 
 
@@ -80,7 +92,10 @@ async def main(names: list[str]) -> None:
     unknown = set(names) - RECORDERS.keys()
     if unknown:
         raise SystemExit(f"unknown history {sorted(unknown)}; known: {', '.join(RECORDERS)}")
-    async with time_skipping_environment() as env, journey_tester(env, JOURNEYS) as tester:
+    async with (
+        time_skipping_environment(codec_keys=RECORDING_KEYS) as env,
+        journey_tester(env, [*JOURNEYS, SplitsCopy]) as tester,
+    ):
         for name in names or list(RECORDERS):
             run = await RECORDERS[name](tester)
             await run.result()

@@ -56,3 +56,17 @@ class TypedProperties(Journey):
     async def steps(self, event: Event) -> None:
         basket = event.parse(Basket)
         await self.send_sms("basket", {"items": basket.items, "url": basket.url})
+
+
+class SplitsCopy(Journey):
+    """Splits the customer between two copies of a welcome, then sends that variant's template."""
+
+    trigger = "split_test"
+    category = Category.TRANSACTIONAL
+
+    async def steps(self, event: Event) -> None:
+        variant = await self.split(
+            "welcome_copy", {"a": 0.5, "b": 0.5}, bandit=bool(event.properties.get("bandit"))
+        )
+        await self.send_sms(f"welcome_{variant}")
+        await self.send_sms("welcome_follow_up")

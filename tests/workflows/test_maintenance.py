@@ -5,7 +5,6 @@ stops at ``MAX_PASSES``, and its recorded history replays (``histories/maintenan
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -18,10 +17,10 @@ from temporalio.worker import Replayer, Worker
 
 from nudge.contracts import ReceiptSweep, SweepReport
 from nudge.temporal import sealed_converter
+from tests.workflows.record_histories import RECORDING_KEYS
 from workflows.maintenance import MAX_PASSES, ReconcileReceipts
 
 HISTORY = Path(__file__).parent / "histories" / "maintenance" / "reconcile_receipts__three_passes.json"
-RECORDING_KEYS = "recorded-1:" + base64.b64encode(bytes(range(32))).decode()
 """A fixed codec key for the recorded history (a test's key is random), so that it replays."""
 SWEEP = ReceiptSweep(after=timedelta(minutes=10), within=timedelta(hours=72), limit=2)
 

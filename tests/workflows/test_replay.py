@@ -15,15 +15,19 @@ from temporalio.worker import Replayer
 from nudge.codec import new_key
 from nudge.temporal import sealed_converter
 from starter.testing import JourneyTester
+from tests.workflows.record_histories import RECORDING_KEYS
+from tests.workflows.sample_journeys import SplitsCopy
 from workflows import JOURNEYS, CartAbandonment
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def _replayer(keys: str | None = None) -> Replayer:
-    """A replayer with Nudge's converter: ``keys`` open sealed histories; the histories recorded
-    before the codec hold plain payloads, which pass through any key."""
-    return Replayer(workflows=list(JOURNEYS), data_converter=sealed_converter(keys or new_key("any")))
+    """A replayer with Nudge's converter: ``keys`` open sealed histories (by default the recorder's);
+    the histories recorded before the codec hold plain payloads, which pass through any key."""
+    return Replayer(
+        workflows=[*JOURNEYS, SplitsCopy], data_converter=sealed_converter(keys or RECORDING_KEYS)
+    )
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

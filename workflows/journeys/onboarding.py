@@ -33,7 +33,7 @@ class Onboarding(Journey):
         if profile.lifecycle_stage in ("returning", "dormant"):
             await self.send_sms("welcome_back", {"name": name, "start_url": self.config.start_url})
         else:
-            variant = self.split("welcome_copy", {"a": 50, "b": 50})
+            variant = await self.split("welcome_copy", {"a": 50, "b": 50})
             await self.send_sms(f"welcome_{variant}", {"name": name, "start_url": self.config.start_url})
         await self.sleep(self.config.activation_window)
         self.exit("not_activated")

@@ -152,7 +152,9 @@ async def _sweep(session: AsyncSession, customer_id: str, phone: str | None) -> 
         .values(raw={})
     )
     await session.exec(update(Link).where(col(Link.message_id).in_(ids)).values(target_url=""))  # type: ignore[call-overload]
-    await session.exec(update(Click).where(col(Click.message_id).in_(ids)).values(user_agent=None))  # type: ignore[call-overload]
+    await session.exec(
+        update(Click).where(col(Click.message_id).in_(ids)).values(user_agent=None, ip_hash=None)
+    )  # type: ignore[call-overload]
     replies = 0
     if phone:
         # A provider without reply ids (Tencent) is deduplicated by number, time and text: the

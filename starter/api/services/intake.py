@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -29,6 +30,7 @@ from nudge.contracts import EVENT, SA_CUSTOMER, SA_JOURNEY
 from nudge.logging import get_logger
 from nudge.models import Category, Event, JourneyInput
 from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
+from starter.api.services.attribution import Attribution
 from workflows.journey import Journey, Reentry
 
 log = get_logger(__name__)
@@ -73,6 +75,7 @@ class EventRouter:
         task_queue: str,
         transactional_task_queue: str | None = None,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        attribution_window: timedelta = timedelta(hours=48),
     ) -> None:
         self._client = client
         self._sessions = sessions
@@ -84,6 +87,7 @@ class EventRouter:
             Category.TRANSACTIONAL: transactional_task_queue or task_queue,
         }
         self._overrides = overrides or {}
+        self._attribution = Attribution(self._journeys, window=attribution_window)
 
     async def route(self, event: Event) -> RouteResult:
         """Route the event, then store it with what routing did, in one transaction.
@@ -137,6 +141,7 @@ class EventRouter:
                 if await session.get(EventRecord, event.event_id) is not None:
                     return False
                 known_customer = await session.get(Customer, event.customer_id) is not None
+                conversion = await self._attribution.conversion(session, event)
                 rows = {
                     item.workflow_id: await session.get(JourneyEntry, item.workflow_id) for item in entries
                 }
@@ -159,6 +164,8 @@ class EventRouter:
                 if not known_customer:
                     session.add(Customer(id=event.customer_id))
                 session.add(_event_record(event, workflow_ids))
+                if conversion is not None:
+                    session.add(conversion)
                 try:
                     await session.commit()
                     return True

@@ -1,0 +1,55 @@
+"""Reports over HTTP (a ``read`` key):
+
+- ``GET /v1/reports/funnel?journey=...&group_by=variant&group_by=route``: sent, delivered,
+  clicked, converted, opted out, complained, blocked by reason, cost and revenue, per group.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from starter.api.auth import AUTH_ERRORS, NEEDS_READ
+from starter.api.deps import ReportsDep
+from starter.api.errors import invalid
+from starter.api.services.reports import Dimension, FunnelFilter, FunnelRow
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=AUTH_ERRORS, dependencies=NEEDS_READ)
+Value = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+@router.get("/funnel", response_model=list[FunnelRow])
+async def funnel(
+    reports: ReportsDep,
+    journey: Value = None,
+    step: Value = None,
+    template: Value = None,
+    variant: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="`experiment:variant`")
+    ] = None,
+    route: Value = None,
+    signature: Value = None,
+    category: Annotated[str | None, Query(pattern="^(marketing|transactional)$")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with an offset.")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="ISO 8601 with an offset.")] = None,
+    group_by: Annotated[list[Dimension] | None, Query(description="Repeat for several dimensions.")] = None,
+) -> list[FunnelRow]:
+    """The funnel of the messages the filters select, one row per group (one row in all without
+    `group_by`), largest first. Rates are over the messages sent; the delivery rate over those
+    whose receipt came back."""
+    if since is not None and until is not None and since >= until:
+        raise invalid("`since` must be before `until`", loc=("query", "since"))
+    filters = FunnelFilter(
+        journey=journey,
+        step=step,
+        template=template,
+        variant=variant,
+        route=route,
+        signature=signature,
+        category=category,
+        since=since,
+        until=until,
+    )
+    return await reports.funnel(filters, group_by or ())

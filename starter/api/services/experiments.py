@@ -1,0 +1,114 @@
+"""Experiments for the API: list them, the verdict on one, and concluding one with a winner (from
+then on every new customer gets it, without a deploy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from activities.experiments import experiment_counts
+from nudge.experiments import Metric, Verdict, verdict
+from nudge.logging import get_logger
+from nudge.store import Assignment, Experiment, read_sessions, utcnow
+
+log = get_logger(__name__)
+
+
+class UnknownExperiment(LookupError):
+    pass
+
+
+class UnknownVariant(ValueError):
+    pass
+
+
+class AlreadyConcluded(ValueError):
+    pass
+
+
+class ExperimentPublic(BaseModel):
+    name: str
+    journey: str
+    mode: str
+    metric: Metric
+    variants: list[str]
+    weights: dict[str, float]
+    winner: str | None
+    concluded_at: datetime | None
+    concluded_by: str | None
+    created_at: datetime
+
+
+class ExperimentReport(BaseModel):
+    experiment: ExperimentPublic
+    allocation: dict[str, float]
+    """The allocation in force for the latest assignment (a bandit's moves; the winner's 100 %)."""
+    verdict: Verdict
+
+
+def _public(row: Experiment) -> ExperimentPublic:
+    return ExperimentPublic.model_validate(row, from_attributes=True)
+
+
+class Experiments:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        min_lift: float = 0.2,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._reads = read_sessions(sessions)
+        self._min_lift = min_lift
+        self._clock = clock
+
+    async def list(self) -> list[ExperimentPublic]:
+        async with self._reads() as session:
+            rows = (await session.exec(select(Experiment).order_by(col(Experiment.created_at)))).all()
+        return [_public(row) for row in rows]
+
+    async def report(self, name: str, *, metric: Metric | None = None) -> ExperimentReport:
+        """The verdict on ``metric`` (default: the experiment's own), with hourly looks."""
+        async with self._reads() as session:
+            row = await session.get(Experiment, name)
+            if row is None:
+                raise UnknownExperiment(f"no experiment {name!r} (a journey's split creates it)")
+            judged = metric or Metric(row.metric)
+            counts, looks = await experiment_counts(await session.connection(), name, judged, hourly=True)
+            latest = (
+                await session.exec(
+                    select(Assignment)
+                    .where(Assignment.experiment == name)
+                    .order_by(col(Assignment.id).desc())
+                )
+            ).first()
+        for variant in row.variants:  # a variant nobody got yet still shows
+            counts.setdefault(variant, (0, 0))
+        control = row.variants[0] if row.variants else None
+        return ExperimentReport(
+            experiment=_public(row),
+            allocation=dict(latest.allocation) if latest and latest.allocation else dict(row.weights),
+            verdict=verdict(counts, looks, metric=judged, control=control, min_lift=self._min_lift),
+        )
+
+    async def conclude(self, name: str, *, winner: str, by: str) -> ExperimentPublic:
+        """Send every new customer to ``winner`` from now on."""
+        async with self._sessions() as session:
+            row = await session.get(Experiment, name)
+            if row is None:
+                raise UnknownExperiment(f"no experiment {name!r} (a journey's split creates it)")
+            if winner not in row.variants:
+                raise UnknownVariant(f"{name} has no variant {winner!r}; it has {', '.join(row.variants)}")
+            if row.winner is not None:
+                raise AlreadyConcluded(f"{name} was concluded with {row.winner!r} by {row.concluded_by}")
+            row.winner, row.concluded_at, row.concluded_by = winner, self._clock(), by
+            session.add(row)
+            await session.commit()
+        log.warning("experiment_concluded", experiment=name, winner=winner, by=by)
+        return _public(row)

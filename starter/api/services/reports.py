@@ -1,0 +1,261 @@
+"""Funnels: what became of the messages, per journey, step, template, variant, route, signature or
+category, from the message rows and the complaints and conversions credited to them.
+
+One aggregate query over ``message`` (each count a ``FILTER``), joined to the complaints and
+conversions folded per message, and a second one for the blocked messages by reason. Every rate is
+over the messages sent (taken by a provider), except the delivery rate's, over the messages whose
+fate is known (delivered or undelivered).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, case, func
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from nudge.models import MessageStatus
+from nudge.store import Complaint, Conversion, JourneyEntry, Message, read_sessions
+
+
+class Dimension(StrEnum):
+    JOURNEY = "journey"
+    STEP = "step"
+    TEMPLATE = "template"
+    VARIANT = "variant"
+    ROUTE = "route"
+    SIGNATURE = "signature"
+    CATEGORY = "category"
+
+
+SENT = [MessageStatus.SUBMITTED, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
+"""A provider took it (a refusal at send time is ``failed``, not sent)."""
+
+
+class FunnelFilter(BaseModel):
+    journey: str | None = None
+    step: str | None = None
+    template: str | None = None
+    variant: str | None = Field(default=None, description="As recorded: `experiment:variant`.")
+    route: str | None = None
+    signature: str | None = None
+    category: str | None = None
+    since: datetime | None = Field(default=None, description="Messages created at or after this time.")
+    until: datetime | None = Field(default=None, description="Messages created before this time.")
+
+
+class Rates(BaseModel):
+    delivery: float | None = Field(description="delivered / (delivered + undelivered)")
+    click: float | None = Field(description="clicked / sent")
+    conversion: float | None = Field(description="converted / sent")
+    opt_out: float | None = Field(description="opted_out / sent")
+    complaint: float | None = Field(description="complained / sent")
+
+
+class FunnelRow(BaseModel):
+    """One group's funnel. Counts are messages; ``converted`` counts messages credited with at
+    least one conversion, ``conversions`` every conversion."""
+
+    group: dict[str, str | None] = Field(description="The group's value for each `group_by` dimension.")
+    entered: int | None = Field(
+        default=None, description="Journey entries (when grouped by journey alone, or not at all)."
+    )
+    messages: int = Field(description="Every message the gate decided on.")
+    pending: int = Field(description="Not decided yet, or deferred (quiet hours, a provider's limit).")
+    blocked: int
+    blocked_by: dict[str, int] = Field(
+        description="Blocked messages by the reason's kind (`unreachable`...)."
+    )
+    failed: int = Field(description="Refused by every route it was offered to.")
+    sent: int
+    delivered: int
+    undelivered: int
+    clicked: int
+    converted: int
+    conversions: int
+    opted_out: int
+    complained: int = Field(description="A provider's complaint or carrier-filtering code.")
+    segments: int
+    cost: float = Field(description="Segments times each route's price, in `currency`.")
+    currency: str | None = Field(description="The routes' currency; `mixed` when they differ.")
+    revenue: float = Field(description="The credited conversions' `amount`, summed.")
+    cost_per_conversion: float | None
+    revenue_per_conversion: float | None
+    rates: Rates
+
+
+def _where(filters: FunnelFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    for dimension in Dimension:
+        value = getattr(filters, dimension.value)
+        if value is not None:
+            where.append(col(getattr(Message, dimension.value)) == value)
+    if filters.since is not None:
+        where.append(col(Message.created_at) >= filters.since)
+    if filters.until is not None:
+        where.append(col(Message.created_at) < filters.until)
+    return where
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+_COUNTS = (
+    "messages", "pending", "blocked", "failed", "sent", "delivered", "undelivered", "clicked", "converted",
+    "conversions", "revenue", "opted_out", "complained", "segments", "cost",
+)  # fmt: skip
+
+
+class Reports:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._reads = read_sessions(sessions)
+
+    async def funnel(self, filters: FunnelFilter, group_by: Sequence[Dimension] = ()) -> list[FunnelRow]:
+        """The funnel of every group of messages that ``filters`` select, largest group first."""
+        dims = list(dict.fromkeys(group_by))
+        keys: list[Any] = [col(getattr(Message, d.value)).label(d.value) for d in dims]
+        where = _where(filters)
+        status = col(Message.status)
+        conversions = (
+            select(
+                col(Conversion.message_id).label("message_id"),
+                func.count().label("n"),
+                func.sum(Conversion.revenue).label("revenue"),
+            )
+            .group_by(col(Conversion.message_id))
+            .subquery()
+        )
+        complaints = (
+            select(
+                col(Complaint.message_id).label("message_id"),
+                func.max(case((col(Complaint.kind) == "opt_out", 1), else_=0)).label("opt_out"),
+                func.max(case((col(Complaint.kind) == "provider_code", 1), else_=0)).label("code"),
+            )
+            .group_by(col(Complaint.message_id))
+            .subquery()
+        )
+        count = func.count()
+        figures: list[Any] = [
+            count.label("messages"),
+            count.filter(status == MessageStatus.PENDING.value).label("pending"),
+            count.filter(status == MessageStatus.BLOCKED.value).label("blocked"),
+            count.filter(status == MessageStatus.FAILED.value).label("failed"),
+            count.filter(status.in_([s.value for s in SENT])).label("sent"),
+            count.filter(status == MessageStatus.DELIVERED.value).label("delivered"),
+            count.filter(status == MessageStatus.UNDELIVERED.value).label("undelivered"),
+            count.filter(col(Message.clicked)).label("clicked"),
+            count.filter(conversions.c.n > 0).label("converted"),
+            func.coalesce(func.sum(conversions.c.n), 0).label("conversions"),
+            func.coalesce(func.sum(conversions.c.revenue), 0.0).label("revenue"),
+            count.filter(complaints.c.opt_out == 1).label("opted_out"),
+            count.filter(complaints.c.code == 1).label("complained"),
+            func.coalesce(func.sum(Message.segments), 0).label("segments"),
+            func.coalesce(func.sum(Message.cost), 0.0).label("cost"),
+            func.min(Message.currency).label("currency"),
+            func.max(Message.currency).label("other_currency"),
+        ]
+        query = (
+            select(*keys, *figures)
+            .select_from(Message)
+            .outerjoin(conversions, conversions.c.message_id == col(Message.id))
+            .outerjoin(complaints, complaints.c.message_id == col(Message.id))
+            .where(*where)
+            .group_by(*keys)
+        )
+        blocked_query = (
+            select(*keys, *[col(Message.reason).label("reason"), count.label("n")])
+            .where(*where, status == MessageStatus.BLOCKED.value)
+            .group_by(*keys, col(Message.reason))
+        )
+        async with self._reads() as session:
+            # Core statements on the session's connection (SQLModel's ``exec`` types only its own).
+            connection = await session.connection()
+            rows = (await connection.execute(query)).mappings().all()
+            blocked_rows = (await connection.execute(blocked_query)).mappings().all()
+            entered = await self._entered(connection, filters, dims)
+        reasons: dict[tuple[Any, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for row in blocked_rows:
+            kind = (row["reason"] or "unknown").split(":", 1)[0]
+            reasons[tuple(row[d.value] for d in dims)][kind] += row["n"]
+        out, seen = [], set()
+        for row in rows:
+            key = tuple(row[d.value] for d in dims)
+            seen.add(key)
+            out.append(self._row(row, dims, dict(reasons.get(key, {})), entered.get(key)))
+        for key in entered.keys() - seen:  # a journey entered, with no message yet
+            empty = dict.fromkeys(_COUNTS, 0) | {"currency": None, "other_currency": None}
+            out.append(
+                self._row(
+                    empty | dict(zip([d.value for d in dims], key, strict=True)), dims, {}, entered[key]
+                )
+            )
+        return sorted(out, key=lambda r: (-r.messages, [str(v) for v in r.group.values()]))
+
+    @staticmethod
+    def _row(raw: Any, dims: list[Dimension], blocked_by: dict[str, int], entered: int | None) -> FunnelRow:
+        # PostgreSQL sums integers as numeric: every count back to an int, money to a float.
+        row = dict(raw) | {k: (float if k in ("cost", "revenue") else int)(raw[k] or 0) for k in _COUNTS}
+        sent, converted = row["sent"], row["converted"]
+        cost, revenue = float(row["cost"]), float(row["revenue"])
+        currency = row["currency"] if row["currency"] == row["other_currency"] else "mixed"
+        return FunnelRow(
+            group={d.value: row[d.value] for d in dims},
+            entered=entered,
+            messages=row["messages"],
+            pending=row["pending"],
+            blocked=row["blocked"],
+            blocked_by=blocked_by,
+            failed=row["failed"],
+            sent=sent,
+            delivered=row["delivered"],
+            undelivered=row["undelivered"],
+            clicked=row["clicked"],
+            converted=converted,
+            conversions=row["conversions"],
+            opted_out=row["opted_out"],
+            complained=row["complained"],
+            segments=row["segments"],
+            cost=cost,
+            currency=currency,
+            revenue=revenue,
+            cost_per_conversion=_ratio(cost, row["conversions"]),
+            revenue_per_conversion=_ratio(revenue, row["conversions"]),
+            rates=Rates(
+                delivery=_ratio(row["delivered"], row["delivered"] + row["undelivered"]),
+                click=_ratio(row["clicked"], sent),
+                conversion=_ratio(converted, sent),
+                opt_out=_ratio(row["opted_out"], sent),
+                complaint=_ratio(row["complained"], sent),
+            ),
+        )
+
+    @staticmethod
+    async def _entered(
+        connection: AsyncConnection, filters: FunnelFilter, dims: list[Dimension]
+    ) -> dict[tuple[Any, ...], int]:
+        """Journey entries per journey (the first step of a journey's funnel): only when the report
+        is per journey, or one journey's, and filtered by nothing an entry does not have."""
+        others = [
+            d for d in Dimension if d is not Dimension.JOURNEY and getattr(filters, d.value) is not None
+        ]
+        if others or any(d is not Dimension.JOURNEY for d in dims):
+            return {}
+        query = select(col(JourneyEntry.journey), func.coalesce(func.sum(JourneyEntry.entries), 0))
+        if filters.journey is not None:
+            query = query.where(col(JourneyEntry.journey) == filters.journey)
+        if filters.since is not None:
+            query = query.where(col(JourneyEntry.entered_at) >= filters.since)
+        if filters.until is not None:
+            query = query.where(col(JourneyEntry.entered_at) < filters.until)
+        rows = (await connection.execute(query.group_by(col(JourneyEntry.journey)))).all()
+        if dims:
+            return {(journey,): int(n) for journey, n in rows}
+        return {(): sum(int(n) for _, n in rows)}
