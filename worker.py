@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from prometheus_client import REGISTRY
 from temporalio.client import (
     Client,
     Schedule,
@@ -27,6 +28,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleUpdate,
 )
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -41,6 +43,7 @@ from activities.receipt_sweep import ReceiptSweeper
 from activities.receipts import Receipts
 from activities.routing import Router, build_router
 from activities.send import SendActivities
+from activities.telemetry import BreakerCollector, loopback_port, serve_metrics
 from nudge.contracts import ReceiptSweep
 from nudge.logging import configure_logging, get_logger
 from nudge.settings import Settings, get_settings
@@ -111,6 +114,9 @@ async def build_workers(
     # One router for both lanes: they share each route's rate limit (where the transactional lane
     # goes first) and its circuit breaker.
     router = router_for(settings, http)
+    collector = BreakerCollector(router)
+    REGISTRY.register(collector)
+    stack.callback(REGISTRY.unregister, collector)
     # A provider's opt-out code at send time can open the complaint-rate breaker, and alert.
     alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
     stack.push_async_callback(alerts.aclose)
@@ -203,8 +209,19 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 async def main() -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    client = await connect(settings, wait=60)
+    runtime, sdk_metrics_url = None, None
+    if settings.worker_metrics_port:
+        # The SDK serves its runtime metrics on a loopback port of its own; /metrics adds them.
+        sdk_address = f"127.0.0.1:{loopback_port()}"
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=sdk_address)))
+        sdk_metrics_url = f"http://{sdk_address}/metrics"
+    client = await connect(settings, wait=60, runtime=runtime)
     async with AsyncExitStack() as stack:
+        if settings.worker_metrics_port:
+            runner = await serve_metrics(
+                settings.worker_metrics_host, settings.worker_metrics_port, sdk_metrics_url=sdk_metrics_url
+            )
+            stack.push_async_callback(runner.cleanup)
         workers = await build_workers(client, settings, stack)
         await ensure_schedules(client, settings)
         log.info(

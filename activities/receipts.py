@@ -23,6 +23,7 @@ from temporalio.client import Client
 from activities.compliance.complaints import ComplaintKind, ComplaintRecorder
 from activities.feedback import count_complaint, signal_journey
 from nudge.logging import get_logger
+from nudge.metrics import RECEIPTS
 from nudge.models import MessageStatus, MessageUpdate
 from nudge.store import Message, MessageStatusChange, read_sessions, utcnow
 
@@ -145,6 +146,7 @@ class Receipts:
             await session.commit()
         notify = message is not None and applied and message.notify_receipt
         workflow_id = message.workflow_id if message else None
+        RECEIPTS.labels(provider, status.value, "true" if applied else "false").inc()
         if message is None and provider_message_id:
             # The send may have been recorded while we stored this (it could not see our row).
             message, applied = await self._attach_late(provider, provider_message_id)

@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     """Where an automatic pause is posted as JSON (``sends_paused``). Empty: the error log only. Secret: never
     logged."""
 
+    worker_metrics_host: str = "127.0.0.1"
+    """Where the worker serves ``/metrics``: its sends, the route breakers and the Temporal SDK's runtime
+    metrics."""
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """The worker's metrics port; 0 turns it off."""
+
     # ----- reports -----
     attribution_window: timedelta = Field(default=timedelta(hours=48), gt=timedelta(0))
     """A journey's goal event counts as a conversion of the last message the customer received from a journey

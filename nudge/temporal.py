@@ -8,6 +8,7 @@ import dataclasses
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import Runtime
 
 from nudge.codec import EncryptionCodec, parse_keys
 from nudge.converter import data_converter
@@ -42,8 +43,9 @@ def converter_for(settings: Settings) -> DataConverter:
     return sealed_converter(keys)
 
 
-async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
-    """Connect to Temporal; with ``wait``, keep trying that many seconds while it starts."""
+async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | None = None) -> Client:
+    """Connect to Temporal; with ``wait``, keep trying that many seconds while it starts. A
+    ``runtime`` of its own carries the SDK's telemetry (the worker's Prometheus metrics)."""
     converter = converter_for(settings)
     deadline = asyncio.get_running_loop().time() + wait
     while True:
@@ -52,6 +54,7 @@ async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
+                runtime=runtime,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:

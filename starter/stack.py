@@ -43,10 +43,18 @@ class Ports:
     ui: int = 8233
     gateway: int = 8000
     simulator: int = 8100
+    metrics: int = 9464
+    """The worker's /metrics."""
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(temporal=free_port(), ui=free_port(), gateway=free_port(), simulator=free_port())
+        return cls(
+            temporal=free_port(),
+            ui=free_port(),
+            gateway=free_port(),
+            simulator=free_port(),
+            metrics=free_port(),
+        )
 
 
 @dataclass
@@ -123,6 +131,7 @@ class Stack:
             NUDGE_TEMPORAL_ADDRESS=self.temporal_address,
             NUDGE_GATEWAY_PORT=str(self.ports.gateway),
             NUDGE_SIMULATOR_PORT=str(self.ports.simulator),
+            NUDGE_WORKER_METRICS_PORT=str(self.ports.metrics),
             NUDGE_LOG_JSON="true",
             # The gateway makes the local admin key (<state_dir>/admin.key) the CLI and demo use.
             NUDGE_LOCAL_ADMIN_KEY="true",

@@ -24,6 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.errors import InvalidInput
+from nudge.metrics import PAUSES
 from nudge.store import Pause, PauseEvent, read_sessions, utcnow
 
 
@@ -124,6 +125,7 @@ async def pause(
             if existing is None:
                 raise
             raise AlreadyPaused(existing) from None
+    PAUSES.labels(scope.value, source.value).inc()
     return row
 
 

@@ -27,6 +27,7 @@ from activities.compliance.pauses import PauseCache
 from activities.compliance.registry import Registry
 from activities.routing import Router
 from nudge.caps import DEFAULT_CAPS
+from nudge.metrics import DECISIONS, reason_kind
 from nudge.models import FrequencyCap, MessageStatus, SendRequest, SendResult
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.templates import Template
@@ -106,15 +107,23 @@ class SendActivities:
             # An earlier attempt called this route and never learned the answer.
             reconciled = await self._reconciler.reconcile(message, template)
             if reconciled is not None:
-                return result(reconciled)
+                return decided(result(reconciled), request)
 
         attempt = Attempt(request, message, template, standing, marketing=is_marketing(request, template))
         refusal = await self._gate.refusal(attempt)
         if refusal is not None:
             if refusal.recorded is not None:
-                return result(refusal.recorded)
+                return decided(result(refusal.recorded), request)
             if refusal.until is not None:
-                return result(await self._ledger.defer(message.id, refusal.reason, refusal.until))
-            return result(await self._ledger.block(message.id, refusal.reason))
+                return decided(
+                    result(await self._ledger.defer(message.id, refusal.reason, refusal.until)), request
+                )
+            return decided(result(await self._ledger.block(message.id, refusal.reason)), request)
         to = recipient(message.to or "", customer)
-        return result(await self._dispatcher.dispatch(request, message, template, to))
+        return decided(result(await self._dispatcher.dispatch(request, message, template, to)), request)
+
+
+def decided(outcome: SendResult, request: SendRequest) -> SendResult:
+    """Count the gate's decision on a message (once: a repeat returns before deciding)."""
+    DECISIONS.labels(outcome.decision.value, reason_kind(outcome.reason), request.category.value).inc()
+    return outcome

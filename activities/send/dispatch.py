@@ -14,6 +14,8 @@ activity's retry comes back, after reconciling when the call may have reached th
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 import httpx
 from temporalio.exceptions import ApplicationError
@@ -28,6 +30,7 @@ from nudge.errors import (
     RetryableProviderError,
 )
 from nudge.logging import get_logger
+from nudge.metrics import PROVIDER_SECONDS, SENDS
 from nudge.models import Category, SendRequest
 from nudge.phone import mask
 from nudge.store import Message, Pause
@@ -117,23 +120,29 @@ class Dispatcher:
         (its breaker is now open and the next route may be tried). A retryable failure raises."""
         sms = self._composer.outbound(message, route, template)
         await route.limiter.acquire(priority=priority)
+        timed = Timed(route)
         try:
             submission = await route.provider.send(sms)
         except AccountProviderError as exc:
+            timed.done("account")
             route.breaker.trip(f"{exc.code}: {exc}")
             return None  # refused outright: the next route is safe
         except DeferredProviderError as exc:
+            timed.done("deferred")
             route.breaker.record_success()
             return await self._ledger.defer(message.id, exc.code, exc.retry_at)
         except PermanentProviderError as exc:
+            timed.done("refused")
             route.breaker.record_success()
             return await self._refusals.record(message, exc)
         except RetryableProviderError as exc:
+            timed.done("retryable")
             route.breaker.record_failure(exc.code)
             if not exc.ambiguous:
                 await self._ledger.mark(message.id, f"{NOT_SENT}{exc.code}")
             raise ApplicationError(f"{route.name} {exc.code}: {exc}", type="RetryableProviderError") from exc
         except httpx.HTTPError as exc:
+            timed.done("error")
             route.breaker.record_failure(type(exc).__name__)
             if never_reached(exc):
                 await self._ledger.mark(message.id, f"{NOT_SENT}{type(exc).__name__}")
@@ -145,8 +154,10 @@ class Dispatcher:
                 f"{route.name} call failed ({type(exc).__name__}); will reconcile and retry",
                 type="ProviderUnreachable",
             ) from exc
+        timed.done("accepted")
         route.breaker.record_success()
         sent = await self._ledger.record_submission(message.id, route, submission)
+        SENDS.labels(route.provider.name, route.name, message.category).inc()
         log.info(
             "message_sent",
             message_id=sent.id,
@@ -160,6 +171,19 @@ class Dispatcher:
             cost=sent.cost,
         )
         return sent
+
+
+class Timed:
+    """One provider request's latency, observed with its outcome."""
+
+    def __init__(self, route: Route) -> None:
+        self._route = route
+        self._start = time.perf_counter()
+
+    def done(self, outcome: str) -> None:
+        PROVIDER_SECONDS.labels(self._route.provider.name, self._route.name, outcome).observe(
+            time.perf_counter() - self._start
+        )
 
 
 def never_reached(exc: httpx.HTTPError) -> bool:

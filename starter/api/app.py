@@ -23,6 +23,8 @@ from starter.api.deps import Services
 from starter.api.docs import add_offline_docs
 from starter.api.errors import ValidationProblem, http_problem, validation_problem
 from starter.api.limits import BodyLimit
+from starter.api.metrics import TimeWebhooks
+from starter.api.metrics import router as metrics_router
 from starter.api.nul import RefuseNul
 from starter.api.routes import (
     codec,
@@ -61,6 +63,7 @@ ROUTERS = (
     keys.router,
     codec.router,
     health.router,
+    metrics_router,
 )
 """In the order the OpenAPI document lists them (and the order paths are matched in)."""
 
@@ -114,6 +117,7 @@ def create_app(
     app.add_exception_handler(HTTPException, http_problem)
     # Inside the body limit, so that it reads only bodies already capped.
     app.add_middleware(RefuseNul)
+    app.add_middleware(TimeWebhooks)
     app.add_middleware(BodyLimit, api=settings.max_body_bytes, webhooks=settings.max_webhook_body_bytes)
     # The Temporal UI calls the codec server from the browser; its origins alone may read answers.
     app.add_middleware(CodecCORS, origins=settings.effective_codec_origins)

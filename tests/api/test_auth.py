@@ -52,6 +52,7 @@ SCOPE_OF = {
     ("GET", "/v1/pauses/history"): "read",
     ("GET", "/v1/reports/funnel"): "read",
     ("GET", "/v1/experiments"): "read",
+    ("GET", "/metrics"): "read",
     ("GET", "/v1/experiments/{name}"): "read",
     ("POST", "/v1/experiments/{name}:conclude"): "admin",
     ("GET", "/v1/templates"): "read",

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from activities.feedback import signal_journey
 from nudge.clicks import bot_reason, ip_hash
 from nudge.logging import get_logger
+from nudge.metrics import CLICKS
 from nudge.models import MessageUpdate
 from nudge.store import Click, Link, Message, utcnow
 
@@ -65,6 +66,7 @@ class Clicks:
             await session.commit()
             target, workflow_id = link.target_url, message.workflow_id if message else None
         log.info("link_clicked", code=code, message_id=link.message_id, first=first, bot=bot)
+        CLICKS.labels("false" if bot else "true", bot or "").inc()
         if first and workflow_id:
             await signal_journey(
                 self._client, workflow_id, MessageUpdate(message_id=link.message_id, kind="click", url=target)

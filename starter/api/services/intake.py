@@ -1,8 +1,6 @@
 """Routing one event: store it once, start the journeys it triggers, signal the ones that wait.
-
 Signals are the dev server's scarcest resource, so a running journey is signalled only with events
-it declared (goal, exit events, ``listens``).
-"""
+it declared (goal, exit events, ``listens``)."""
 
 from __future__ import annotations
 
@@ -28,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from nudge.contracts import EVENT, SA_CUSTOMER, SA_JOURNEY
 from nudge.logging import get_logger
+from nudge.metrics import CONVERSIONS, EVENTS
 from nudge.models import Category, Event, JourneyInput
 from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
 from starter.api.services.attribution import Attribution
@@ -106,6 +105,7 @@ class EventRouter:
             stored = await session.get(EventRecord, event.event_id)
             known = {} if stored else await self._known_entries(session, event.customer_id, concerned)
         if stored is not None:
+            EVENTS.labels("duplicate").inc()
             return _duplicate(stored)
 
         result = RouteResult(event_id=event.event_id)
@@ -122,6 +122,7 @@ class EventRouter:
         if not await self._record(event, entries, result.workflow_ids):
             # The same event, delivered twice at once: the other delivery stored it first.
             result.duplicate = True
+        EVENTS.labels("duplicate" if result.duplicate else "routed").inc()
         log.info(
             "event_routed",
             event_id=event.event_id,
@@ -168,6 +169,8 @@ class EventRouter:
                     session.add(conversion)
                 try:
                     await session.commit()
+                    if conversion is not None:
+                        CONVERSIONS.labels(conversion.journey).inc()
                     return True
                 except IntegrityError:
                     # A concurrent event created the same customer or entry first (PostgreSQL);
@@ -284,9 +287,7 @@ def _duplicate(stored: EventRecord) -> RouteResult:
 
 
 def _event_record(event: Event, workflow_ids: list[str]) -> EventRecord:
-    # Every field given: a missing one costs pydantic an ``inspect.signature`` of its default
-    # factory on each event.
-    now = utcnow()
+    now = utcnow()  # every field given: a missing one costs an ``inspect.signature`` per event
     return EventRecord(
         event_id=event.event_id,
         customer_id=event.customer_id,

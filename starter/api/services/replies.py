@@ -16,6 +16,7 @@ from activities.feedback import count_complaint
 from nudge.contracts import OPTED_OUT
 from nudge.keywords import Keyword, classify_reply
 from nudge.logging import get_logger
+from nudge.metrics import REPLIES
 from nudge.models import Event
 from nudge.phone import mask, phone_hash
 from nudge.store import (
@@ -106,6 +107,7 @@ class Replies:
         if not new:
             return False, keyword
         log.info("reply_received", provider=provider, from_number=mask(from_number), keyword=keyword)
+        REPLIES.labels(provider, keyword or "").inc()
         reply_id = f"{provider}:{provider_ref}"
         if keyword == "stop" and self._complaints is not None:
             await count_complaint(self._complaints.opt_out(from_number, reply_id=reply_id))
