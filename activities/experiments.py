@@ -27,7 +27,7 @@ from nudge import stats
 from nudge.bucketing import bucket
 from nudge.experiments import Metric, VariantChoice, VariantRequest
 from nudge.logging import get_logger
-from nudge.store import Assignment, Conversion, Experiment, Message, read_sessions, utcnow
+from nudge.store import Assignment, Click, Conversion, Experiment, Message, read_sessions, utcnow
 
 log = get_logger(__name__)
 Counts = dict[str, tuple[int, int]]
@@ -46,32 +46,79 @@ def _succeeded(metric: Metric) -> ColumnElement[bool]:
     )
 
 
+def _succeeded_at(metric: Metric) -> Any:
+    """When the assignment's customer first succeeded on ``metric`` with a message of its variant
+    (a person's click, the delivery receipt, the conversion), or NULL."""
+    label = col(Assignment.experiment).concat(":").concat(col(Assignment.variant))
+    mine = and_(col(Message.customer_id) == col(Assignment.customer_id), col(Message.variant) == label)
+    if metric is Metric.CONVERTED:
+        first = select(func.min(col(Conversion.at))).where(
+            col(Conversion.customer_id) == col(Assignment.customer_id), col(Conversion.variant) == label
+        )
+    elif metric is Metric.CLICKED:
+        first = (
+            select(func.min(col(Click.at)))
+            .join(Message, col(Message.id) == col(Click.message_id))
+            .where(mine, col(Click.bot).is_(None))
+        )
+    else:  # delivered; a row from before delivered_at was kept has its last change instead
+        first = select(func.min(func.coalesce(col(Message.delivered_at), col(Message.updated_at)))).where(
+            mine, col(Message.status) == "delivered"
+        )
+    return first.scalar_subquery()
+
+
+def _hour(connection: AsyncConnection, moment: Any) -> Any:
+    if connection.dialect.name == "postgresql":
+        return func.date_trunc("hour", moment)
+    return func.strftime("%Y-%m-%dT%H", moment)
+
+
 async def experiment_counts(
     connection: AsyncConnection, experiment: str, metric: Metric, *, hourly: bool = False
 ) -> tuple[Counts, list[Counts]]:
     """Per variant, (customers who succeeded, customers exposed); with ``hourly``, also the
-    cumulative counts at the end of each hour customers were exposed in, oldest first."""
-    hour: Any
-    if connection.dialect.name == "postgresql":
-        hour = func.date_trunc("hour", col(Assignment.at))
-    else:
-        hour = func.strftime("%Y-%m-%dT%H", col(Assignment.at))
+    cumulative counts as each hour ended, oldest first: a look counts only the exposures and the
+    successes that had happened by then, so it reads the same whenever the report is asked for
+    (the sequential test's guarantee holds for that one sequence of looks)."""
     variant: Any = col(Assignment.variant).label("variant")
-    keys: list[Any] = [variant, hour.label("hour")] if hourly else [variant]
-    figures: list[Any] = [func.count().label("n"), func.count().filter(_succeeded(metric)).label("k")]
-    query = select(*keys, *figures).where(col(Assignment.experiment) == experiment).group_by(*keys)
-    rows = (await connection.execute(query)).mappings().all()
+    if not hourly:
+        figures: list[Any] = [func.count().label("n"), func.count().filter(_succeeded(metric)).label("k")]
+        query = select(variant, *figures).where(col(Assignment.experiment) == experiment).group_by(variant)
+        rows = (await connection.execute(query)).mappings().all()
+        return {row["variant"]: (int(row["k"]), int(row["n"])) for row in rows}, []
+    inner = (
+        select(
+            variant,
+            _hour(connection, col(Assignment.at)).label("exposed"),
+            _hour(connection, _succeeded_at(metric)).label("succeeded"),
+        )
+        .where(col(Assignment.experiment) == experiment)
+        .subquery()
+    )
+    grouped = select(inner.c.variant, inner.c.exposed, inner.c.succeeded, func.count().label("n")).group_by(
+        inner.c.variant, inner.c.exposed, inner.c.succeeded
+    )
+    rows = (await connection.execute(grouped)).mappings().all()
+    exposures: dict[str, dict[str, int]] = {}
+    successes: dict[str, dict[str, int]] = {}
+    for row in rows:
+        exposed, succeeded, n = str(row["exposed"]), row["succeeded"], int(row["n"])
+        by_hour = exposures.setdefault(exposed, {})
+        by_hour[row["variant"]] = by_hour.get(row["variant"], 0) + n
+        if succeeded is not None:
+            hour = max(exposed, str(succeeded))  # a success is never counted before its exposure
+            won = successes.setdefault(hour, {})
+            won[row["variant"]] = won.get(row["variant"], 0) + n
     totals: dict[str, tuple[int, int]] = {}
     looks: list[Counts] = []
-    hour_of = object()
-    for row in sorted(rows, key=lambda r: str(r["hour"])) if hourly else rows:
-        if hourly and row["hour"] != hour_of:
-            if totals:
-                looks.append(dict(totals))  # as the previous hour ended
-            hour_of = row["hour"]
-        k, n = totals.get(row["variant"], (0, 0))
-        totals[row["variant"]] = (k + int(row["k"]), n + int(row["n"]))
-    if hourly and totals:
+    for hour in sorted(exposures.keys() | successes.keys()):
+        for name, n in exposures.get(hour, {}).items():
+            k, m = totals.get(name, (0, 0))
+            totals[name] = (k, m + n)
+        for name, n in successes.get(hour, {}).items():
+            k, m = totals.get(name, (0, 0))
+            totals[name] = (k + n, m)
         looks.append(dict(totals))
     return totals, looks
 
@@ -88,7 +135,7 @@ class ExperimentActivities:
         self._reads = read_sessions(sessions)
         self._refresh = refresh
         self._clock = clock
-        self._allocations: dict[str, tuple[datetime, dict[str, float]]] = {}
+        self._allocations: dict[tuple[str, str, tuple[str, ...]], tuple[datetime, dict[str, float]]] = {}
         """A bandit's allocation, recomputed at most every ``refresh``: every assignment would
         otherwise count the whole experiment again."""
 
@@ -151,6 +198,14 @@ class ExperimentActivities:
         }
         if experiment is not None and all(getattr(experiment, k) == v for k, v in declared.items()):
             return experiment
+        if experiment is not None and experiment.journey != request.journey:
+            # Two journeys running one experiment name: the first keeps it, rather than the row
+            # flipping between their declarations on every assignment.
+            log.warning(
+                "experiment_declared_twice", experiment=request.experiment, journey=experiment.journey,
+                other=request.journey,
+            )  # fmt: skip
+            return experiment
         async with self._sessions() as session:
             row = await session.get(Experiment, request.experiment)
             if row is None:
@@ -169,14 +224,15 @@ class ExperimentActivities:
 
     async def _allocation(self, request: VariantRequest) -> dict[str, float]:
         now = self._clock()
-        cached = self._allocations.get(request.experiment)
-        if cached is not None and now - cached[0] < self._refresh and set(cached[1]) == set(request.weights):
+        live = sorted(name for name, weight in request.weights.items() if weight > 0)
+        key = (request.experiment, request.metric.value, tuple(live))
+        cached = self._allocations.get(key)
+        if cached is not None and now - cached[0] < self._refresh:
             return cached[1]
         async with self._reads() as session:
             counts, _ = await experiment_counts(
                 await session.connection(), request.experiment, request.metric
             )
-        live = [name for name, weight in request.weights.items() if weight > 0]
         allocation = stats.probability_best({name: counts.get(name, (0, 0)) for name in live})
-        self._allocations[request.experiment] = (now, allocation)
+        self._allocations[key] = (now, allocation)
         return allocation

@@ -97,6 +97,11 @@ Counts = Mapping[str, tuple[int, int]]
 """Per variant: (successes, exposures)."""
 
 
+TAU = {Metric.DELIVERED: 0.02, Metric.CLICKED: 0.02, Metric.CONVERTED: 0.01}
+"""The mSPRT mixture's spread per metric: the size of difference (absolute) it is tuned to find.
+Fixed in advance, never taken from the data, which would void the test's guarantee."""
+
+
 def verdict(
     counts: Counts,
     looks: Sequence[Counts],
@@ -108,19 +113,21 @@ def verdict(
     tau: float | None = None,
 ) -> Verdict:
     """The verdict on ``counts`` (now), with ``looks`` the cumulative counts at each earlier moment
-    (hourly, say) in time order, the last equal to ``counts``.
+    (hourly, say) in time order, the last equal to ``counts``. Only variants with exposures take
+    part (a variant nobody got yet, or a bandit's starved one, is shown but not judged).
 
     Args:
-        control: The variant the others are compared with (default: the first by name).
+        control: The variant the others are compared with (default: the first live one by name).
         alpha: The false-winner rate the sequential test holds.
         min_lift: The smallest relative lift worth detecting (sets the minimum sample).
-        tau: The mSPRT mixture's spread (default: ``min_lift`` times the control's rate).
+        tau: The mSPRT mixture's spread (default: ``TAU`` for the metric).
     """
     names = sorted(counts)
-    control = control if control in counts else (names[0] if names else None)
-    best = stats.probability_best(counts)
+    live = [name for name in names if counts[name][1] > 0]
+    control = control if control in live else (live[0] if live else None)
+    best = stats.probability_best({name: counts[name] for name in live})
     figures = [_figures(name, *counts[name], best.get(name, 0.0)) for name in names]
-    if control is None or len(names) < 2:
+    if control is None or len(live) < 2:
         return Verdict(
             metric=metric,
             variants=figures,
@@ -132,14 +139,15 @@ def verdict(
             summary="needs at least two variants with exposures",
         )
     k_c, n_c = counts[control]
-    pooled = sum(k for k, _ in counts.values()) / max(1, sum(n for _, n in counts.values()))
-    baseline = k_c / n_c if n_c and k_c else pooled
-    needed = stats.sample_size(min(max(baseline, 0.01), 0.8), min_lift, alpha=alpha)
-    needs_more = max(0, needed - min(n for _, n in counts.values()))
-    spread = tau or max(min_lift * max(baseline, 0.01), 1e-4)
-    leader = max(names, key=lambda name: (best[name], name == control))
-    rivals = [name for name in names if name != leader]
-    comparisons = [_compare(control, name, counts, looks, spread) for name in names if name != control]
+    pooled = sum(counts[n][0] for n in live) / sum(counts[n][1] for n in live)
+    baseline = k_c / n_c if k_c else pooled
+    # Kept where a lift of min_lift is still a rate (a 95 % delivery rate cannot rise 20 %).
+    needed = stats.sample_size(min(max(baseline, 0.01), 0.99 / (1 + min_lift)), min_lift, alpha=alpha)
+    needs_more = max(0, needed - min(counts[n][1] for n in live))
+    spread = tau or TAU[metric]
+    leader = max(live, key=lambda name: (best[name], name == control))
+    rivals = [name for name in live if name != leader]
+    comparisons = [_compare(control, name, counts, looks, spread) for name in live if name != control]
     # The leader against each rival, every comparison at alpha / their number (Bonferroni).
     duels = [_compare(rival, leader, counts, looks, spread) for rival in rivals]
     significant = all(d.always_valid_p < alpha / len(rivals) for d in duels)

@@ -5,6 +5,7 @@ This is the only module that reads the environment.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from functools import lru_cache
@@ -172,11 +173,12 @@ class Settings(BaseSettings):
     attribution_window: timedelta = Field(default=timedelta(hours=48), gt=timedelta(0))
     """A journey's goal event counts as a conversion of the last message the customer received from a journey
     with that goal within this time."""
-    experiment_min_lift: float = Field(default=0.2, gt=0, le=10)
+    experiment_min_lift: float = Field(default=0.2, gt=0, le=1)
     """The smallest relative lift an experiment's verdict is sized to detect: it sets the minimum sample per
     variant before any verdict (0.2: a 20 % better rate, at 80 % power)."""
     ip_hash_key: SecretStr = SecretStr("")
-    """Key of the hash a click's client address is kept as. Empty: the callback token is the key."""
+    """Key of the hash a click's client address is kept as. Empty: one derived from the codec keys (a secret
+    that never appears in a URL; rotating them then changes the hashes, so set this to keep them)."""
 
     @field_validator("codec_token")
     @classmethod
@@ -212,8 +214,10 @@ class Settings(BaseSettings):
 
     @property
     def ip_key(self) -> bytes:
-        """The key of clicks' address hashes (``ip_hash_key``, else the callback token)."""
-        return (self.ip_hash_key.get_secret_value() or self.callback_token.get_secret_value()).encode()
+        """The key of clicks' address hashes: ``ip_hash_key``, else derived from the codec keys."""
+        if self.ip_hash_key.get_secret_value():
+            return self.ip_hash_key.get_secret_value().encode()
+        return hashlib.sha256(b"nudge:ip-hash:" + self.codec_key_text().encode()).digest()
 
     @property
     def gateway_url(self) -> str:

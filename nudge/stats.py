@@ -168,25 +168,34 @@ def _accumulate(density: list[float], step: float) -> list[float]:
     return [value / total for value in out]
 
 
-def mixture_likelihood_ratio(
+def log_mixture_likelihood_ratio(
     successes_a: int, trials_a: int, successes_b: int, trials_b: int, *, tau: float
 ) -> float:
-    """The mSPRT statistic for ``rate_b - rate_a``: the likelihood of the observed difference under
-    a normal mixture of effects N(0, tau^2), over its likelihood under no difference (normal
-    approximation with the plug-in variance)."""
+    """The log of the mSPRT statistic for ``rate_b - rate_a``: the likelihood of the observed
+    difference under a normal mixture of effects N(0, tau^2), over its likelihood under no
+    difference (normal approximation with the plug-in variance). In logs, because a clear lead
+    over a large sample takes the ratio itself past a float's range."""
     if tau <= 0:
         raise ValueError("tau must be positive")
     if min(trials_a, trials_b) == 0:
-        return 1.0
+        return 0.0
     rate_a, rate_b = successes_a / trials_a, successes_b / trials_b
     variance = rate_a * (1 - rate_a) / trials_a + rate_b * (1 - rate_b) / trials_b
     if variance <= 0:
-        return 1.0
+        return 0.0
     tau2 = tau * tau
     difference = rate_b - rate_a
-    return math.sqrt(variance / (variance + tau2)) * math.exp(
-        difference * difference * tau2 / (2 * variance * (variance + tau2))
+    return 0.5 * math.log(variance / (variance + tau2)) + difference * difference * tau2 / (
+        2 * variance * (variance + tau2)
     )
+
+
+def mixture_likelihood_ratio(
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int, *, tau: float
+) -> float:
+    """``exp`` of ``log_mixture_likelihood_ratio`` (``inf`` past a float's range)."""
+    log_ratio = log_mixture_likelihood_ratio(successes_a, trials_a, successes_b, trials_b, tau=tau)
+    return math.inf if log_ratio > 700 else math.exp(log_ratio)
 
 
 def always_valid_p(looks: Iterable[tuple[int, int, int, int]], *, tau: float) -> float:
@@ -195,7 +204,7 @@ def always_valid_p(looks: Iterable[tuple[int, int, int, int]], *, tau: float) ->
     stopping the first time it falls below alpha, keeps the false-winner rate at alpha."""
     p = 1.0
     for look in looks:
-        p = min(p, 1 / mixture_likelihood_ratio(*look, tau=tau))
+        p = min(p, math.exp(-max(0.0, log_mixture_likelihood_ratio(*look, tau=tau))))
     return p
 
 

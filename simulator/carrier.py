@@ -190,7 +190,7 @@ class Carrier:
             if entry.provider == "native":
                 self.by_ref.setdefault(entry.client_ref, entry)
             if any(same_number(entry.to, n) for n in self.config.click_numbers) or self.chance(
-                self.config.click_rate
+                self.click_rate(entry)
             ):
                 self._receipted[entry.id] = asyncio.Event()
                 self.spawn(self.click(entry))
@@ -201,6 +201,13 @@ class Carrier:
                 self.spawn(self._receipts(entry, receipts, delay=True, reverse=reverse))
         if self.chance(self.config.timeout_rate):
             await self.hold(request)
+
+    def click_rate(self, entry: LedgerEntry) -> float:
+        """How likely the simulated customer is to click this message's links."""
+        for text, rate in self.config.click_rates_by_text.items():
+            if text in entry.body:
+                return rate
+        return self.config.click_rate
 
     # ----- receipts and replies -----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ against a simulator started with no configuration at all.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -118,6 +118,9 @@ class SimConfig(BaseModel):
     """Numbers whose customer clicks every link they receive."""
     click_rate: float = Field(default=0.0, ge=0, le=1)
     """Share of all other messages whose links the simulated customer clicks."""
+    click_rates_by_text: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    """Per wording: the share of messages whose text contains the key that get clicked (the first key
+    found wins over ``click_rate``), so that one variant's copy can draw more clicks than another's."""
     click_delay_ms: float = 1500.0
     """How long after its delivery receipt was posted (or, without one, its send) the customer clicks. The
     gateway counts a click within a second of delivery as a link scanner's, not a person's."""

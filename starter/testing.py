@@ -25,6 +25,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -97,6 +98,8 @@ class FakeCarrier:
         self.defer: dict[str, timedelta] = {}
         """Template code -> how long the first attempt is deferred (a provider frequency limit)."""
         self.assignments: list[VariantRequest] = []
+        self.assignments_fail = False
+        """When set, ``assign_variant`` fails for good (the store out of reach through every retry)."""
         self.winners: dict[str, str] = {}
         """Experiment -> its concluded winner, for ``assign_variant``."""
         self.calls: list[SendRequest] = []
@@ -159,6 +162,8 @@ class FakeCarrier:
     async def assign_variant(self, request: VariantRequest) -> VariantChoice:
         """The declared split, or the winner a test set in ``winners`` (a concluded experiment)."""
         self.assignments.append(request)
+        if self.assignments_fail:
+            raise ApplicationError("the store is down", type="StoreUnavailable", non_retryable=True)
         if (winner := self.winners.get(request.experiment)) is not None:
             return VariantChoice(variant=winner, reason="winner", allocation={winner: 1.0})
         return VariantChoice(

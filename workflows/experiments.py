@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.policies import PROFILE_TIMEOUT, READ_RETRY
 from workflows.sms import LOCAL_SEND_PATCH
@@ -44,19 +44,27 @@ async def choose_variant(
     # in the next workflow task (a query or a task heartbeat between them), a replay would meet the
     # marker where the code did not ask yet: a nondeterminism error (seen under test queries).
     workflow.patched(LOCAL_SEND_PATCH)
-    choice = await workflow.execute_local_activity(
-        assign_variant,
-        VariantRequest(
-            experiment=experiment,
-            customer_id=customer_id,
-            workflow_id=workflow.info().workflow_id,
-            journey=journey,
-            weights=dict(weights),
-            bandit=bandit,
-            metric=metric,
-        ),
-        start_to_close_timeout=PROFILE_TIMEOUT,
-        retry_policy=READ_RETRY,
-        summary=f"split {experiment}",
+    request = VariantRequest(
+        experiment=experiment,
+        customer_id=customer_id,
+        workflow_id=workflow.info().workflow_id,
+        journey=journey,
+        weights=dict(weights),
+        bandit=bandit,
+        metric=metric,
     )
+    try:
+        choice = await workflow.execute_local_activity(
+            assign_variant,
+            request,
+            start_to_close_timeout=PROFILE_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary=f"split {experiment}",
+        )
+    except (ActivityError, ApplicationError) as exc:  # a local activity's failure can come as either
+        # The store stayed out of reach through every retry: the customer still gets the declared
+        # bucket (deterministic, and the failure is in the history, so this replays) and the
+        # journey goes on; the assignment is not recorded, so the report does not count it.
+        workflow.logger.warning("split %s not recorded (%s): declared weights", experiment, exc)
+        return bucket(experiment, customer_id, weights)
     return choice.variant

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.experiments import ExperimentActivities, experiment_counts
 from nudge.experiments import Metric, VariantRequest
-from nudge.store import Assignment, Conversion, Experiment, Message
+from nudge.store import Assignment, Click, Conversion, Experiment, Message
 
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -78,13 +78,22 @@ async def test_a_concluded_experiment_gives_new_customers_its_winner(
 
 
 async def _exposed(
-    sessions: async_sessionmaker[AsyncSession], variant: str, customers: range, *, clicked: int, hour: int
+    sessions: async_sessionmaker[AsyncSession],
+    variant: str,
+    customers: range,
+    *,
+    clicked: int,
+    hour: int,
+    click_after: timedelta = timedelta(minutes=10),
 ) -> None:
-    """Customers exposed to ``variant`` at ``hour``, the first ``clicked`` of them clicking."""
+    """Customers exposed to ``variant`` at ``hour``, the first ``clicked`` of them clicking (a
+    person's click, ``click_after`` later)."""
     async with sessions() as session:
         for i in customers:
             customer = f"{variant}{i}"
             at = START + timedelta(hours=hour)
+            if i - customers.start < clicked:
+                session.add(Click(code=f"c-{customer}", message_id=f"m-{customer}", at=at + click_after))
             session.add(
                 Assignment(
                     experiment="copy",
@@ -98,6 +107,7 @@ async def _exposed(
             )
             session.add(
                 Message(
+                    id=f"m-{customer}",
                     idempotency_key=f"k-{customer}",
                     workflow_id=f"w-{customer}",
                     journey="onboarding",
@@ -143,6 +153,21 @@ async def test_counts_are_customers_who_succeeded_with_a_message_of_their_varian
     assert looks == [{"a": (2, 10), "b": (5, 10)}, {"a": (2, 10), "b": (6, 20)}]
     assert delivered == {"a": (10, 10), "b": (20, 20)}
     assert converted == {"a": (0, 10), "b": (1, 20)}
+
+
+async def test_a_look_counts_only_what_had_happened_by_its_hour(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A click three hours after its exposure shows in the look of the hour it came, not earlier:
+    the looks read the same whenever the report is asked for."""
+    await _exposed(sessions, "a", range(0, 2), clicked=1, hour=0, click_after=timedelta(hours=3))
+    await _exposed(sessions, "b", range(0, 2), clicked=0, hour=1)
+    async with sessions() as session:
+        counts, looks = await experiment_counts(
+            await session.connection(), "copy", Metric.CLICKED, hourly=True
+        )
+    assert counts == {"a": (1, 2), "b": (0, 2)}
+    assert looks == [{"a": (0, 2)}, {"a": (0, 2), "b": (0, 2)}, {"a": (1, 2), "b": (0, 2)}]
 
 
 async def test_a_bandit_sends_most_new_customers_to_the_variant_that_clicks_more(

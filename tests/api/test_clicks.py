@@ -8,6 +8,8 @@ import hmac
 import uuid
 from datetime import timedelta
 
+import pytest
+from pydantic import SecretStr
 from sqlmodel import col, select
 
 from nudge.settings import Settings
@@ -47,9 +49,13 @@ async def test_a_click_right_after_delivery_is_a_scanners_and_is_not_counted(gat
     assert [c.bot for c in clicks] == ["too_soon"] and clicked is False
 
 
-async def test_a_persons_click_counts_and_keeps_a_keyed_hash_of_the_address(
-    gateway: Gateway, gateway_settings: Settings
-) -> None:
+@pytest.fixture
+def gateway_settings(gateway_settings: Settings) -> Settings:
+    """The gateway with an address-hash key of its own."""
+    return gateway_settings.model_copy(update={"ip_hash_key": SecretStr("click-key-for-tests")})
+
+
+async def test_a_persons_click_counts_and_keeps_a_keyed_hash_of_the_address(gateway: Gateway) -> None:
     """A handset's GET a minute after delivery marks the message clicked; its address is stored
     only as HMAC-SHA256 under the gateway's key; a preview fetcher's GET after it is a bot's."""
     code, message_id = await _link(gateway, delivered_ago=timedelta(minutes=1))
@@ -57,6 +63,6 @@ async def test_a_persons_click_counts_and_keeps_a_keyed_hash_of_the_address(
     await gateway.http.get(f"/l/{code}", headers={"user-agent": "WhatsApp/2.23.20.0 A"})
     clicks, clicked = await _state(gateway, code, message_id)
     assert [c.bot for c in clicks] == [None, "user_agent"] and clicked is True
-    key = gateway_settings.ip_key
-    assert clicks[0].ip_hash == hmac.new(key, b"127.0.0.1", hashlib.sha256).hexdigest()[:32]
+    expected = hmac.new(b"click-key-for-tests", b"127.0.0.1", hashlib.sha256).hexdigest()[:32]
+    assert clicks[0].ip_hash == expected
     assert clicks[0].user_agent == HANDSET_BROWSER and clicks[1].user_agent == "WhatsApp/2.23.20.0 A"

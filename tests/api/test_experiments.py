@@ -8,7 +8,7 @@ import uuid
 
 from activities.experiments import ExperimentActivities
 from nudge.experiments import VariantRequest
-from nudge.store import Message
+from nudge.store import Click, Message
 from tests.api.cli import nudge
 from tests.api.conftest import Gateway
 
@@ -30,9 +30,12 @@ async def _experiment(
             )  # fmt: skip
             variant = (await activities.assign_variant(request)).variant
             clicked = exposed[variant] < clicks[variant]
+            if clicked:
+                session.add(Click(code=f"c-{customer}", message_id=f"m-{customer}"))
             session.add(
                 Message(
-                    idempotency_key=f"k-{customer}", workflow_id=f"w-{customer}", journey="onboarding",
+                    id=f"m-{customer}", idempotency_key=f"k-{customer}", workflow_id=f"w-{customer}",
+                    journey="onboarding",
                     step="send:welcome", customer_id=customer, template="welcome", category="marketing",
                     variant=f"{name}:{variant}", status="delivered", clicked=clicked,
                 )

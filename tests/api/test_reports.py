@@ -214,7 +214,8 @@ def _approx(value: float) -> Any:
 
 async def test_funnel_filters_by_time_and_counts_journey_entries(gateway: Gateway, customer_id: str) -> None:
     """``since``/``until`` select messages by creation time; a report per journey starts with its
-    entries; a bad range or dimension is a 422 naming the parameter."""
+    entries (unknown within a time range); nothing matched is no row; a bad range or dimension is a
+    422 naming the parameter."""
     journey = f"j{uuid.uuid4().hex[:8]}"
     now = utcnow()
     for hours in (1, 5, 30):
@@ -237,6 +238,13 @@ async def test_funnel_filters_by_time_and_counts_journey_entries(gateway: Gatewa
     )
     [onboarding] = per_journey.json()
     assert onboarding["group"] == {"journey": "onboarding"} and onboarding["entered"] >= 1
+    # An entry row keeps only its latest time: within a range, the entries are not known.
+    limited = await gateway.http.get(
+        "/v1/reports/funnel", params={"journey": "onboarding", "group_by": "journey", "since": since}
+    )
+    assert [row["entered"] for row in limited.json()] in ([], [None])
+    nothing = await gateway.http.get("/v1/reports/funnel", params={"journey": "no-such-journey"})
+    assert nothing.json() == []
 
     bad_range = await gateway.http.get("/v1/reports/funnel", params={"since": since, "until": since})
     bad_dimension = await gateway.http.get("/v1/reports/funnel", params={"group_by": "phone"})

@@ -84,3 +84,17 @@ def test_ip_hash_is_keyed_hmac_and_never_the_address() -> None:
     assert ip_hash(b"k1", "203.0.113.7") == expected
     assert ip_hash(b"k2", "203.0.113.7") != expected
     assert ip_hash(b"k1", None) is None and ip_hash(b"k1", "") is None
+
+
+def test_the_address_key_is_its_own_setting_or_derived_from_the_codec_keys() -> None:
+    """``NUDGE_IP_HASH_KEY`` when set; else sha256 of a prefix and the codec keys, never the
+    callback token (which sits in the providers' receipt URLs)."""
+    from pydantic import SecretStr
+
+    from nudge.settings import Settings
+
+    codec = "k1:" + "A" * 43 + "="
+    derived = Settings(codec_keys=SecretStr(codec))
+    assert derived.ip_key == hashlib.sha256(b"nudge:ip-hash:" + codec.encode()).digest()
+    assert derived.ip_key != derived.callback_token.get_secret_value().encode()
+    assert Settings(codec_keys=SecretStr(codec), ip_hash_key=SecretStr("own")).ip_key == b"own"

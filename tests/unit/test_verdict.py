@@ -74,3 +74,27 @@ def test_a_lone_variant_has_no_verdict() -> None:
     """One variant cannot be compared: nothing is conclusive."""
     got = verdict({"a": (3, 10)}, [], metric=Metric.CLICKED)
     assert not got.conclusive and got.summary == "needs at least two variants with exposures"
+
+
+def test_a_huge_lead_over_a_huge_sample_is_conclusive_without_overflow() -> None:
+    """10 % against 30 % over 20,000 each takes the mixture ratio past a float: still a verdict."""
+    counts = {"a": (2000, 20_000), "b": (6000, 20_000)}
+    got = verdict(counts, _looks(counts), metric=Metric.CLICKED)
+    assert got.conclusive and got.comparisons[0].always_valid_p == 0.0
+
+
+def test_a_high_rate_metric_with_a_large_minimum_lift_still_has_a_minimum_sample() -> None:
+    """95 % delivery cannot rise 50 %: the baseline is held where the lift is still a rate."""
+    counts = {"a": (950, 1000), "b": (960, 1000)}
+    got = verdict(counts, _looks(counts), metric=Metric.DELIVERED, min_lift=0.5)
+    assert got.needed_per_variant is not None and got.needed_per_variant > 0
+
+
+def test_a_variant_nobody_got_is_shown_but_neither_leads_nor_blocks_the_verdict() -> None:
+    """c (weight 0, no exposures) keeps its uniform prior out of P(best) and the minimum sample:
+    b beats a, conclusive, and c is listed with nothing."""
+    counts = {"a": (1000, 10_000), "b": (1300, 10_000), "c": (0, 0)}
+    got = verdict(counts, _looks(counts), metric=Metric.CLICKED)
+    assert got.leader == "b" and got.conclusive
+    assert [(v.variant, v.exposures, v.probability_best) for v in got.variants][2] == ("c", 0, 0.0)
+    assert [(c.variant, c.against) for c in got.comparisons] == [("b", "a")]

@@ -40,10 +40,22 @@ async def test_split_asks_assign_variant_and_attributes_the_sends(tester: Journe
 
 
 async def test_a_concluded_experiment_sends_everyone_to_its_winner(tester: JourneyTester) -> None:
-    """With the winner set to b, customers the weights would put in a get b too."""
+    """With the winner set to b, customers the weights would put in a get b too; the journey's
+    ``bandit=True`` reaches ``assign_variant`` (the activity's own tests judge the bandit)."""
     tester.carrier.winners["welcome_copy"] = "b"
     for customer in ("s1", "s3"):
         run = await tester.start(SplitsCopy, customer=customer, bandit=True)
         await run.result()
         assert run.sent_templates[0] == "welcome_b"
     assert [a.bandit for a in tester.carrier.assignments] == [True, True]
+
+
+async def test_a_split_the_store_cannot_record_falls_back_to_the_declared_bucket(
+    tester: JourneyTester,
+) -> None:
+    """When ``assign_variant`` fails for good, the customer gets the declared bucket and the
+    journey goes on to its sends, instead of failing."""
+    tester.carrier.assignments_fail = True
+    run = await tester.start(SplitsCopy, customer="s2")
+    result = await run.result()
+    assert result.outcome == "completed" and run.sent_templates == ["welcome_b", "welcome_follow_up"]

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.experiments import experiment_counts
@@ -107,8 +107,15 @@ class Experiments:
                 raise UnknownVariant(f"{name} has no variant {winner!r}; it has {', '.join(row.variants)}")
             if row.winner is not None:
                 raise AlreadyConcluded(f"{name} was concluded with {row.winner!r} by {row.concluded_by}")
-            row.winner, row.concluded_at, row.concluded_by = winner, self._clock(), by
-            session.add(row)
+            # Only while it has no winner: of two concludes at once, one wins and the other is told.
+            moved = await session.exec(
+                update(Experiment)
+                .where(col(Experiment.name) == name, col(Experiment.winner).is_(None))
+                .values(winner=winner, concluded_at=self._clock(), concluded_by=by)
+            )
             await session.commit()
+            if moved.rowcount != 1:
+                raise AlreadyConcluded(f"{name} was concluded meanwhile")
+            await session.refresh(row)
         log.warning("experiment_concluded", experiment=name, winner=winner, by=by)
         return _public(row)

@@ -65,7 +65,8 @@ class FunnelRow(BaseModel):
 
     group: dict[str, str | None] = Field(description="The group's value for each `group_by` dimension.")
     entered: int | None = Field(
-        default=None, description="Journey entries (when grouped by journey alone, or not at all)."
+        default=None,
+        description="Journey entries, when grouped by journey alone (or not at all) and not limited in time.",
     )
     messages: int = Field(description="Every message the gate decided on.")
     pending: int = Field(description="Not decided yet, or deferred (quiet hours, a provider's limit).")
@@ -86,6 +87,7 @@ class FunnelRow(BaseModel):
     cost: float = Field(description="Segments times each route's price, in `currency`.")
     currency: str | None = Field(description="The routes' currency; `mixed` when they differ.")
     revenue: float = Field(description="The credited conversions' `amount`, summed.")
+    revenue_currency: str | None = Field(description="The conversions' `currency`; `mixed` when they differ.")
     cost_per_conversion: float | None
     revenue_per_conversion: float | None
     rates: Rates
@@ -124,15 +126,14 @@ class Reports:
         keys: list[Any] = [col(getattr(Message, d.value)).label(d.value) for d in dims]
         where = _where(filters)
         status = col(Message.status)
-        conversions = (
-            select(
-                col(Conversion.message_id).label("message_id"),
-                func.count().label("n"),
-                func.sum(Conversion.revenue).label("revenue"),
-            )
-            .group_by(col(Conversion.message_id))
-            .subquery()
-        )
+        per_message: list[Any] = [
+            col(Conversion.message_id).label("message_id"),
+            func.count().label("n"),
+            func.sum(Conversion.revenue).label("revenue"),
+            func.min(Conversion.currency).label("currency"),
+            func.max(Conversion.currency).label("other_currency"),
+        ]
+        conversions = select(*per_message).group_by(col(Conversion.message_id)).subquery()
         complaints = (
             select(
                 col(Complaint.message_id).label("message_id"),
@@ -161,6 +162,8 @@ class Reports:
             func.coalesce(func.sum(Message.cost), 0.0).label("cost"),
             func.min(Message.currency).label("currency"),
             func.max(Message.currency).label("other_currency"),
+            func.min(conversions.c.currency).label("revenue_currency"),
+            func.max(conversions.c.other_currency).label("other_revenue_currency"),
         ]
         query = (
             select(*keys, *figures)
@@ -191,12 +194,19 @@ class Reports:
             seen.add(key)
             out.append(self._row(row, dims, dict(reasons.get(key, {})), entered.get(key)))
         for key in entered.keys() - seen:  # a journey entered, with no message yet
-            empty = dict.fromkeys(_COUNTS, 0) | {"currency": None, "other_currency": None}
+            empty = dict.fromkeys(_COUNTS, 0) | {
+                "currency": None,
+                "other_currency": None,
+                "revenue_currency": None,
+                "other_revenue_currency": None,
+            }
             out.append(
                 self._row(
                     empty | dict(zip([d.value for d in dims], key, strict=True)), dims, {}, entered[key]
                 )
             )
+        if not dims and out and out[0].messages == 0 and out[0].entered is None:
+            return []  # an aggregate without GROUP BY always has a row: none matched
         return sorted(out, key=lambda r: (-r.messages, [str(v) for v in r.group.values()]))
 
     @staticmethod
@@ -206,6 +216,9 @@ class Reports:
         sent, converted = row["sent"], row["converted"]
         cost, revenue = float(row["cost"]), float(row["revenue"])
         currency = row["currency"] if row["currency"] == row["other_currency"] else "mixed"
+        revenue_currency = row["revenue_currency"]
+        if revenue_currency != row["other_revenue_currency"]:
+            revenue_currency = "mixed"
         return FunnelRow(
             group={d.value: row[d.value] for d in dims},
             entered=entered,
@@ -226,6 +239,7 @@ class Reports:
             cost=cost,
             currency=currency,
             revenue=revenue,
+            revenue_currency=revenue_currency,
             cost_per_conversion=_ratio(cost, row["conversions"]),
             revenue_per_conversion=_ratio(revenue, row["conversions"]),
             rates=Rates(
@@ -248,6 +262,9 @@ class Reports:
         ]
         if others or any(d is not Dimension.JOURNEY for d in dims):
             return {}
+        if filters.since is not None or filters.until is not None:
+            # An entry row keeps only its latest entry's time: within a range its count is unknown.
+            return {}
         query = select(col(JourneyEntry.journey), func.coalesce(func.sum(JourneyEntry.entries), 0))
         if filters.journey is not None:
             query = query.where(col(JourneyEntry.journey) == filters.journey)
@@ -258,4 +275,4 @@ class Reports:
         rows = (await connection.execute(query.group_by(col(JourneyEntry.journey)))).all()
         if dims:
             return {(journey,): int(n) for journey, n in rows}
-        return {(): sum(int(n) for _, n in rows)}
+        return {(): sum(int(n) for _, n in rows)} if rows else {}
