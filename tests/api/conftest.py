@@ -68,7 +68,7 @@ async def gateway(
         env.client,
         task_queue=task_queue,
         workflows=list(JOURNEYS),
-        activities=[carrier.send_message, carrier.get_profile],
+        activities=[carrier.send_message, carrier.get_profile, carrier.assign_variant],
     )
     # Every request of a test goes with an admin key unless the test says otherwise (tests/api/test_auth.py).
     admin, _ = await ApiKeys(sessions, cache_ttl=timedelta(0)).create("tests", [Scope.ADMIN], by="conftest")

@@ -12,6 +12,7 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.experiments import experiment_counts
+from nudge.errors import InvalidInput
 from nudge.experiments import Metric, Verdict, verdict
 from nudge.logging import get_logger
 from nudge.store import Assignment, Experiment, read_sessions, utcnow
@@ -19,16 +20,16 @@ from nudge.store import Assignment, Experiment, read_sessions, utcnow
 log = get_logger(__name__)
 
 
-class UnknownExperiment(LookupError):
-    pass
+class UnknownExperiment(InvalidInput):
+    """No experiment by that name (a journey's ``split`` creates it)."""
 
 
-class UnknownVariant(ValueError):
-    pass
+class UnknownVariant(InvalidInput):
+    """The experiment has no such variant."""
 
 
-class AlreadyConcluded(ValueError):
-    pass
+class AlreadyConcluded(InvalidInput):
+    """The experiment has a winner already."""
 
 
 class ExperimentPublic(BaseModel):
