@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from starter.demo import DEMO_OVERRIDES, PLAYGROUND_ENV
-from starter.stack import Ports, Stack
+from starter.stack import Ports, Stack, StackError
 
 
 @contextlib.contextmanager
@@ -19,22 +19,37 @@ def running_stack(state_dir: Path, **env: str) -> Iterator[Stack]:
         **DEMO_OVERRIDES,
         "cart_abandonment": {**DEMO_OVERRIDES["cart_abandonment"], "conversion_window": "PT2S"},
     }
-    running = Stack(
-        state_dir=state_dir,
-        ports=Ports.free(),
-        env_overrides={
-            "NUDGE_JOURNEY_OVERRIDES": json.dumps(overrides),
-            # The stack runs on the real clock, at any hour; quiet hours have tests of their own.
-            "NUDGE_QUIET_HOURS": PLAYGROUND_ENV["NUDGE_QUIET_HOURS"],
-            "NUDGE_SIMULATOR_RECEIPT_DELAY_MS": "100",
-            # A route paused by an account-level error probes again after 2 s, not 5 min.
-            "NUDGE_ACCOUNT_PAUSE": "PT2S",
-            **env,
-        },
-        ui=False,
-    )
+
+    def stack() -> Stack:
+        return Stack(
+            state_dir=state_dir,
+            ports=Ports.free(),
+            env_overrides={
+                "NUDGE_JOURNEY_OVERRIDES": json.dumps(overrides),
+                # The stack runs on the real clock, at any hour; quiet hours have tests of their own.
+                "NUDGE_QUIET_HOURS": PLAYGROUND_ENV["NUDGE_QUIET_HOURS"],
+                "NUDGE_SIMULATOR_RECEIPT_DELAY_MS": "100",
+                # A route paused by an account-level error probes again after 2 s, not 5 min.
+                "NUDGE_ACCOUNT_PAUSE": "PT2S",
+                **env,
+            },
+            ui=False,
+        )
+
+    running = stack()
+    for attempt in range(3):
+        try:
+            running.start()
+            break
+        except StackError:
+            running.stop()
+            # Free ports are picked, then released for the children to bind: another process can
+            # take one in between. Only that is worth another set of ports.
+            logs = " ".join(path.read_text(errors="replace") for path in (state_dir / "logs").glob("*.log"))
+            if "address already in use" not in logs or attempt == 2:
+                raise
+            running = stack()
     try:
-        running.start()
         yield running
     finally:
         running.stop()
