@@ -164,8 +164,7 @@ class Settings(BaseSettings):
     logged."""
 
     worker_metrics_host: str = "127.0.0.1"
-    """Where the worker serves ``/metrics``: its sends, the route breakers and the Temporal SDK's runtime
-    metrics."""
+    """Where the worker serves ``/metrics`` (sends, route breakers, the Temporal SDK's runtime metrics)."""
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     """The worker's metrics port; 0 turns it off."""
 

@@ -5,24 +5,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from starter.api.services.reports import Dimension as By
 from starter.cli.common import GatewayOpt, call_gateway, console, fail
-
-
-class By(StrEnum):
-    JOURNEY = "journey"
-    STEP = "step"
-    TEMPLATE = "template"
-    VARIANT = "variant"
-    ROUTE = "route"
-    SIGNATURE = "signature"
-    CATEGORY = "category"
-
 
 _AGO = re.compile(r"^(\d+)([mhdw])$")
 _UNIT = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
