@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     """Temporal namespace the journeys run in."""
     temporal_ui_port: int = 8233
     """Port of the Temporal UI that ``nudge up`` starts with the dev server."""
+    temporal_ui_url: str = ""
+    """Where people open the Temporal UI (the dashboard links each message's journey there). Empty:
+    ``http://localhost:<temporal_ui_port>``."""
     task_queue: str = "nudge-journeys"
     """Task queue of the marketing journeys and their activities."""
     transactional_task_queue: str = "nudge-transactional"
@@ -178,6 +181,11 @@ class Settings(BaseSettings):
     ip_hash_key: SecretStr = SecretStr("")
     """Key of the hash a click's client address is kept as. Empty: one derived from the codec keys (a secret
     that never appears in a URL; rotating them then changes the hashes, so set this to keep them)."""
+    dashboard_secret: SecretStr = SecretStr("")
+    """Key that signs the dashboard's session cookies. Empty: one derived from the codec keys (rotating them
+    then signs everyone out); without codec keys either, a random one per gateway process."""
+    dashboard_session: timedelta = Field(default=timedelta(hours=12), gt=timedelta(0))
+    """How long a dashboard login lasts."""
 
     @field_validator("codec_token")
     @classmethod
@@ -217,6 +225,19 @@ class Settings(BaseSettings):
         if self.ip_hash_key.get_secret_value():
             return self.ip_hash_key.get_secret_value().encode()
         return hashlib.sha256(b"nudge:ip-hash:" + self.codec_key_text().encode()).digest()
+
+    @property
+    def session_key(self) -> bytes | None:
+        """The key of dashboard session cookies: ``dashboard_secret``, else derived from the codec keys;
+        None when neither is set (the gateway then makes one per process)."""
+        if self.dashboard_secret.get_secret_value():
+            return self.dashboard_secret.get_secret_value().encode()
+        codec = self.codec_key_text()
+        return hashlib.sha256(b"nudge:dashboard-session:" + codec.encode()).digest() if codec else None
+
+    @property
+    def effective_temporal_ui_url(self) -> str:
+        return self.temporal_ui_url.rstrip("/") or f"http://localhost:{self.temporal_ui_port}"
 
     @property
     def gateway_url(self) -> str:

@@ -35,6 +35,7 @@ from starter.api.routes import (
     health,
     keys,
     links,
+    messages,
     pauses,
     reports,
     signatures,
@@ -42,6 +43,7 @@ from starter.api.routes import (
 )
 from starter.api.routes.webhooks import aliyun, simulator, tencent, twilio
 from starter.api.routes.webhooks.common import check_callback_token
+from starter.dashboard import mount as mount_dashboard
 from workflows import JOURNEYS
 from workflows.journey import Journey
 
@@ -53,6 +55,7 @@ ROUTERS = (
     consent.router,
     pauses.router,
     reports.router,
+    messages.router,
     experiments.router,
     templates.router,
     signatures.router,
@@ -113,6 +116,7 @@ def create_app(
     add_offline_docs(app)
     for router in ROUTERS:
         app.include_router(router)
+    mount_dashboard(app)
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.add_exception_handler(HTTPException, http_problem)
     # Inside the body limit, so that it reads only bodies already capped.

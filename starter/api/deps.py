@@ -25,9 +25,12 @@ from starter.api.services.clicks import Clicks
 from starter.api.services.experiments import Experiments
 from starter.api.services.intake import EventRouter
 from starter.api.services.keys import ApiKeys
+from starter.api.services.messages import Messages
 from starter.api.services.pauses import Pauses
 from starter.api.services.replies import Replies
 from starter.api.services.reports import Reports
+from starter.api.services.series import Series
+from starter.api.services.timeline import Timeline
 from workflows.journey import Journey
 from workflows.journeys import seeded_templates
 
@@ -61,6 +64,9 @@ class Services:
         self.replies = Replies(sessions=self.sessions, intake=self.intake, complaints=complaints)
         self.clicks = Clicks(client=client, sessions=self.sessions, ip_key=settings.ip_key)
         self.reports = Reports(self.sessions)
+        self.series = Series(self.sessions)
+        self.messages = Messages(self.sessions)
+        self.timeline = Timeline(self.sessions)
         self.experiments = Experiments(self.sessions, min_lift=settings.experiment_min_lift)
         self.registry = Registry(
             self.sessions, builtins=seeded_templates(journeys), routes=settings.effective_routes
@@ -114,6 +120,18 @@ async def _reports(services: ServicesDep) -> Reports:
     return services.reports
 
 
+async def _series(services: ServicesDep) -> Series:
+    return services.series
+
+
+async def _messages(services: ServicesDep) -> Messages:
+    return services.messages
+
+
+async def _timeline(services: ServicesDep) -> Timeline:
+    return services.timeline
+
+
 async def _experiments(services: ServicesDep) -> Experiments:
     return services.experiments
 
@@ -137,6 +155,9 @@ ReceiptsDep = Annotated[Receipts, Depends(_receipts)]
 RepliesDep = Annotated[Replies, Depends(_replies)]
 ClicksDep = Annotated[Clicks, Depends(_clicks)]
 ReportsDep = Annotated[Reports, Depends(_reports)]
+SeriesDep = Annotated[Series, Depends(_series)]
+MessagesDep = Annotated[Messages, Depends(_messages)]
+TimelineDep = Annotated[Timeline, Depends(_timeline)]
 ExperimentsDep = Annotated[Experiments, Depends(_experiments)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 PausesDep = Annotated[Pauses, Depends(_pauses)]

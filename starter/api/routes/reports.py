@@ -2,6 +2,8 @@
 
 - ``GET /v1/reports/funnel?journey=...&group_by=variant&group_by=route``: sent, delivered,
   clicked, converted, opted out, complained, blocked by reason, cost and revenue, per group.
+- ``GET /v1/reports/rates?bucket=hour``: delivery, click, conversion and complaint rates per hour
+  or day, for the same filters.
 """
 
 from __future__ import annotations
@@ -12,12 +14,21 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from starter.api.auth import AUTH_ERRORS, NEEDS_READ
-from starter.api.deps import ReportsDep
+from starter.api.deps import ReportsDep, SeriesDep
 from starter.api.errors import invalid
 from starter.api.services.reports import Dimension, FunnelFilter, FunnelRow
+from starter.api.services.series import Bucket, RatePoint
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=AUTH_ERRORS, dependencies=NEEDS_READ)
 Value = Annotated[str | None, Query(min_length=1, max_length=200)]
+Since = Annotated[AwareDatetime | None, Query(description="ISO 8601 with an offset.")]
+Until = Annotated[AwareDatetime | None, Query(description="ISO 8601 with an offset.")]
+
+
+def _checked(filters: FunnelFilter) -> FunnelFilter:
+    if filters.since is not None and filters.until is not None and filters.since >= filters.until:
+        raise invalid("`since` must be before `until`", loc=("query", "since"))
+    return filters
 
 
 @router.get("/funnel", response_model=list[FunnelRow])
@@ -32,24 +43,56 @@ async def funnel(
     route: Value = None,
     signature: Value = None,
     category: Annotated[str | None, Query(pattern="^(marketing|transactional)$")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with an offset.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="ISO 8601 with an offset.")] = None,
+    since: Since = None,
+    until: Until = None,
     group_by: Annotated[list[Dimension] | None, Query(description="Repeat for several dimensions.")] = None,
 ) -> list[FunnelRow]:
     """The funnel of the messages the filters select, one row per group (one row in all without
     `group_by`), largest first. Rates are over the messages sent; the delivery rate over those
     whose receipt came back."""
-    if since is not None and until is not None and since >= until:
-        raise invalid("`since` must be before `until`", loc=("query", "since"))
-    filters = FunnelFilter(
-        journey=journey,
-        step=step,
-        template=template,
-        variant=variant,
-        route=route,
-        signature=signature,
-        category=category,
-        since=since,
-        until=until,
+    filters = _checked(
+        FunnelFilter(
+            journey=journey,
+            step=step,
+            template=template,
+            variant=variant,
+            route=route,
+            signature=signature,
+            category=category,
+            since=since,
+            until=until,
+        )
     )
     return await reports.funnel(filters, group_by or ())
+
+
+@router.get("/rates", response_model=list[RatePoint])
+async def rates(
+    series: SeriesDep,
+    bucket: Annotated[Bucket, Query(description="One point per hour or per day.")] = Bucket.HOUR,
+    journey: Value = None,
+    template: Value = None,
+    variant: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="`experiment:variant`")
+    ] = None,
+    route: Value = None,
+    signature: Value = None,
+    category: Annotated[str | None, Query(pattern="^(marketing|transactional)$")] = None,
+    since: Since = None,
+    until: Until = None,
+) -> list[RatePoint]:
+    """Delivery, click, conversion and complaint rates over time: the messages the gate decided on
+    in each hour (or day) that has any, oldest first. The points add up to the funnel's figures."""
+    filters = _checked(
+        FunnelFilter(
+            journey=journey,
+            template=template,
+            variant=variant,
+            route=route,
+            signature=signature,
+            category=category,
+            since=since,
+            until=until,
+        )
+    )
+    return await series.rates(filters, bucket)

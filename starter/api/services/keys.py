@@ -130,6 +130,15 @@ class ApiKeys:
         self._cache[presented] = (caller, now + self._ttl)
         return caller
 
+    async def live(self, prefix: str) -> tuple[Caller, str] | None:
+        """The live key with public ``prefix`` and its stored digest (what a dashboard session is
+        bound to), or None when there is none or it was revoked."""
+        async with self._sessions() as session:
+            row = await session.get(ApiKey, prefix)
+        if row is None or row.revoked_at is not None:
+            return None
+        return Caller(name=row.name, prefix=row.prefix, scopes=tuple(row.scopes)), row.digest
+
     async def ensure_local_admin(self, path: Path) -> bool:
         """Make sure ``path`` holds a live admin key (``nudge up``): keep the one there, or make a
         ``local-admin`` key and write it, readable by its owner only. Answers whether it made one."""

@@ -93,7 +93,8 @@ class FunnelRow(BaseModel):
     rates: Rates
 
 
-def _where(filters: FunnelFilter) -> list[ColumnElement[bool]]:
+def message_filters(filters: FunnelFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses on ``message`` that ``filters`` select (shared by the funnel and the series)."""
     where: list[ColumnElement[bool]] = []
     for dimension in Dimension:
         value = getattr(filters, dimension.value)
@@ -124,7 +125,7 @@ class Reports:
         """The funnel of every group of messages that ``filters`` select, largest group first."""
         dims = list(dict.fromkeys(group_by))
         keys: list[Any] = [col(getattr(Message, d.value)).label(d.value) for d in dims]
-        where = _where(filters)
+        where = message_filters(filters)
         status = col(Message.status)
         per_message: list[Any] = [
             col(Conversion.message_id).label("message_id"),
