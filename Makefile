@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint bench mutation clean
+.PHONY: run demo test lint bench mutation vendor-chartjs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: $(STAMP)
 mutation: $(STAMP)
 	$(BIN)/python -m tests.mutation.planted
 	$(BIN)/python -m tests.mutation $(MUTATION_ARGS)
+
+## vendor-chartjs: refresh the dashboard's Chart.js from the npm registry (committed: the dashboard never loads a CDN)
+CHARTJS ?= 4.6.1
+vendor-chartjs:
+	cd $$(mktemp -d) && npm pack --silent chart.js@$(CHARTJS) && tar xzf chart.js-$(CHARTJS).tgz && \
+	cp package/dist/chart.umd.min.js $(CURDIR)/starter/dashboard/static/ && \
+	cp package/LICENSE.md $(CURDIR)/starter/dashboard/static/chart.js.LICENSE.md
 
 clean:
 	rm -rf $(VENV) .nudge mutants

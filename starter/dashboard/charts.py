@@ -66,8 +66,10 @@ def variant_rates(verdict: Verdict) -> dict[str, Any]:
         "labels": [v.variant for v in variants],
         "datasets": [
             {"label": f"{verdict.metric.value} rate", "data": [_percent(v.rate) for v in variants]},
-            {"label": "interval low", "data": [_percent(v.interval.low) for v in variants]},
-            {"label": "interval high", "data": [_percent(v.interval.high) for v in variants]},
+            {
+                "label": "95 % interval",
+                "data": [[_percent(v.interval.low), _percent(v.interval.high)] for v in variants],
+            },
         ],
         "percent": True,
     }

@@ -51,6 +51,9 @@ SCOPE_OF = {
     ("DELETE", "/v1/pauses/{scope}/{value}"): "admin",
     ("GET", "/v1/pauses/history"): "read",
     ("GET", "/v1/reports/funnel"): "read",
+    ("GET", "/v1/reports/rates"): "read",
+    ("GET", "/v1/messages"): "read",
+    ("GET", "/v1/customers/{customer_id}/timeline"): "read",
     ("GET", "/v1/experiments"): "read",
     ("GET", "/metrics"): "read",
     ("GET", "/v1/experiments/{name}"): "read",
@@ -317,6 +320,31 @@ HIDDEN = {
 }
 """Routes the schema leaves out, public on purpose: the schema and its pages (no data), and the
 local simulator's receipts (a webhook, closed unless a simulator route is configured)."""
+DASHBOARD = {
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/funnel"),
+    ("GET", "/dashboard/messages"),
+    ("GET", "/dashboard/customers"),
+    ("GET", "/dashboard/experiments"),
+    ("GET", "/dashboard/experiments/{name}"),
+    ("POST", "/dashboard/experiments/{name}/conclude"),
+    ("GET", "/dashboard/pauses"),
+    ("POST", "/dashboard/pauses/resume"),
+    ("POST", "/dashboard/logout"),
+}
+"""The dashboard's pages (HTML, out of the schema): behind its session cookie, which only a read or
+admin key gets (tests/api/test_dashboard.py); the login page itself is open."""
+DASHBOARD_LOGIN = {("GET", "/dashboard/login"), ("POST", "/dashboard/login")}
+
+
+async def test_every_dashboard_page_sends_a_stranger_to_the_login_page(gateway: Gateway) -> None:
+    async with as_key(gateway, None) as http:
+        for method, path in sorted(DASHBOARD):
+            response = await http.request(
+                method, concrete(path), data={"csrf": "x", "scope": "route", "value": "x"}
+            )
+            assert response.status_code == 303, (method, path, response.text)
+            assert response.headers["location"].startswith("/dashboard/login?next="), (method, path)
 
 
 def test_routes_left_out_of_the_schema_are_only_the_known_public_ones() -> None:
@@ -338,4 +366,4 @@ def test_routes_left_out_of_the_schema_are_only_the_known_public_ones() -> None:
         if isinstance(route, (APIRoute, Route)) and not getattr(route, "include_in_schema", True)
         for method in route.methods or ()
     }
-    assert hidden == HIDDEN
+    assert hidden == HIDDEN | DASHBOARD | DASHBOARD_LOGIN

@@ -4,6 +4,7 @@ figures it shows (the API's own), and that every asset it needs is its own."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -174,6 +175,13 @@ async def test_the_funnel_page_shows_the_apis_figures(gateway: Gateway, browser:
             assert shown[field] == str(row[field]), field
         assert shown["rates.click"] == f"{100 * row['rates']['click']:.1f} %"
     assert cells["onboarding / welcome_copy:b"]["clicked"] == "2"  # and the test's own count
+    chart = json.loads(
+        re.search(r'<script type="application/json" id="chart-funnel">(.*?)</script>', page.text, re.S)[1]
+    )
+    assert chart["labels"] == [" / ".join(row["group"].values()) for row in api]
+    assert {d["label"]: d["data"] for d in chart["datasets"]} == {
+        stage: [row[stage] for row in api] for stage in ("sent", "delivered", "clicked", "converted")
+    }
     bad = await browser.get("/dashboard/funnel", params={"since": "yesterday"})
     assert bad.status_code == 400 and "since: not a time" in bad.text
 

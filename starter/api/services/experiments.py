@@ -52,6 +52,12 @@ class ExperimentReport(BaseModel):
     verdict: Verdict
 
 
+def _shares(weights: dict[str, float]) -> dict[str, float]:
+    """Declared weights (``{"a": 50, "b": 50}``) as the shares an allocation is (``0.5`` each)."""
+    total = sum(weights.values())
+    return {name: weight / total for name, weight in weights.items()} if total > 0 else dict(weights)
+
+
 def _public(row: Experiment) -> ExperimentPublic:
     return ExperimentPublic.model_validate(row, from_attributes=True)
 
@@ -94,7 +100,7 @@ class Experiments:
         control = row.variants[0] if row.variants else None
         return ExperimentReport(
             experiment=_public(row),
-            allocation=dict(latest.allocation) if latest and latest.allocation else dict(row.weights),
+            allocation=dict(latest.allocation) if latest and latest.allocation else _shares(row.weights),
             verdict=verdict(counts, looks, metric=judged, control=control, min_lift=self._min_lift),
         )
 

@@ -88,12 +88,7 @@ class Series:
                 count.filter(converted).label("converted"),
                 count.filter(complained).label("complained"),
             ]
-            query = (
-                select(*figures)
-                .where(*message_filters(filters))
-                .group_by(start)
-                .order_by(start)
-            )
+            query = select(*figures).where(*message_filters(filters)).group_by(start).order_by(start)
             rows = (await connection.execute(query)).mappings().all()
         return [
             RatePoint(
