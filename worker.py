@@ -146,6 +146,7 @@ async def build_workers(
             caps=settings.frequency_caps,
             complaints=complaints,
             pauses=PauseCache(sessions),
+            sinks=settings.stream_sinks,
         )
         activities: list[Callable[..., Any]] = [
             sends.send_message,
@@ -155,7 +156,9 @@ async def build_workers(
         workflows: list[type] = list(journeys)
         if task_queue == settings.task_queue:
             # The main lane also runs the worker's own schedules (workflows/maintenance.py).
-            receipts = Receipts(client=client, sessions=sessions, complaints=complaints)
+            receipts = Receipts(
+                client=client, sessions=sessions, complaints=complaints, sinks=settings.stream_sinks
+            )
             activities.append(ReceiptSweeper(sessions, router, receipts).reconcile_receipts)
             workflows.append(ReconcileReceipts)
         workers.append(

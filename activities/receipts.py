@@ -11,6 +11,7 @@ commit, so whichever commits second attaches it, on SQLite and under PostgreSQL'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +26,31 @@ from activities.feedback import count_complaint, signal_journey
 from nudge.logging import get_logger
 from nudge.metrics import RECEIPTS
 from nudge.models import MessageStatus, MessageUpdate
-from nudge.store import Message, MessageStatusChange, read_sessions, utcnow
+from nudge.sinks import EventKind, StreamSink
+from nudge.store import Message, MessageStatusChange, publish, read_sessions, utcnow
 
 log = get_logger(__name__)
+RECEIPT_KINDS = {
+    MessageStatus.DELIVERED: EventKind.DELIVERED,
+    MessageStatus.UNDELIVERED: EventKind.UNDELIVERED,
+    MessageStatus.FAILED: EventKind.FAILED,
+}
+"""The receipts the stream publishes: final ones (a carrier's ``sent`` adds nothing to the send's)."""
+
+
+def publish_receipt(
+    session: AsyncSession,
+    sinks: Sequence[StreamSink],
+    message: Message,
+    status: MessageStatus,
+    *,
+    error_code: str | None,
+    at: datetime | None = None,
+) -> None:
+    """Publish a receipt that moved ``message`` to ``status`` (in the transaction that moved it)."""
+    if (kind := RECEIPT_KINDS.get(status)) is not None:
+        error = error_code or message.error_code
+        publish(session, sinks, kind, message=message, at=at, status=status.value, error_code=error)
 
 
 async def has_unmatched(session: AsyncSession, provider: str, provider_message_id: str) -> bool:
@@ -41,8 +64,11 @@ async def has_unmatched(session: AsyncSession, provider: str, provider_message_i
     return rows.first() is not None
 
 
-async def attach_unmatched(session: AsyncSession, message: Message) -> MessageStatus | None:
-    """Attach the unmatched receipts for ``message`` (in this transaction, not committed).
+async def attach_unmatched(
+    session: AsyncSession, message: Message, *, sinks: Sequence[StreamSink] = ()
+) -> MessageStatus | None:
+    """Attach the unmatched receipts for ``message`` (in this transaction, not committed), and
+    publish the final status they moved it to.
 
     Returns the new status when one of them moved the message forward, else None.
     """
@@ -75,6 +101,7 @@ async def attach_unmatched(session: AsyncSession, message: Message) -> MessageSt
         if moved is MessageStatus.DELIVERED:
             message.delivered_at = message.updated_at
         session.add(message)
+        publish_receipt(session, sinks, message, moved, error_code=message.error_code)
     return moved
 
 
@@ -85,8 +112,11 @@ class Receipts:
         client: Client,
         sessions: async_sessionmaker[AsyncSession],
         complaints: ComplaintRecorder | None = None,
+        sinks: Sequence[StreamSink] = (),
     ) -> None:
         self._complaints = complaints
+        self._sinks = sinks
+        """The stream's sinks: a receipt that moves a message to a final status is published."""
         """Counts complaint receipt codes against the complaint-rate breaker."""
         self._client = client
         self._sessions = sessions
@@ -130,6 +160,8 @@ class Receipts:
                     )
                 )
                 applied = moved.rowcount == 1
+                if applied:
+                    publish_receipt(session, self._sinks, message, status, error_code=error_code, at=at)
             session.add(
                 MessageStatusChange(
                     message_id=message.id if message else None,
@@ -189,7 +221,7 @@ class Receipts:
             message = await session.get(Message, found)
             if message is None:
                 return None, False
-            moved = await attach_unmatched(session, message)
+            moved = await attach_unmatched(session, message, sinks=self._sinks)
             await session.commit()
         return message, moved is not None
 

@@ -39,6 +39,8 @@ PROVIDER_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 """``outcome``: ``accepted``, ``deferred``, ``refused`` (permanent), ``account``, ``retryable``, ``error``."""
+STREAM_EVENTS = Counter("nudge_stream_events", "Events handed to the stream's sinks", ["sink", "outcome"])
+"""``sink``: a configured sink's name; ``outcome``: ``delivered`` or ``failed`` (one attempt; retried)."""
 
 
 def reason_kind(reason: str | None) -> str:

@@ -20,6 +20,7 @@ from nudge.errors import ConfigurationError
 from nudge.models import FrequencyCap
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.routes import ProviderName, RouteConfig, local_routes
+from nudge.sinks import StreamSink, StreamWebhook
 
 DEV_CALLBACK_TOKEN = "nudge-dev-callback-token"
 """The default callback token: fine on loopback, and the gateway warns when it is used elsewhere."""
@@ -187,6 +188,25 @@ class Settings(BaseSettings):
     dashboard_session: timedelta = Field(default=timedelta(hours=12), gt=timedelta(0))
     """How long a dashboard login lasts."""
 
+    # ----- the stream out -----
+    stream_webhooks: Annotated[list[StreamWebhook], NoDecode] = Field(default_factory=list)
+    """Signed webhooks every engagement event is posted to, as a JSON list of ``{"name", "url", "secret",
+    "include_pii": false, "kinds": null}`` (see [Streaming events out](#streaming-events-out)); ``kinds``
+    limits the events, ``include_pii`` adds the number and the text. Empty: no event is recorded."""
+    stream_poll_every: timedelta = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """How often the gateway looks for events due to a sink."""
+    stream_batch_size: int = Field(default=100, ge=1, le=1000)
+    """Most events in one webhook request."""
+    stream_retry_min: timedelta = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """The first retry's delay after a failed delivery; each further failure doubles it (with jitter)."""
+    stream_retry_max: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0))
+    """The longest delay between two attempts at an event; it is retried at this pace until the sink takes
+    it."""
+    stream_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    """HTTP timeout of one webhook request."""
+    stream_retention: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    """How long a delivered event's row is kept (undelivered ones are kept until delivered)."""
+
     @field_validator("codec_token")
     @classmethod
     def _long_token(cls, value: SecretStr) -> SecretStr:
@@ -196,7 +216,9 @@ class Settings(BaseSettings):
             raise ValueError(f"the codec token must be at least 32 characters ({make})")
         return value
 
-    @field_validator("quiet_hours", "frequency_caps", "routes", "journey_overrides", mode="before")
+    @field_validator(
+        "quiet_hours", "frequency_caps", "routes", "journey_overrides", "stream_webhooks", mode="before"
+    )
     @classmethod
     def _parse_json(cls, value: Any, info: ValidationInfo) -> Any:
         """JSON from the environment; an empty variable means the field's default."""
@@ -205,6 +227,20 @@ class Settings(BaseSettings):
                 return cls.model_fields[info.field_name or ""].get_default(call_default_factory=True)
             return json.loads(value)
         return value
+
+    @field_validator("stream_webhooks")
+    @classmethod
+    def _unique_sinks(cls, value: list[StreamWebhook]) -> list[StreamWebhook]:
+        """A sink's name keys its outbox rows: two sinks with one name would share them."""
+        names = [sink.name for sink in value]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"sink names must be unique: {', '.join(twice)} appear more than once")
+        return value
+
+    @property
+    def stream_sinks(self) -> list[StreamSink]:
+        """Every configured sink, by the name its outbox rows carry."""
+        return list(self.stream_webhooks)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -21,15 +21,16 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` on a free loopback port with its lifespan; yields the base URL.
+async def serve(app: Any, *, port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port (or ``port``, to come back where a stopped server
+    was) with its lifespan; yields the base URL.
 
     The server is stopped, and its lifespan shut down, however the body exits.
     """
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=5,
@@ -52,8 +53,8 @@ async def serve(app: Any) -> AsyncIterator[str]:
                     await task
                     raise RuntimeError("server stopped before it started")
                 await asyncio.sleep(0.005)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         if not server.started:

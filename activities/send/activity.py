@@ -30,6 +30,7 @@ from nudge.caps import DEFAULT_CAPS
 from nudge.metrics import DECISIONS, reason_kind
 from nudge.models import FrequencyCap, MessageStatus, SendRequest, SendResult
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
+from nudge.sinks import StreamSink
 from nudge.templates import Template
 
 from .compose import Composer, is_marketing, recipient
@@ -48,7 +49,8 @@ class SendActivities:
     templates and the router's signatures (what the worker's own registry holds on a fresh
     database). ``complaints`` counts providers' send-time opt-out codes against the complaint-rate
     breaker; ``pauses`` is what the gate reads paused scopes through. Both default to their own on
-    ``sessions`` (without an alert webhook).
+    ``sessions`` (without an alert webhook). What the send decides is published to the stream's
+    ``sinks`` (sent, blocked, failed), in the transaction that records it.
     """
 
     def __init__(
@@ -64,11 +66,12 @@ class SendActivities:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         complaints: ComplaintRecorder | None = None,
         pauses: PauseCache | None = None,
+        sinks: Sequence[StreamSink] = (),
     ) -> None:
         pauses = pauses or PauseCache(sessions)
         registry = registry or Registry(sessions, routes=[route.config for route in router.routes])
-        self._ledger = Ledger(sessions)
-        refusals = Refusals(sessions, complaints=complaints or ComplaintRecorder(sessions))
+        self._ledger = Ledger(sessions, sinks=sinks)
+        refusals = Refusals(sessions, complaints=complaints or ComplaintRecorder(sessions), sinks=sinks)
         self._composer = Composer(
             registry=registry, router=router, link_base_url=link_base_url, status_callbacks=status_callbacks
         )

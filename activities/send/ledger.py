@@ -6,6 +6,7 @@ so that a send never holds the database's write lock (SQLite has one) while it c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from nudge.caps import Reservation, full_cap
 from nudge.logging import get_logger
 from nudge.models import FrequencyCap, MessageStatus, SendRequest
 from nudge.phone import phone_hash
+from nudge.sinks import EventKind, StreamSink
 from nudge.store import (
     Consent,
     Customer,
@@ -31,6 +33,7 @@ from nudge.store import (
     MessageStatusChange,
     Suppression,
     consent_key,
+    publish,
     read_sessions,
     utcnow,
 )
@@ -54,10 +57,14 @@ NOBODY = Standing(suppression=None, consent=None, customer=None)
 
 
 class Ledger:
-    """Message rows on one store."""
+    """Message rows on one store; each decision it records is published to the stream's ``sinks``
+    in the same transaction (sent, blocked)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, sinks: Sequence[StreamSink] = ()
+    ) -> None:
         self._sessions = sessions
+        self._sinks = sinks
         self._reads = read_sessions(sessions)
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
 
@@ -144,11 +151,20 @@ class Ledger:
                 values.update(
                     status=MessageStatus.BLOCKED.value, reason=full.reason, defer_until=full.frees_at
                 )
-            await session.exec(
+            moved = await session.exec(
                 update(Message)
                 .where(col(Message.id) == message.id, col(Message.status) == MessageStatus.PENDING.value)
                 .values(**values)
             )
+            if full is not None and moved.rowcount == 1:
+                publish(
+                    session,
+                    self._sinks,
+                    EventKind.BLOCKED,
+                    message=message,
+                    status=MessageStatus.BLOCKED.value,
+                    reason=full.reason,
+                )
             await session.commit()
         if full is None:
             return None
@@ -204,10 +220,13 @@ class Ledger:
         async with self._sessions() as session:
             row = await session.get(Message, message_id)
             assert row is not None
+            already = row.status == MessageStatus.BLOCKED
             row.status = MessageStatus.BLOCKED
             row.reason = reason
             row.updated_at = utcnow()
             session.add(row)
+            if not already:
+                publish(session, self._sinks, EventKind.BLOCKED, message=row)
             await session.commit()
         log.warning("message_blocked", message_id=message_id, reason=reason)
         return row
@@ -253,7 +272,13 @@ class Ledger:
             values["segments"] = submission.segments
             values["cost"] = round(submission.segments * route.config.cost_per_segment, 6)
         async with self._sessions() as session:
+            # Only with a sink: the row before (a first submission has no provider yet) and after.
+            before = await session.get(Message, message_id) if self._sinks else None
+            first = before is not None and before.provider is None
             await session.exec(update(Message).where(col(Message.id) == message_id).values(**values))
+            if before is not None and first:
+                await session.refresh(before)
+                publish(session, self._sinks, EventKind.SENT, message=before)
             session.add(
                 MessageStatusChange(
                     message_id=message_id,
@@ -274,7 +299,7 @@ class Ledger:
             async with self._sessions() as session:
                 message = await session.get(Message, message_id)
                 assert message is not None
-                await attach_unmatched(session, message)
+                await attach_unmatched(session, message, sinks=self._sinks)
                 await session.commit()
         assert message is not None
         return message

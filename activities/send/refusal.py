@@ -3,6 +3,8 @@ the number (opted out, unreachable) is acted on: suppression, and the complaint-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -10,17 +12,26 @@ from activities.compliance.complaints import ComplaintKind, ComplaintRecorder
 from nudge.errors import PermanentProviderError
 from nudge.logging import get_logger
 from nudge.models import MessageStatus
-from nudge.store import SUPPRESS_ALL, Message, MessageStatusChange, suppress, utcnow
+from nudge.sinks import EventKind, StreamSink
+from nudge.store import SUPPRESS_ALL, Message, MessageStatusChange, publish, suppress, utcnow
 
 log = get_logger(__name__)
 
 
 class Refusals:
-    """Records permanent refusals on one store; ``complaints`` counts providers' opt-out codes."""
+    """Records permanent refusals on one store; ``complaints`` counts providers' opt-out codes, and
+    each refusal is published to the stream's ``sinks`` (failed, and opted out when it says so)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, complaints: ComplaintRecorder) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        complaints: ComplaintRecorder,
+        sinks: Sequence[StreamSink] = (),
+    ) -> None:
         self._sessions = sessions
         self._complaints = complaints
+        self._sinks = sinks
 
     async def record(self, message: Message, exc: PermanentProviderError) -> Message:
         """The provider refused the message for good: failed, and a number it names opted out or
@@ -28,6 +39,7 @@ class Refusals:
         async with self._sessions() as session:
             row = await session.get(Message, message.id)
             assert row is not None
+            already = row.status == MessageStatus.FAILED
             row.status = MessageStatus.FAILED
             row.provider = exc.provider
             row.error_code = exc.code
@@ -51,6 +63,10 @@ class Refusals:
                     source=exc.provider,
                     scope=SUPPRESS_ALL if exc.unreachable else None,
                 )
+            if not already:
+                publish(session, self._sinks, EventKind.FAILED, message=row)
+                if exc.opted_out:
+                    publish(session, self._sinks, EventKind.OPTED_OUT, message=row, source="provider")
             await session.commit()
         if exc.opted_out:
             await self._count_complaint(row, exc.code)

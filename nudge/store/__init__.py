@@ -14,6 +14,7 @@ One module per concern, by what reads and writes the tables; import from here:
 - ``keys``: API keys (their digests) and scopes.
 - ``erasures``: the audit of customers forgotten.
 - ``analytics``: conversions, experiments and their assignments.
+- ``stream``: the outbox of events for the configured sinks, and ``publish``.
 """
 
 from nudge.store.analytics import Assignment, Conversion, Experiment
@@ -27,6 +28,7 @@ from nudge.store.keys import ApiKey, ApiKeyBase
 from nudge.store.messages import Click, InboundMessage, Link, Message, MessageStatusChange
 from nudge.store.pauses import Complaint, Pause, PauseBase, PauseEvent, PauseEventBase
 from nudge.store.registry import SmsSignature, SmsTemplate
+from nudge.store.stream import StreamEvent, publish
 from nudge.store.suppression import SUPPRESS_ALL, Suppression, suppress
 
 __all__ = [
@@ -60,11 +62,13 @@ __all__ = [
     "PauseEventBase",
     "SmsSignature",
     "SmsTemplate",
+    "StreamEvent",
     "Suppression",
     "UTCDateTime",
     "consent_key",
     "create_engine",
     "init_db",
+    "publish",
     "read_sessions",
     "session_factory",
     "suppress",

@@ -44,6 +44,7 @@ from starter.api.routes import (
 from starter.api.routes.webhooks import aliyun, simulator, tencent, twilio
 from starter.api.routes.webhooks.common import check_callback_token
 from starter.dashboard import mount as mount_dashboard
+from starter.stream import StreamDispatcher
 from workflows import JOURNEYS
 from workflows.journey import Journey
 
@@ -97,7 +98,12 @@ def create_app(
         check_callback_token(settings)
         if settings.local_admin_key and await services.keys.ensure_local_admin(settings.admin_key_path):
             log.info("local_admin_key_created", path=str(settings.admin_key_path))
+        # The stream out, only when a sink is configured: it delivers what every process recorded.
+        if stream := StreamDispatcher.from_settings(settings, services.sessions):
+            stream.start()
         yield
+        if stream:
+            await stream.aclose()
         await services.aclose()
         await engine.dispose()
 

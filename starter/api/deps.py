@@ -55,14 +55,16 @@ class Services:
             transactional_task_queue=settings.transactional_task_queue,
             overrides=settings.journey_overrides,
             attribution_window=settings.attribution_window,
+            sinks=settings.stream_sinks,
         )
         self._alerts = AlertWebhook(settings.alert_webhook_url.get_secret_value())
         complaints = ComplaintRecorder(
             self.sessions, policy=ComplaintPolicy.from_settings(settings), alerts=self._alerts
         )
-        self.receipts = Receipts(client=client, sessions=self.sessions, complaints=complaints)
-        self.replies = Replies(sessions=self.sessions, intake=self.intake, complaints=complaints)
-        self.clicks = Clicks(client=client, sessions=self.sessions, ip_key=settings.ip_key)
+        sinks = settings.stream_sinks  # what each records is published to the stream's sinks
+        self.receipts = Receipts(client=client, sessions=self.sessions, complaints=complaints, sinks=sinks)
+        self.replies = Replies(sessions=self.sessions, intake=self.intake, complaints=complaints, sinks=sinks)
+        self.clicks = Clicks(client=client, sessions=self.sessions, ip_key=settings.ip_key, sinks=sinks)
         self.reports = Reports(self.sessions)
         self.series = Series(self.sessions)
         self.messages = Messages(self.sessions)

@@ -1,4 +1,5 @@
-"""The bugs that issue 9 found unnoticed, planted one at a time in a copy of the tree.
+"""The bugs that issue 9 found unnoticed (and the stream's, issue 12), planted one at a time in
+a copy of the tree.
 
 Each must make the named tests fail. mutmut plants bugs of these kinds too, but not all of them
 (it mutates function bodies only, so a keyword removed from a module-level table, or a hash input
@@ -78,6 +79,35 @@ PLANTED = (
         'f"{experiment}:{customer_id}"',
         'f"{customer_id}:{experiment}"',
         ("tests/unit/test_bucketing.py",),
+    ),
+    # The stream out (issue 12): what its tests were written to catch.
+    Planted(
+        "stream: a failed delivery is given up instead of retried",
+        "starter/stream/dispatcher.py",
+        "next_attempt_at=self._clock() + timedelta(seconds=retry_in),",
+        "delivered_at=self._clock(),",
+        ("tests/stream/test_dispatcher.py", "tests/api/test_stream.py"),
+    ),
+    Planted(
+        "stream: the number and the text go to every sink",
+        "nudge/store/stream.py",
+        "body=body | personal if sink.include_pii else dict(body),",
+        "body=body | personal,",
+        ("tests/store/test_stream.py",),
+    ),
+    Planted(
+        "stream: a repeated receipt is published again",
+        "activities/receipts.py",
+        "                if applied:\n                    publish_receipt(",
+        "                if True:\n                    publish_receipt(",
+        ("tests/api/test_stream.py",),
+    ),
+    Planted(
+        "stream: claims block on another gateway's rows instead of skipping them",
+        "starter/stream/dispatcher.py",
+        "query.with_for_update(skip_locked=True)",
+        "query.with_for_update()",
+        ("tests/stream/test_dispatcher.py",),
     ),
 )
 

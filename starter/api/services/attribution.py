@@ -8,14 +8,15 @@ the conversion in the transaction that stores the event, so a redelivered event 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.models import Event, MessageStatus
-from nudge.store import Conversion, Message, utcnow
+from nudge.sinks import EventKind, StreamSink
+from nudge.store import Conversion, Message, publish, utcnow
 from workflows.journey import Journey
 
 RECEIVED = [s.value for s in (MessageStatus.SUBMITTED, MessageStatus.SENT, MessageStatus.DELIVERED)]
@@ -72,3 +73,24 @@ class Attribution:
             currency=currency if isinstance(currency, str) else None,
             at=at,
         )
+
+
+def publish_conversion(session: AsyncSession, sinks: Sequence[StreamSink], conversion: Conversion) -> None:
+    """Publish ``conversion`` in the transaction that stores it (``currency`` is the revenue's)."""
+    publish(
+        session,
+        sinks,
+        EventKind.CONVERTED,
+        at=conversion.at,
+        message_id=conversion.message_id,
+        customer_id=conversion.customer_id,
+        journey=conversion.journey,
+        step=conversion.step,
+        template=conversion.template,
+        variant=conversion.variant,
+        route=conversion.route,
+        goal_event=conversion.name,
+        goal_event_id=conversion.event_id,
+        revenue=conversion.revenue,
+        currency=conversion.currency,
+    )

@@ -4,6 +4,7 @@ person's first click marks the message clicked and is signalled to its journey; 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -15,7 +16,8 @@ from nudge.clicks import bot_reason, ip_hash
 from nudge.logging import get_logger
 from nudge.metrics import CLICKS
 from nudge.models import MessageUpdate
-from nudge.store import Click, Link, Message, utcnow
+from nudge.sinks import EventKind, StreamSink
+from nudge.store import Click, Link, Message, publish, utcnow
 
 log = get_logger(__name__)
 
@@ -31,11 +33,18 @@ class Request:
 
 class Clicks:
     def __init__(
-        self, *, client: Client, sessions: async_sessionmaker[AsyncSession], ip_key: bytes = b""
+        self,
+        *,
+        client: Client,
+        sessions: async_sessionmaker[AsyncSession],
+        ip_key: bytes = b"",
+        sinks: Sequence[StreamSink] = (),
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._ip_key = ip_key
+        self._sinks = sinks
+        """The stream's sinks: a person's first click on a message is published."""
 
     async def follow(self, code: str, request: Request) -> str | None:
         """Record the request and return the link's target, or None for an unknown code."""
@@ -63,6 +72,7 @@ class Clicks:
             if message is not None and first:
                 message.clicked = True
                 session.add(message)
+                publish(session, self._sinks, EventKind.CLICKED, message=message, at=now)
             await session.commit()
             target, workflow_id = link.target_url, message.workflow_id if message else None
         log.info("link_clicked", code=code, message_id=link.message_id, first=first, bot=bot)

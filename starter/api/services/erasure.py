@@ -2,7 +2,8 @@
 
 Removed: the profile's name, phone and attributes; the number, body and parameters of their
 messages; the raw provider payloads of those messages' receipts; the number, text and raw payload
-of their replies; their events' properties; their clicks' user agents and their links' targets.
+of their replies; their events' properties; their clicks' user agents and their links' targets;
+the number and text in the events the stream keeps for its sinks (``include_pii``).
 Kept: the rows themselves (a message sent is still counted, with its template, status, cost and
 time), the hashed suppression (a STOP must outlive the customer), the consent trail's actions.
 Their running journeys end first, so none sends after the erasure; each erasure is recorded.
@@ -23,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from nudge.contracts import SA_CUSTOMER
 from nudge.logging import get_logger
+from nudge.sinks import PII_FIELDS
 from nudge.store import (
     Click,
     Complaint,
@@ -36,6 +38,7 @@ from nudge.store import (
     Link,
     Message,
     MessageStatusChange,
+    StreamEvent,
     utcnow,
 )
 from starter.api.services.customers import UnknownCustomer
@@ -203,6 +206,12 @@ async def _sweep(session: AsyncSession, customer_id: str, phone: str | None) -> 
                     .where(col(EventRecord.event_id) == event_id)
                     .values(event_id=_digest(event_id))
                 )
+    # Events not delivered yet still go, without the number and the text they held.
+    streamed_rows = await session.exec(select(StreamEvent).where(StreamEvent.customer_id == customer_id))
+    for streamed in streamed_rows.all():
+        if PII_FIELDS & streamed.body.keys():
+            streamed.body = {k: v for k, v in streamed.body.items() if k not in PII_FIELDS}
+            session.add(streamed)
     messages = await session.exec(  # type: ignore[call-overload]
         update(Message).where(col(Message.customer_id) == customer_id).values(to=None, body="", params=None)
     )

@@ -4,7 +4,7 @@ it declared (goal, exit events, ``listens``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,8 +28,9 @@ from nudge.contracts import EVENT, SA_CUSTOMER, SA_JOURNEY
 from nudge.logging import get_logger
 from nudge.metrics import CONVERSIONS, EVENTS
 from nudge.models import Category, Event, JourneyInput
+from nudge.sinks import StreamSink
 from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
-from starter.api.services.attribution import Attribution
+from starter.api.services.attribution import Attribution, publish_conversion
 from workflows.journey import Journey, Reentry
 
 log = get_logger(__name__)
@@ -75,7 +76,10 @@ class EventRouter:
         transactional_task_queue: str | None = None,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
         attribution_window: timedelta = timedelta(hours=48),
+        sinks: Sequence[StreamSink] = (),
     ) -> None:
+        self._sinks = sinks
+        """The stream's sinks: a conversion is published with the event that made it."""
         self._client = client
         self._sessions = sessions
         self._reads = read_sessions(sessions)
@@ -167,6 +171,7 @@ class EventRouter:
                 session.add(_event_record(event, workflow_ids))
                 if conversion is not None:
                     session.add(conversion)
+                    publish_conversion(session, self._sinks, conversion)
                 try:
                     await session.commit()
                     if conversion is not None:

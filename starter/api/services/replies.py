@@ -3,6 +3,7 @@ journeys told (an opt-out ends marketing journeys; HELP starts the help answer).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from nudge.logging import get_logger
 from nudge.metrics import REPLIES
 from nudge.models import Event
 from nudge.phone import mask, phone_hash
+from nudge.sinks import EventKind, StreamSink
 from nudge.store import (
     SUPPRESS_ALL,
     Consent,
@@ -27,6 +29,7 @@ from nudge.store import (
     InboundMessage,
     Suppression,
     consent_key,
+    publish,
     read_sessions,
     suppress,
 )
@@ -45,7 +48,10 @@ class Replies:
         sessions: async_sessionmaker[AsyncSession],
         intake: EventRouter | None = None,
         complaints: ComplaintRecorder | None = None,
+        sinks: Sequence[StreamSink] = (),
     ) -> None:
+        self._sinks = sinks
+        """The stream's sinks: a new reply is published (and a STOP as an opt-out)."""
         self._intake = intake
         """Routes the ``opted_out`` and ``help_requested`` events a new reply raises; without it,
         a reply changes the store only."""
@@ -103,6 +109,8 @@ class Replies:
                 # A fixed reason: the suppression outlives the customer (erasure), so no free text in it.
                 await suppress(session, from_number, reason="reply:stop", source=provider)
                 await self._withdraw_consent(session, from_number, provider, text)
+            if new and self._sinks:
+                await self._publish(session, reply)
             await session.commit()
         if not new:
             return False, keyword
@@ -116,6 +124,22 @@ class Replies:
         if keyword == "help" and self._intake is not None and provider not in ANSWERS_HELP_ITSELF:
             await self._help_requested(self._intake, from_number, reply_id)
         return True, keyword
+
+    async def _publish(self, session: AsyncSession, reply: InboundMessage) -> None:
+        """A new reply, once per customer with the number (or once, for nobody's), and a STOP as an
+        opt-out too; the number and the text only to sinks that take personal data."""
+        customers: list[str | None] = [*await self._customers(session, reply.from_number)] or [None]
+        for customer_id in customers:
+            about: dict[str, Any] = {
+                "customer_id": customer_id,
+                "provider": reply.provider,
+                "keyword": reply.keyword,
+            }
+            pii = {"from": reply.from_number, "text": reply.text}
+            publish(session, self._sinks, EventKind.REPLIED, at=reply.received_at, pii=pii, **about)
+            if reply.keyword == "stop":
+                at, number = reply.received_at, {"from": reply.from_number}
+                publish(session, self._sinks, EventKind.OPTED_OUT, at=at, pii=number, source="reply", **about)
 
     async def _opted_out(self, intake: EventRouter, number: str, reply_id: str) -> None:
         """A STOP-type reply: every customer with this number leaves their marketing journeys

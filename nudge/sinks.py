@@ -1,0 +1,80 @@
+"""The stream out: what Nudge publishes (``EventKind``) and where to (the sinks an operator
+configures in ``NUDGE_STREAM_WEBHOOKS``).
+
+Pure configuration: the outbox that records events for each sink is ``nudge.store.stream``, the
+dispatcher that delivers them ``starter.stream``, the signature receivers check
+``nudge.stream_signature``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class EventKind(StrEnum):
+    """What happened to a message, or what its customer did. Wire values: receivers switch on
+    them, so they are never renamed."""
+
+    SENT = "sent"
+    """A provider took the message."""
+    BLOCKED = "blocked"
+    """The gate refused it (``reason`` says why: ``consent_withdrawn``, ``quiet_hours``...)."""
+    FAILED = "failed"
+    """A provider refused it for good, at send time or in a receipt (``error_code``)."""
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    CLICKED = "clicked"
+    """A person's first click on one of its links (bots' are not published)."""
+    REPLIED = "replied"
+    """A reply from the customer's number (``keyword``: ``stop``, ``start``, ``help`` or none)."""
+    OPTED_OUT = "opted_out"
+    """A STOP-type reply, or a provider's opt-out code at send time (``source``)."""
+    CONVERTED = "converted"
+    """A journey's goal event credited to the message (``revenue``, ``goal_event``)."""
+
+
+PII_FIELDS = frozenset({"to", "body", "from", "text"})
+"""The fields only a sink with ``include_pii`` gets: the number and the words exchanged."""
+
+
+class StreamSink(BaseModel):
+    """What every sink has: a name (its outbox rows carry it), whether it gets personal data, and
+    which kinds of event it wants."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    """Stable: renaming a sink leaves its undelivered events behind under the old name."""
+    include_pii: bool = False
+    """Send the phone number and the message or reply text too (off: neither ever leaves)."""
+    kinds: frozenset[EventKind] | None = None
+    """The kinds this sink gets; None: every kind."""
+
+    def wants(self, kind: EventKind) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+
+class StreamWebhook(StreamSink):
+    """A signed HTTP webhook: batches of events POSTed as JSON, signed with ``secret``."""
+
+    url: str = Field(min_length=1)
+    """May carry a token in its path or query: logs name its host only."""
+    secret: SecretStr
+    """The HMAC-SHA256 key of the ``Nudge-Signature`` header (at least 16 characters)."""
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("the webhook url must start with http:// or https://")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        """A short secret is guessable, and a guessed one lets anyone forge events."""
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("the webhook secret must be at least 16 characters")
+        return value

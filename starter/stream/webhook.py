@@ -1,0 +1,56 @@
+"""The webhook sink: a batch of events POSTed as ``{"events": [...]}``, signed with the sink's
+secret (``Nudge-Signature``, ``nudge.stream_signature``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from nudge.sinks import StreamWebhook
+from nudge.stream_signature import HEADER, sign
+
+from .sink import DeliveryFailed
+
+USER_AGENT = "nudge-stream/1"
+
+
+def encode(events: Sequence[Mapping[str, Any]]) -> bytes:
+    """The request body: the bytes the signature covers, exactly as sent."""
+    return json.dumps({"events": list(events)}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class WebhookDelivery:
+    """POSTs batches to one webhook over a shared client (whose timeout bounds each request)."""
+
+    def __init__(
+        self, config: StreamWebhook, *, client: httpx.AsyncClient, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._clock = clock
+        self.host = urlsplit(config.url).hostname or "?"
+        """What logs name: the URL may carry a token."""
+
+    @property
+    def config(self) -> StreamWebhook:
+        return self._config
+
+    async def deliver(self, events: Sequence[Mapping[str, Any]]) -> None:
+        body = encode(events)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            HEADER: sign(self._config.secret.get_secret_value(), body, timestamp=int(self._clock())),
+        }
+        try:
+            response = await self._client.post(self._config.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{self.host}: {type(exc).__name__}", sink=self._config.name) from exc
+        if not response.is_success:
+            status = response.status_code
+            raise DeliveryFailed(f"{self.host}: HTTP {status}", sink=self._config.name, status=status)

@@ -1,0 +1,64 @@
+"""``NUDGE_STREAM_WEBHOOKS``: parsed from JSON, refused clearly when a sink cannot work, and its
+secrets never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from nudge.errors import ConfigurationError
+from nudge.settings import load_settings
+from nudge.sinks import EventKind
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No NUDGE_* variable or .env file from the developer's machine leaks into these tests."""
+    for name in [name for name in os.environ if name.startswith("NUDGE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+HOOK = {"name": "crm", "url": "https://crm.example.com/nudge?token=abc", "secret": "s3cret-0123456789abc"}
+
+
+def test_stream_webhooks_parse_from_json_with_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink gets no personal data and every kind unless it says otherwise; its secret is hidden."""
+    other = HOOK | {"name": "bi", "include_pii": True, "kinds": ["clicked", "converted"]}
+    monkeypatch.setenv("NUDGE_STREAM_WEBHOOKS", json.dumps([HOOK, other]))
+    settings = load_settings()
+    crm, bi = settings.stream_sinks
+    assert (crm.name, crm.include_pii, crm.kinds) == ("crm", False, None)
+    assert (bi.include_pii, bi.kinds) == (True, {EventKind.CLICKED, EventKind.CONVERTED})
+    assert crm.wants(EventKind.SENT) and not bi.wants(EventKind.SENT)
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
+def test_stream_webhooks_without_a_variable_mean_no_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset or empty: no sink, so nothing is recorded for one."""
+    monkeypatch.setenv("NUDGE_STREAM_WEBHOOKS", "")
+    assert load_settings().stream_sinks == []
+
+
+@pytest.mark.parametrize(
+    ("sinks", "problem"),
+    [
+        ([HOOK | {"secret": "short"}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[secret\]: .*at least 16 characters"),
+        ([HOOK | {"url": "crm.example.com"}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[url\]: .*http:// or https://"),
+        ([HOOK | {"kinds": ["bounced"]}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[kinds\]"),
+        ([HOOK | {"colour": "red"}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[colour\]"),
+        ([HOOK, HOOK], r"NUDGE_STREAM_WEBHOOKS: .*crm appear more than once"),
+    ],
+    ids=["short-secret", "not-http", "unknown-kind", "unknown-field", "same-name"],
+)
+def test_stream_webhooks_refused_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, sinks: list[dict[str, object]], problem: str
+) -> None:
+    """A sink that cannot work stops the process with the variable and the field named."""
+    monkeypatch.setenv("NUDGE_STREAM_WEBHOOKS", json.dumps(sinks))
+    with pytest.raises(ConfigurationError, match=problem) as refused:
+        load_settings()
+    assert "s3cret" not in str(refused.value)
