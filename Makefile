@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint bench mutation vendor-chartjs clean
+.PHONY: run demo test lint bench bench-funnel mutation vendor-chartjs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.journeys --events 500
 	$(BIN)/python -m bench.raw --events 300 --rate 10
 	$(BIN)/python -m bench.journeys --events 300 --rate 10
+
+## bench-funnel: the funnel report over a million messages on PostgreSQL at 127.0.0.1:5432, in a database of its own (prints, writes bench/results/)
+bench-funnel: $(STAMP)
+	$(BIN)/python -m bench.funnel $(FUNNEL_ARGS)
 
 ## mutation: plant the bugs issue 9 found, then mutation-test the core with mutmut (long; not in `make test`): the score per module and the survivors
 mutation: $(STAMP)

@@ -1,10 +1,11 @@
 """Funnels: what became of the messages, per journey, step, template, variant, route, signature or
 category, from the message rows and the complaints and conversions credited to them.
 
-One aggregate query over ``message`` (each count a ``FILTER``), joined to the complaints and
-conversions folded per message, and a second one for the blocked messages by reason. Every rate is
-over the messages sent (taken by a provider), except the delivery rate's, over the messages whose
-fate is known (delivered or undelivered).
+One pass over ``message``, joined to the complaints and conversions folded into one row per
+message, grouped by the dimensions, the status and a blocked message's reason; the parts are added
+up per group here (why one pass: ``make bench-funnel``, in README's Development section). Every
+rate is over the messages sent (taken by a provider), except the delivery rate's, over the
+messages whose fate is known (delivered or undelivered).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import ColumnElement, case, func, literal, null, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -111,10 +112,35 @@ def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
+_BY_STATUS = {
+    s.value
+    for s in (
+        MessageStatus.PENDING,
+        MessageStatus.BLOCKED,
+        MessageStatus.FAILED,
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERED,
+    )
+}
+"""The statuses the funnel counts by name (each is also one of ``FunnelRow``'s counts)."""
+_SENT_VALUES = {s.value for s in SENT}
+
 _COUNTS = (
     "messages", "pending", "blocked", "failed", "sent", "delivered", "undelivered", "clicked", "converted",
     "conversions", "revenue", "opted_out", "complained", "segments", "cost",
 )  # fmt: skip
+_ADDED = (
+    "messages",
+    "clicked",
+    "converted",
+    "conversions",
+    "revenue",
+    "opted_out",
+    "complained",
+    "segments",
+    "cost",
+)
+"""The counts and sums each (status, reason) part of a group adds to the group."""
 
 
 class Reports:
@@ -127,73 +153,106 @@ class Reports:
         keys: list[Any] = [col(getattr(Message, d.value)).label(d.value) for d in dims]
         where = message_filters(filters)
         status = col(Message.status)
-        per_message: list[Any] = [
+        # Everything credited to a message, folded into one row per message: its conversions
+        # (count, revenue, their currencies) and whether it drew an opt-out or a provider's code.
+        # (Lists typed Any: SQLModel's ``select`` is typed for at most four columns.)
+        conversion_rows: list[Any] = [
             col(Conversion.message_id).label("message_id"),
-            func.count().label("n"),
-            func.sum(Conversion.revenue).label("revenue"),
-            func.min(Conversion.currency).label("currency"),
-            func.max(Conversion.currency).label("other_currency"),
+            literal(1).label("n"),
+            col(Conversion.revenue).label("revenue"),
+            col(Conversion.currency).label("currency"),
+            literal(0).label("opt_out"),
+            literal(0).label("code"),
         ]
-        conversions = select(*per_message).group_by(col(Conversion.message_id)).subquery()
-        complaints = (
-            select(
-                col(Complaint.message_id).label("message_id"),
-                func.max(case((col(Complaint.kind) == "opt_out", 1), else_=0)).label("opt_out"),
-                func.max(case((col(Complaint.kind) == "provider_code", 1), else_=0)).label("code"),
-            )
-            .group_by(col(Complaint.message_id))
-            .subquery()
+        complaint_rows: list[Any] = [
+            col(Complaint.message_id),
+            literal(0),
+            null(),
+            null(),
+            case((col(Complaint.kind) == "opt_out", 1), else_=0),
+            case((col(Complaint.kind) == "provider_code", 1), else_=0),
+        ]
+        credited = union_all(select(*conversion_rows), select(*complaint_rows)).subquery()
+        per_message: list[Any] = [
+            credited.c.message_id,
+            func.sum(credited.c.n).label("n"),
+            func.sum(credited.c.revenue).label("revenue"),
+            func.min(credited.c.currency).label("currency"),
+            func.max(credited.c.currency).label("other_currency"),
+            func.max(credited.c.opt_out).label("opt_out"),
+            func.max(credited.c.code).label("code"),
+        ]
+        credits = select(*per_message).group_by(credited.c.message_id).subquery()
+        # One pass over ``message``, grouped by status too (and a blocked message's reason): the
+        # counts per status and the blocked messages by reason are added up below, per group.
+        blocked_reason = case((status == MessageStatus.BLOCKED.value, col(Message.reason))).label(
+            "blocked_reason"
         )
         count = func.count()
         figures: list[Any] = [
+            status.label("status"),
+            blocked_reason,
             count.label("messages"),
-            count.filter(status == MessageStatus.PENDING.value).label("pending"),
-            count.filter(status == MessageStatus.BLOCKED.value).label("blocked"),
-            count.filter(status == MessageStatus.FAILED.value).label("failed"),
-            count.filter(status.in_([s.value for s in SENT])).label("sent"),
-            count.filter(status == MessageStatus.DELIVERED.value).label("delivered"),
-            count.filter(status == MessageStatus.UNDELIVERED.value).label("undelivered"),
             count.filter(col(Message.clicked)).label("clicked"),
-            count.filter(conversions.c.n > 0).label("converted"),
-            func.coalesce(func.sum(conversions.c.n), 0).label("conversions"),
-            func.coalesce(func.sum(conversions.c.revenue), 0.0).label("revenue"),
-            count.filter(complaints.c.opt_out == 1).label("opted_out"),
-            count.filter(complaints.c.code == 1).label("complained"),
+            count.filter(credits.c.n > 0).label("converted"),
+            func.coalesce(func.sum(credits.c.n), 0).label("conversions"),
+            func.coalesce(func.sum(credits.c.revenue), 0.0).label("revenue"),
+            count.filter(credits.c.opt_out == 1).label("opted_out"),
+            count.filter(credits.c.code == 1).label("complained"),
             func.coalesce(func.sum(Message.segments), 0).label("segments"),
             func.coalesce(func.sum(Message.cost), 0.0).label("cost"),
             func.min(Message.currency).label("currency"),
             func.max(Message.currency).label("other_currency"),
-            func.min(conversions.c.currency).label("revenue_currency"),
-            func.max(conversions.c.other_currency).label("other_revenue_currency"),
+            func.min(credits.c.currency).label("revenue_currency"),
+            func.max(credits.c.other_currency).label("other_revenue_currency"),
         ]
         query = (
             select(*keys, *figures)
             .select_from(Message)
-            .outerjoin(conversions, conversions.c.message_id == col(Message.id))
-            .outerjoin(complaints, complaints.c.message_id == col(Message.id))
+            .outerjoin(credits, credits.c.message_id == col(Message.id))
             .where(*where)
-            .group_by(*keys)
-        )
-        blocked_query = (
-            select(*keys, *[col(Message.reason).label("reason"), count.label("n")])
-            .where(*where, status == MessageStatus.BLOCKED.value)
-            .group_by(*keys, col(Message.reason))
+            .group_by(*keys, status, blocked_reason)
         )
         async with self._reads() as session:
             # Core statements on the session's connection (SQLModel's ``exec`` types only its own).
             connection = await session.connection()
             rows = (await connection.execute(query)).mappings().all()
-            blocked_rows = (await connection.execute(blocked_query)).mappings().all()
             entered = await self._entered(connection, filters, dims)
-        reasons: dict[tuple[Any, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for row in blocked_rows:
-            kind = (row["reason"] or "unknown").split(":", 1)[0]
-            reasons[tuple(row[d.value] for d in dims)][kind] += row["n"]
-        out, seen = [], set()
+        groups: dict[tuple[Any, ...], dict[str, Any]] = {}
         for row in rows:
             key = tuple(row[d.value] for d in dims)
+            if key not in groups:
+                groups[key] = dict(zip([d.value for d in dims], key, strict=True)) | {
+                    **dict.fromkeys(_COUNTS, 0),
+                    "currencies": set(),
+                    "revenue_currencies": set(),
+                    "blocked_by": defaultdict(int),
+                }
+            group, n = groups[key], int(row["messages"])
+            if row["status"] in _BY_STATUS:
+                group[row["status"]] += n
+            if row["status"] in _SENT_VALUES:
+                group["sent"] += n
+            if row["status"] == MessageStatus.BLOCKED.value:
+                group["blocked_by"][(row["blocked_reason"] or "unknown").split(":", 1)[0]] += n
+            for name in _ADDED:
+                group[name] += (float if name in ("cost", "revenue") else int)(row[name] or 0)
+            group["currencies"].update(c for c in (row["currency"], row["other_currency"]) if c is not None)
+            group["revenue_currencies"].update(
+                c for c in (row["revenue_currency"], row["other_revenue_currency"]) if c is not None
+            )
+        out, seen = [], set()
+        for key, group in groups.items():
             seen.add(key)
-            out.append(self._row(row, dims, dict(reasons.get(key, {})), entered.get(key)))
+            # One currency, none, or two that differ (the row says ``mixed``).
+            currencies, revenue_currencies = sorted(group["currencies"]), sorted(group["revenue_currencies"])
+            group |= {
+                "currency": currencies[0] if currencies else None,
+                "other_currency": currencies[-1] if currencies else None,
+                "revenue_currency": revenue_currencies[0] if revenue_currencies else None,
+                "other_revenue_currency": revenue_currencies[-1] if revenue_currencies else None,
+            }
+            out.append(self._row(group, dims, dict(group["blocked_by"]), entered.get(key)))
         for key in entered.keys() - seen:  # a journey entered, with no message yet
             empty = dict.fromkeys(_COUNTS, 0) | {
                 "currency": None,
