@@ -20,7 +20,7 @@ from nudge.errors import ConfigurationError
 from nudge.models import FrequencyCap
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.routes import ProviderName, RouteConfig, local_routes
-from nudge.sinks import StreamSink, StreamWebhook
+from nudge.sinks import StreamBroker, StreamSink, StreamWebhook
 
 DEV_CALLBACK_TOKEN = "nudge-dev-callback-token"
 """The default callback token: fine on loopback, and the gateway warns when it is used elsewhere."""
@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     """Signed webhooks every engagement event is posted to, as a JSON list of ``{"name", "url", "secret",
     "include_pii": false, "kinds": null}`` (see [Streaming events out](#streaming-events-out)); ``kinds``
     limits the events, ``include_pii`` adds the number and the text. Empty: no event is recorded."""
+    stream_broker: Annotated[StreamBroker | None, NoDecode] = None
+    """A Redis stream every engagement event is appended to, as JSON: ``{"url": "redis://host:6379/0",
+    "stream": "nudge:events", "maxlen": 1000000, "include_pii": false, "kinds": null}``. Empty: none."""
     stream_poll_every: timedelta = Field(default=timedelta(seconds=1), gt=timedelta(0))
     """How often the gateway looks for events due to a sink."""
     stream_batch_size: int = Field(default=100, ge=1, le=1000)
@@ -217,7 +220,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "quiet_hours", "frequency_caps", "routes", "journey_overrides", "stream_webhooks", mode="before"
+        "quiet_hours",
+        "frequency_caps",
+        "routes",
+        "journey_overrides",
+        "stream_webhooks",
+        "stream_broker",
+        mode="before",
     )
     @classmethod
     def _parse_json(cls, value: Any, info: ValidationInfo) -> Any:
@@ -237,10 +246,18 @@ class Settings(BaseSettings):
             raise ValueError(f"sink names must be unique: {', '.join(twice)} appear more than once")
         return value
 
+    @field_validator("stream_broker")
+    @classmethod
+    def _broker_named_apart(cls, value: StreamBroker | None, info: ValidationInfo) -> StreamBroker | None:
+        """The broker's outbox rows are keyed by its name too."""
+        if value is not None and value.name in {hook.name for hook in info.data.get("stream_webhooks", [])}:
+            raise ValueError(f"the broker is named {value.name!r} like a webhook; sink names must be unique")
+        return value
+
     @property
     def stream_sinks(self) -> list[StreamSink]:
         """Every configured sink, by the name its outbox rows carry."""
-        return list(self.stream_webhooks)
+        return [*self.stream_webhooks, *([self.stream_broker] if self.stream_broker else [])]
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,5 +1,5 @@
 """The stream out: what Nudge publishes (``EventKind``) and where to (the sinks an operator
-configures in ``NUDGE_STREAM_WEBHOOKS``).
+configures in ``NUDGE_STREAM_WEBHOOKS`` and ``NUDGE_STREAM_BROKER``).
 
 Pure configuration: the outbox that records events for each sink is ``nudge.store.stream``, the
 dispatcher that delivers them ``starter.stream``, the signature receivers check
@@ -77,4 +77,24 @@ class StreamWebhook(StreamSink):
         """A short secret is guessable, and a guessed one lets anyone forge events."""
         if len(value.get_secret_value()) < 16:
             raise ValueError("the webhook secret must be at least 16 characters")
+        return value
+
+
+class StreamBroker(StreamSink):
+    """A Redis stream the operator already runs: each event appended with ``XADD``, its id in the
+    entry, so that a consumer group deduplicates as a webhook receiver does."""
+
+    name: str = Field(default="broker", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    url: SecretStr
+    """``redis://[:password@]host:port/db`` (``rediss://`` for TLS); a secret: it may hold a password."""
+    stream: str = Field(default="nudge:events", min_length=1, max_length=200)
+    """The stream's key."""
+    maxlen: int | None = Field(default=1_000_000, ge=1)
+    """Roughly how many entries the stream keeps (``XADD MAXLEN ~``); None: no trimming."""
+
+    @field_validator("url")
+    @classmethod
+    def _redis(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("the broker url must start with redis://, rediss:// or unix://")
         return value

@@ -29,6 +29,7 @@ from nudge.metrics import STREAM_EVENTS
 from nudge.settings import Settings
 from nudge.store import StreamEvent, read_sessions, utcnow
 
+from .broker import RedisDelivery
 from .sink import Delivery, DeliveryFailed
 from .webhook import WebhookDelivery
 
@@ -113,7 +114,11 @@ class StreamDispatcher:
             return None
         timeout = settings.stream_timeout.total_seconds()
         client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
-        deliveries = [WebhookDelivery(config, client=client) for config in settings.stream_webhooks]
+        deliveries: list[Delivery] = [
+            WebhookDelivery(config, client=client) for config in settings.stream_webhooks
+        ]
+        if settings.stream_broker is not None:
+            deliveries.append(RedisDelivery(settings.stream_broker, timeout=timeout))
         return cls(
             sessions,
             deliveries,
@@ -143,6 +148,8 @@ class StreamDispatcher:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
+        for delivery in self._deliveries:
+            await delivery.aclose()
         if self._client is not None:
             await self._client.aclose()
 

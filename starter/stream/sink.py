@@ -33,3 +33,7 @@ class Delivery(Protocol):
             DeliveryFailed: the sink did not take them (the whole batch is retried).
         """
         ...
+
+    async def aclose(self) -> None:
+        """Release what the delivery holds open (a shared HTTP client is its owner's to close)."""
+        ...

@@ -54,3 +54,6 @@ class WebhookDelivery:
         if not response.is_success:
             status = response.status_code
             raise DeliveryFailed(f"{self.host}: HTTP {status}", sink=self._config.name, status=status)
+
+    async def aclose(self) -> None:
+        """Nothing of its own: the client is shared, and closed by whoever made it."""

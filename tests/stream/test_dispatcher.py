@@ -140,6 +140,9 @@ class Down:
         self.calls += 1
         raise DeliveryFailed("127.0.0.1: ConnectError", sink="crm")
 
+    async def aclose(self) -> None:
+        pass
+
 
 async def test_dispatcher_backs_off_exponentially_up_to_its_cap_and_never_drops(
     sessions: async_sessionmaker[AsyncSession],

@@ -62,3 +62,32 @@ def test_stream_webhooks_refused_name_the_variable(
     with pytest.raises(ConfigurationError, match=problem) as refused:
         load_settings()
     assert "s3cret" not in str(refused.value)
+
+
+def test_stream_broker_parses_from_json_and_keeps_its_url_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NUDGE_STREAM_BROKER`` is one sink more, after the webhooks; its URL (which may hold a
+    password) is never shown."""
+    monkeypatch.setenv("NUDGE_STREAM_WEBHOOKS", json.dumps([HOOK]))
+    monkeypatch.setenv("NUDGE_STREAM_BROKER", json.dumps({"url": "redis://:pw-9f8e@redis.internal:6379/0"}))
+    settings = load_settings()
+    assert [sink.name for sink in settings.stream_sinks] == ["crm", "broker"]
+    assert settings.stream_broker is not None and settings.stream_broker.stream == "nudge:events"
+    assert "pw-9f8e" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("broker", "problem"),
+    [
+        ({"url": "http://redis:6379"}, r"NUDGE_STREAM_BROKER\[url\]: .*redis://"),
+        ({"name": "crm", "url": "redis://redis:6379"}, r"NUDGE_STREAM_BROKER: .*named 'crm' like a webhook"),
+    ],
+    ids=["not-redis", "a-webhooks-name"],
+)
+def test_stream_broker_refused_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, broker: dict[str, str], problem: str
+) -> None:
+    """A broker that cannot work stops the process with the variable named."""
+    monkeypatch.setenv("NUDGE_STREAM_WEBHOOKS", json.dumps([HOOK]))
+    monkeypatch.setenv("NUDGE_STREAM_BROKER", json.dumps(broker))
+    with pytest.raises(ConfigurationError, match=problem):
+        load_settings()
