@@ -130,6 +130,8 @@ class Stack:
             NUDGE_STATE_DIR=str(self.state_dir),
             NUDGE_TEMPORAL_ADDRESS=self.temporal_address,
             NUDGE_GATEWAY_PORT=str(self.ports.gateway),
+            # The port the UI really has, so that codec CORS and the dashboard's links find it.
+            NUDGE_TEMPORAL_UI_PORT=str(self.ports.ui),
             NUDGE_SIMULATOR_PORT=str(self.ports.simulator),
             NUDGE_WORKER_METRICS_PORT=str(self.ports.metrics),
             NUDGE_LOG_JSON="true",

@@ -153,6 +153,7 @@ def _print_urls(stack: Any) -> None:
     table = Table(show_header=False, box=None)
     table.add_row("Temporal UI", stack.ui_url)
     table.add_row("Gateway", stack.gateway_url)
+    table.add_row("Dashboard", f"{stack.gateway_url}/dashboard  (key: {stack.state_dir / 'admin.key'})")
     table.add_row("OpenAPI docs", f"{stack.gateway_url}/docs")
     table.add_row("Simulator ledger", f"{stack.simulator_url}/_sim/ledger")
     console.print(table)

@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from nudge.errors import InvalidInput
 from nudge.logging import get_logger
 from nudge.store import utcnow
 from starter.api.deps import ServicesDep
@@ -35,7 +36,7 @@ HEADERS = {
 }
 
 
-class BadFilter(ValueError):
+class BadFilter(InvalidInput):
     """A filter typed into a form that does not parse; the page says which."""
 
 
