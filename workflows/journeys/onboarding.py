@@ -23,6 +23,9 @@ class Onboarding(Journey):
         welcome_delay: timedelta = timedelta(minutes=5)
         activation_window: timedelta = timedelta(days=3)
         start_url: str = "https://shop.example.com/start"
+        welcome_bandit: bool = False
+        """Shift new customers toward the welcome copy that draws more clicks (a Thompson-sampling
+        bandit) instead of keeping the 50/50 split."""
 
     config: Config
 
@@ -33,7 +36,7 @@ class Onboarding(Journey):
         if profile.lifecycle_stage in ("returning", "dormant"):
             await self.send_sms("welcome_back", {"name": name, "start_url": self.config.start_url})
         else:
-            variant = await self.split("welcome_copy", {"a": 50, "b": 50})
+            variant = await self.split("welcome_copy", {"a": 50, "b": 50}, bandit=self.config.welcome_bandit)
             await self.send_sms(f"welcome_{variant}", {"name": name, "start_url": self.config.start_url})
         await self.sleep(self.config.activation_window)
         self.exit("not_activated")
