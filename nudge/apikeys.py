@@ -8,8 +8,10 @@ safe, where a password would need a slow one, and it keeps the check cheap on ev
 Scopes (``admin`` allows everything):
 
 - ``events``: post events and upsert customers, what a service needs;
-- ``read``: reports, metrics and the registry and pauses, no personal data;
-- ``admin``: templates, signatures, pauses, consent, keys, erasure, reading profiles.
+- ``read``: reports, metrics, the registry and pauses, message search (customer ids and masked
+  numbers, never a name, a text or a body) and the dashboard: no personal data;
+- ``admin``: templates, signatures, pauses, consent, keys, erasure, reading profiles and a
+  customer's timeline (their events' properties, replies and consent trail).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Acting needs an ``admin`` key and the form's token; a ``read`` key sees the butt
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -31,6 +31,15 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _cross_site(request: Request) -> bool:
+    """Whether a form was posted from another site: the browser says so (``Sec-Fetch-Site``), or
+    its ``Origin`` is not this gateway's."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != request.url.netloc
+
+
 def _back(page: str, message: str) -> RedirectResponse:
     """Back to ``page``, which shows ``message`` (what the action did, or why it did not)."""
     return RedirectResponse(f"{page}?{urlencode({'message': message})}", status_code=303)
@@ -54,6 +63,10 @@ async def login(
     next: Annotated[str, Form(max_length=2000)] = "/dashboard",
 ) -> HTMLResponse | RedirectResponse:
     """Trade a ``read`` or ``admin`` key for a session cookie (the key itself is not kept)."""
+    if _cross_site(request):
+        # Another site's form would log the browser in with its own key (login CSRF).
+        log.warning("dashboard_login_refused", reason="cross-site form", client=_client(request))
+        return render(request, "login.html", status=403, next="/dashboard", error="Log in from this page.")
     key = key.strip()
     caller = await services.keys.authenticate(key)
     found = await services.keys.live(caller.prefix) if caller is not None else None

@@ -175,7 +175,9 @@ async def customer(
     """One customer's timeline, each message linked to its journey in the Temporal UI."""
     wanted = blank_to_none(customer_id)
     entries, error = [], None
-    if wanted is not None:
+    if not viewer.admin:
+        error = "A customer's timeline holds their personal data: it needs an admin key."
+    elif wanted is not None:
         try:
             entries = await timeline.of(wanted)
         except UnknownCustomer as exc:
@@ -183,7 +185,7 @@ async def customer(
     return render(
         request,
         "customer.html",
-        status=404 if error else 200,
+        status=(404 if viewer.admin else 403) if error else 200,
         viewer=viewer,
         page="customers",
         customer_id=wanted or "",

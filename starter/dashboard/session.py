@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,8 @@ from nudge.apikeys import Scope
 from starter.api.services.keys import ApiKeys, Caller
 
 COOKIE = "nudge_session"
+_EXPIRY = re.compile(r"[0-9]{1,12}")
+"""Unix seconds in ASCII digits (``str.isdigit`` would take ``²``, which ``int`` refuses)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ async def verify(secret: bytes, cookie: str | None, *, keys: ApiKeys, now: datet
     if not cookie:
         return None
     parts = cookie.split(".")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not _EXPIRY.fullmatch(parts[1]):
         return None
     prefix, expires, signature = parts
     if int(expires) <= now.timestamp():

@@ -53,7 +53,7 @@ SCOPE_OF = {
     ("GET", "/v1/reports/funnel"): "read",
     ("GET", "/v1/reports/rates"): "read",
     ("GET", "/v1/messages"): "read",
-    ("GET", "/v1/customers/{customer_id}/timeline"): "read",
+    ("GET", "/v1/customers/{customer_id}/timeline"): "admin",
     ("GET", "/v1/experiments"): "read",
     ("GET", "/metrics"): "read",
     ("GET", "/v1/experiments/{name}"): "read",

@@ -190,7 +190,7 @@ async def test_every_page_is_self_contained_and_locked_down(
     gateway: Gateway, browser: httpx.AsyncClient
 ) -> None:
     await add_message(gateway, "assets", status="delivered")
-    await _login(browser, await _key(gateway, Scope.READ))
+    await _login(browser, await _key(gateway, Scope.ADMIN))
     for path in (
         "/dashboard",
         "/dashboard/funnel",
@@ -212,3 +212,38 @@ async def test_every_page_is_self_contained_and_locked_down(
     chart = await browser.get("/dashboard/static/chart.umd.min.js")
     assert chart.text.startswith("/*!\n * Chart.js v4")
     assert "javascript" in chart.headers["content-type"]
+
+
+async def test_a_login_posted_from_another_site_is_refused(
+    gateway: Gateway, browser: httpx.AsyncClient
+) -> None:
+    """Another site's form must not log this browser in with that site's key (login CSRF)."""
+    key = await _key(gateway, Scope.READ)
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        refused = await browser.post("/dashboard/login", data={"key": key}, headers=headers)
+        assert refused.status_code == 403, headers
+        assert "set-cookie" not in refused.headers
+    own = await browser.post(
+        "/dashboard/login", data={"key": key}, headers={"Origin": str(browser.base_url).rstrip("/")}
+    )
+    assert own.status_code == 303
+
+
+async def test_a_read_key_sees_no_customers_timeline(gateway: Gateway, browser: httpx.AsyncClient) -> None:
+    """A timeline holds a customer's event properties, replies and consent trail: admin only."""
+    await add_message(gateway, "private-1", status="delivered")
+    await _login(browser, await _key(gateway, Scope.READ))
+    page = await browser.get("/dashboard/customers", params={"customer_id": "private-1"})
+    assert page.status_code == 403 and "needs an admin key" in page.text
+    assert 'id="timeline"' not in page.text
+    browser.cookies.clear()
+    await _login(browser, await _key(gateway, Scope.ADMIN))
+    page = await browser.get("/dashboard/customers", params={"customer_id": "private-1"})
+    assert page.status_code == 200 and 'id="timeline"' in page.text
+
+
+async def test_a_cookie_with_odd_digits_is_refused_not_an_error(
+    gateway: Gateway, browser: httpx.AsyncClient
+) -> None:
+    raw = "nudge_session=abcdef01.²³.x".encode()  # superscripts: str.isdigit says yes, int says no
+    assert (await browser.get("/dashboard", headers={"Cookie": raw})).status_code == 303

@@ -3,7 +3,8 @@
 - ``GET /v1/messages?status=undelivered&route=aliyun&since=...``: a page of messages, newest first,
   numbers masked; ``next`` is the cursor of the next page.
 - ``GET /v1/customers/{customer_id}/timeline``: every event, journey, gate decision, receipt, click,
-  reply, consent change and conversion for one customer, in time order.
+  reply, consent change and conversion for one customer, in time order (``admin``: it holds their
+  events' properties, replies and consent trail).
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime
 
 from nudge.models import MessageStatus
-from starter.api.auth import AUTH_ERRORS, NEEDS_READ, NOT_FOUND
+from starter.api.auth import AUTH_ERRORS, NEEDS_ADMIN, NEEDS_READ, NOT_FOUND
 from starter.api.deps import MessagesDep, TimelineDep
 from starter.api.errors import invalid
 from starter.api.services.messages import BadCursor, MessagePage, MessageQuery
 from starter.api.services.timeline import TimelineEntry, UnknownCustomer
 
-router = APIRouter(tags=["messages"], responses=AUTH_ERRORS, dependencies=NEEDS_READ)
+router = APIRouter(tags=["messages"], responses=AUTH_ERRORS)
 Value = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
-@router.get("/v1/messages", response_model=MessagePage)
+@router.get("/v1/messages", response_model=MessagePage, dependencies=NEEDS_READ)
 async def search_messages(
     messages: MessagesDep,
     status: MessageStatus | None = None,
@@ -59,7 +60,12 @@ async def search_messages(
         raise invalid(str(exc), loc=("query", "before")) from exc
 
 
-@router.get("/v1/customers/{customer_id}/timeline", response_model=list[TimelineEntry], responses=NOT_FOUND)
+@router.get(
+    "/v1/customers/{customer_id}/timeline",
+    response_model=list[TimelineEntry],
+    responses=NOT_FOUND,
+    dependencies=NEEDS_ADMIN,
+)
 async def customer_timeline(
     timeline: TimelineDep, customer_id: Annotated[str, Path(min_length=1, max_length=200)]
 ) -> list[TimelineEntry]:
