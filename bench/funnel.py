@@ -9,7 +9,8 @@ schema with ``init_db``, loads messages spread over journeys, steps, templates, 
 signatures, categories and statuses in realistic proportions (with clicks, complaints,
 conversions and journey entries) through COPY, ANALYZEs, then times the funnel warm for several
 groupings and a filter, prints EXPLAIN (ANALYZE, BUFFERS) of the slowest, writes JSON under
-``bench/results/`` and drops the database (unless ``--keep``). A script, never a timed test.
+``bench/results/`` and drops the database if it created it (unless ``--keep``; one reused stays).
+``--database`` must be named ``nudge_bench...``. A script, never a timed test.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -509,7 +511,12 @@ def explain(conninfo: str, statements: list[tuple[str, Any]]) -> list[dict[str, 
     return out
 
 
-def main() -> None:
+BENCH_DATABASE = re.compile(r"nudge_bench[a-z0-9_]{0,40}")
+"""The names ``--database`` takes: a database of the benchmark's own, never the app's or the tests'
+(the benchmark drops and creates it)."""
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000, help="messages to load")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per query, after one warm-up")
@@ -518,9 +525,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="use the kept database as it is, no load")
-    args = parser.parse_args()
-    if args.database == "test":
-        parser.error("the tests use `test`: give the benchmark a database of its own")
+    args = parser.parse_args(argv)
+    if not BENCH_DATABASE.fullmatch(args.database):
+        parser.error(
+            f"--database {args.database!r}: the benchmark drops and creates its database, so it must be"
+            " one of its own, named nudge_bench... (lower case, digits, _)"
+        )
     console = Console()
     if console.width < 120:  # not a terminal (a log, CI): wide enough for the plans and the table
         console = Console(width=120)
@@ -530,11 +540,14 @@ def main() -> None:
     with psycopg.connect(f"{args.server}/postgres") as conn:
         settings = ("server_version", "shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")
         figures["postgres"] = {s: conn.execute(f"SHOW {s}").fetchone()[0] for s in settings}  # type: ignore[index]
+    created = False
+    """Only a database this run created is dropped at the end: a reused one is the operator's."""
     try:
         if args.reuse and database_exists(args.server, args.database):
             console.print(f"reusing database {args.database}")
         else:
             create_database(args.server, args.database)
+            created = True
 
             async def schema() -> None:
                 engine = create_engine(url)
@@ -565,7 +578,7 @@ def main() -> None:
         figures["queries"] = queries
         figures["explain"] = {"query": slowest, "statements": plans}
     finally:
-        if not args.keep:
+        if created and not args.keep:
             _admin(args.server, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
     table = Table(
         "query", "median ms", "max ms", "rows", "messages", f"median < {TARGET_MS:,.0f} ms",
