@@ -40,7 +40,8 @@ PROVIDER_SECONDS = Histogram(
 )
 """``outcome``: ``accepted``, ``deferred``, ``refused`` (permanent), ``account``, ``retryable``, ``error``."""
 STREAM_EVENTS = Counter("nudge_stream_events", "Events handed to the stream's sinks", ["sink", "outcome"])
-"""``sink``: a configured sink's name; ``outcome``: ``delivered`` or ``failed`` (one attempt; retried)."""
+"""``sink``: a configured sink's name; ``outcome``: ``delivered``, ``failed`` (one attempt; retried),
+``refused`` (one event refused alone, for good; retried until it is parked) or ``parked`` (given up)."""
 
 
 def reason_kind(reason: str | None) -> str:

@@ -209,6 +209,11 @@ class Settings(BaseSettings):
     """HTTP timeout of one webhook request."""
     stream_retention: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
     """How long a delivered event's row is kept (undelivered ones are kept until delivered)."""
+    stream_max_refusals: int = Field(default=10, ge=1)
+    """How many times a sink may refuse one event on its own, for good (an HTTP 4xx other than
+    401, 403, 404, 408 or 429, such as 400 or 413), before the event is parked: kept, logged
+    (``stream_event_parked``) and no longer offered to that sink. A batch the sink refuses is split
+    until the events it refuses stand alone, so that the others still go."""
 
     @field_validator("codec_token")
     @classmethod

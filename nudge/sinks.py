@@ -9,6 +9,7 @@ dispatcher that delivers them ``starter.stream``, the signature receivers check
 from __future__ import annotations
 
 from enum import StrEnum
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -67,8 +68,13 @@ class StreamWebhook(StreamSink):
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
+        """Parsed here, so that a URL no client can use stops the gateway at start with the
+        variable's name, instead of failing every delivery."""
         if not value.startswith(("http://", "https://")):
             raise ValueError("the webhook url must start with http:// or https://")
+        parts = parsed(value, "the webhook url")
+        if not parts.hostname or any(c.isspace() for c in value):
+            raise ValueError("the webhook url has no valid host")
         return value
 
     @field_validator("secret")
@@ -95,6 +101,32 @@ class StreamBroker(StreamSink):
     @field_validator("url")
     @classmethod
     def _redis(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("the broker url must start with redis://, rediss:// or unix://")
+        """Parsed here (the errors never quote it: it may hold a password), so that the gateway
+        does not fail later, at start, on a URL the Redis client cannot take."""
+        url = value.get_secret_value()
+        what = "the broker url"
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{what} must start with redis://, rediss:// or unix://")
+        parts = parsed(url, what)
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError(f"{what} needs the socket's path (unix:///path/to/redis.sock)")
+            return value
+        if not parts.hostname:
+            raise ValueError(f"{what} has no host (redis://host:6379/0)")
+        database = parts.path.strip("/")
+        if database and not (database.isascii() and database.isdigit()):
+            raise ValueError(f"{what}: its database must be a number (redis://host:6379/0)")
         return value
+
+
+def parsed(url: str, what: str) -> SplitResult:
+    """``url`` split, its port checked; an error names ``what``, never the URL (it may hold a secret)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{what} is malformed (its host or port)") from None
+    if port == 0:
+        raise ValueError(f"{what} has port 0")
+    return parts

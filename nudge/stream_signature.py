@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Sequence
 
@@ -75,14 +76,20 @@ def verify(
     return timestamp
 
 
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+"""Unix seconds in ASCII digits (``str.isdigit`` takes ``²``; 12 digits reach the year 33658)."""
+SIGNATURE = re.compile(r"[0-9a-f]{64}")
+"""A hex SHA-256 (``hmac.compare_digest`` raises on non-ASCII text)."""
+
+
 def _parse(header: str) -> tuple[int, list[str]]:
     timestamp: int | None = None
     signatures: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and TIMESTAMP.fullmatch(value):
             timestamp = int(value)
-        elif key == "v1" and value:
+        elif key == "v1" and SIGNATURE.fullmatch(value):
             signatures.append(value)
     if timestamp is None or not signatures:
         raise InvalidStreamSignature(f"{HEADER} needs t=<unix seconds>,v1=<hex>", reason="malformed")

@@ -102,10 +102,13 @@ class Ledger:
 
     async def insert(self, message: Message, links: list[Link]) -> tuple[Message, bool]:
         """Store a new message and its links; ``(row, True)``, or ``(the other row, False)`` when
-        a concurrent attempt with the same idempotency key stored it first."""
+        a concurrent attempt with the same idempotency key stored it first. One blocked from the
+        start (no phone, no route) is published ``blocked`` with it."""
         async with self._sessions() as session:
             session.add(message)
             session.add_all(links)
+            if message.status == MessageStatus.BLOCKED:
+                publish(session, self._sinks, EventKind.BLOCKED, message=message)
             try:
                 await session.commit()
             except IntegrityError:
@@ -272,13 +275,22 @@ class Ledger:
             values["segments"] = submission.segments
             values["cost"] = round(submission.segments * route.config.cost_per_segment, 6)
         async with self._sessions() as session:
-            # Only with a sink: the row before (a first submission has no provider yet) and after.
-            before = await session.get(Message, message_id) if self._sinks else None
-            first = before is not None and before.provider is None
-            await session.exec(update(Message).where(col(Message.id) == message_id).values(**values))
-            if before is not None and first:
-                await session.refresh(before)
-                publish(session, self._sinks, EventKind.SENT, message=before)
+            recorded = update(Message).where(col(Message.id) == message_id).values(**values)
+            if self._sinks:
+                # A first submission is the one that finds no provider yet; the row it wrote comes
+                # back with the write (RETURNING), for the event, and nothing is read before it.
+                first = await session.exec(  # type: ignore[call-overload]
+                    recorded.where(col(Message.provider).is_(None))
+                    .returning(Message)
+                    .execution_options(synchronize_session=False)
+                )
+                after = first.scalars().first()
+                if after is None:
+                    await session.exec(recorded)
+                else:
+                    publish(session, self._sinks, EventKind.SENT, message=after)
+            else:
+                await session.exec(recorded)
             session.add(
                 MessageStatusChange(
                     message_id=message_id,

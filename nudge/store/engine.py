@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from nudge.store.stream import OBSOLETE_INDEXES
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -79,7 +81,7 @@ async def init_db(engine: AsyncEngine, *, attempts: int = 5) -> None:
 def _add_missing_columns(conn: Any) -> None:
     """A small forward-only migration: columns added to a model later are nullable, so
     ``ALTER TABLE ... ADD COLUMN`` brings an existing database up to date; indexes added later
-    (on new or old columns) are created too."""
+    (on new or old columns) are created too, and indexes a new one replaced dropped."""
     inspector = inspect(conn)
     for table in SQLModel.metadata.sorted_tables:
         existing = {column["name"] for column in inspector.get_columns(table.name)}
@@ -88,6 +90,8 @@ def _add_missing_columns(conn: Any) -> None:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for name in indexes & set(OBSOLETE_INDEXES):
+            conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
         for index in table.indexes:
             if index.name not in indexes:
                 index.create(conn)

@@ -7,6 +7,7 @@ reads the due rows and delivers them. With no sink configured ``publish`` writes
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -16,6 +17,7 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from nudge.phone import phone_hash
 from nudge.sinks import PII_FIELDS, EventKind, StreamSink
 from nudge.store.columns import optional_timestamp, timestamp, utcnow
 from nudge.store.messages import Message
@@ -31,8 +33,12 @@ class StreamEvent(SQLModel, table=True):
     sink: str = Field(max_length=100)
     event_id: str = Field(max_length=32)
     kind: str = Field(max_length=40)
-    customer_id: str | None = None
+    customer_id: str | None = Field(default=None, index=True)
     """Whose event it is, so that erasing the customer clears the personal data in its body."""
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)
+    """``nudge.phone.phone_hash`` of the number in its personal fields (``to`` or ``from``), on the
+    rows that carry them (``include_pii``), so that erasure finds the events of a number no customer
+    had yet (a reply's)."""
     body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     """The event as the sink gets it."""
     created_at: datetime = timestamp(nullable=False)
@@ -41,18 +47,27 @@ class StreamEvent(SQLModel, table=True):
     """When the dispatcher may try it (again); while a delivery is under way, the end of its lease."""
     delivered_at: datetime | None = optional_timestamp()
     last_error: str | None = None
+    refusals: int | None = 0
+    """How many times the sink refused this event on its own, for good (a 4xx such as 400 or 413,
+    ``starter.stream``); None on rows from before the column, which counts as 0."""
+    parked_at: datetime | None = optional_timestamp()
+    """When the dispatcher gave up on it after ``NUDGE_STREAM_MAX_REFUSALS`` refusals: it is kept
+    (never pruned) for an operator to look at, and not offered to the sink again."""
 
 
-# The dispatcher's scan: a sink's undelivered rows that are due, in id order. Only undelivered rows
-# are in the index, so it stays small however many delivered ones the retention keeps.
+# The dispatcher's scan: a sink's rows neither delivered nor parked that are due, in id order. Only
+# those are in the index, so it stays small however many delivered ones the retention keeps.
+LIVE = col(StreamEvent.delivered_at).is_(None) & col(StreamEvent.parked_at).is_(None)
 Index(
-    "ix_stream_event_due",
+    "ix_stream_event_live",
     col(StreamEvent.sink),
     col(StreamEvent.next_attempt_at),
     col(StreamEvent.id),
-    postgresql_where=col(StreamEvent.delivered_at).is_(None),
-    sqlite_where=col(StreamEvent.delivered_at).is_(None),
+    postgresql_where=LIVE,
+    sqlite_where=LIVE,
 )
+OBSOLETE_INDEXES = ("ix_stream_event_due",)
+"""The due index from before parked rows (``init_db`` drops it): ``ix_stream_event_live`` replaced it."""
 Index("ix_stream_event_delivered_at", col(StreamEvent.delivered_at))
 
 
@@ -100,7 +115,8 @@ def publish(
         at: When it happened; now when not given.
         pii: The personal fields (``to``, ``body``, ``from``, ``text``), only for sinks with
             ``include_pii``; a message's number and text when not given.
-        **fields: The event's other fields (``reason``, ``revenue``...), JSON-serializable.
+        **fields: The event's other fields (``reason``, ``revenue``...), JSON-serializable; a
+            float that is not finite (NaN, infinity) becomes null, since JSON has no such number.
     """
     wanting = [sink for sink in sinks if sink.wants(kind)]
     if not wanting:
@@ -110,11 +126,14 @@ def publish(
     body: dict[str, Any] = {"id": event_id, "kind": kind.value, "at": when.isoformat()}
     if message is not None:
         body |= message_fields(message)
-    body |= fields
+    body = finite(body | fields)
     personal = dict(pii) if pii is not None else {}
     if pii is None and message is not None:
         personal = {"to": message.to, "body": message.body}
     assert set(personal) <= PII_FIELDS, f"not a personal field: {set(personal) - PII_FIELDS}"
+    personal = finite(personal)
+    number = personal.get("from") or personal.get("to")
+    hashed = phone_hash(number) if isinstance(number, str) and number else None
     for sink in wanting:
         session.add(
             StreamEvent(
@@ -122,7 +141,20 @@ def publish(
                 event_id=event_id,
                 kind=kind.value,
                 customer_id=body.get("customer_id"),
+                phone_hash=hashed if sink.include_pii else None,
                 body=body | personal if sink.include_pii else dict(body),
             )
         )
     return event_id
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN, infinity) replaced by None, in dicts,
+    lists and tuples too: PostgreSQL's JSON refuses them, and JSON has no such number."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value

@@ -9,12 +9,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from nudge.sinks import StreamBroker
 
 from .sink import DeliveryFailed
+
+
+def encode(event: Mapping[str, Any]) -> str:
+    """An entry's ``event`` field: strict JSON (a NaN or an infinity raises ``ValueError``)."""
+    return json.dumps(event, ensure_ascii=False, allow_nan=False)
 
 
 class RedisDelivery:
@@ -32,16 +36,18 @@ class RedisDelivery:
 
     async def deliver(self, events: Sequence[Mapping[str, Any]]) -> None:
         pipeline = self._redis.pipeline(transaction=False)
-        for event in events:
-            fields: dict[FieldT, EncodableT] = {
-                "id": event["id"],
-                "kind": event["kind"],
-                "event": json.dumps(event, ensure_ascii=False),
-            }
+        try:
+            entries: list[dict[FieldT, EncodableT]] = [
+                {"id": event["id"], "kind": event["kind"], "event": encode(event)} for event in events
+            ]
+        except (KeyError, TypeError, ValueError) as exc:  # not JSON: sending it again cannot help
+            message = f"redis: not JSON ({type(exc).__name__})"
+            raise DeliveryFailed(message, sink=self._config.name, permanent=True) from exc
+        for fields in entries:
             pipeline.xadd(self._config.stream, fields, maxlen=self._config.maxlen, approximate=True)
         try:
             await pipeline.execute()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - RedisError, OSError or anything else: retried
             # The URL may hold a password: name the error, never the URL.
             raise DeliveryFailed(f"redis: {type(exc).__name__}", sink=self._config.name) from exc
 

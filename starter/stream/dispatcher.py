@@ -7,6 +7,12 @@ only then calls the sink: no transaction stays open across the network. A batch 
 marked delivered; one it does not is retried after an exponential backoff with jitter, and the
 sink gets nothing more until then. An event is never dropped: it waits for its sink however long
 that takes. A gateway that dies mid-delivery leaves its lease to expire, and the batch goes again.
+
+A batch the sink refuses for good (a 4xx about its content, ``sink.refusal``: a 400, a 413) is
+split in halves, down to single events, within the pass: the events it takes go, and one it
+refuses on its own backs off by itself, so that one bad event never holds the others back. After
+``max_refusals`` refusals on its own it is parked (``parked_at``, logged ``stream_event_parked``):
+kept, but no longer offered to the sink.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from nudge.logging import get_logger
 from nudge.metrics import STREAM_EVENTS
 from nudge.settings import Settings
 from nudge.store import StreamEvent, read_sessions, utcnow
+from nudge.store.stream import LIVE
 
 from .broker import RedisDelivery
 from .sink import Delivery, DeliveryFailed
@@ -53,8 +60,13 @@ class Pass:
 
     claimed: int = 0
     delivered: bool = False
+    """Whether the sink took every event claimed."""
     retry_in: float | None = None
     """After a failed batch: seconds before the sink is tried again."""
+    refused: int = 0
+    """Events the sink refused on their own (each backs off by itself, or is parked)."""
+    parked: int = 0
+    """Of those, the ones refused ``max_refusals`` times: parked."""
 
 
 class StreamDispatcher:
@@ -69,6 +81,7 @@ class StreamDispatcher:
         retry_max: The longest delay between two attempts.
         lease: Seconds a claimed batch is reserved for its delivery (longer than one can take).
         retention: How long delivered rows are kept.
+        max_refusals: Refusals of one event on its own before it is parked.
         clock: The time now (tests move it).
         jitter: A number in [0, 1) per failed batch.
     """
@@ -84,6 +97,7 @@ class StreamDispatcher:
         retry_max: float = 600.0,
         lease: float = 60.0,
         retention: timedelta = timedelta(days=7),
+        max_refusals: int = 10,
         clock: Callable[[], datetime] = utcnow,
         jitter: Callable[[], float] = random.random,
         client: httpx.AsyncClient | None = None,
@@ -98,6 +112,7 @@ class StreamDispatcher:
         self._retry_max = retry_max
         self._lease = timedelta(seconds=lease)
         self._retention = retention
+        self._max_refusals = max_refusals
         self._clock = clock
         self._jitter = jitter
         self._client = client
@@ -113,12 +128,14 @@ class StreamDispatcher:
         if not settings.stream_sinks:
             return None
         timeout = settings.stream_timeout.total_seconds()
+        # The broker first: nothing is left open if its URL is refused (the settings check it).
+        broker = RedisDelivery(settings.stream_broker, timeout=timeout) if settings.stream_broker else None
         client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
         deliveries: list[Delivery] = [
             WebhookDelivery(config, client=client) for config in settings.stream_webhooks
         ]
-        if settings.stream_broker is not None:
-            deliveries.append(RedisDelivery(settings.stream_broker, timeout=timeout))
+        if broker is not None:
+            deliveries.append(broker)
         return cls(
             sessions,
             deliveries,
@@ -129,6 +146,7 @@ class StreamDispatcher:
             # Connect, write, read and the pool each get the timeout: a request is over well within this.
             lease=4 * timeout + 5,
             retention=settings.stream_retention,
+            max_refusals=settings.stream_max_refusals,
             client=client,
         )
 
@@ -154,32 +172,57 @@ class StreamDispatcher:
             await self._client.aclose()
 
     async def deliver_due(self, delivery: Delivery) -> Pass:
-        """One pass over one sink: claim its due events (a batch at most), deliver, record."""
+        """One pass over one sink: claim its due events (a batch at most), deliver, record.
+
+        A batch the sink refuses for good is split in halves until each part is taken or is one
+        event; a part that fails otherwise (the sink is down, slow, overloaded) ends the pass: it
+        and the parts not tried yet back off together.
+        """
         name = delivery.config.name
         rows = await self._claim(name)
         if not rows:
             return Pass()
-        ids = [row.id for row in rows if row.id is not None]
-        attempts = max(row.attempts for row in rows) + 1
-        try:
-            await delivery.deliver([row.body for row in rows])
-        except DeliveryFailed as exc:
-            retry_in = backoff(attempts, low=self._retry_min, high=self._retry_max, jitter=self._jitter())
-            await self._failed(ids, str(exc), retry_in)
-            STREAM_EVENTS.labels(name, "failed").inc(len(ids))
-            log.warning(
-                "stream_batch_failed",
-                sink=name,
-                events=len(ids),
-                attempts=attempts,
-                error=str(exc),
-                retry_in=round(retry_in, 3),
-            )
-            return Pass(claimed=len(ids), retry_in=retry_in)
-        await self._delivered(ids)
-        STREAM_EVENTS.labels(name, "delivered").inc(len(ids))
-        log.info("stream_batch_delivered", sink=name, events=len(ids), attempts=attempts)
-        return Pass(claimed=len(ids), delivered=True)
+        parts, delivered, refused, parked, first = [rows], 0, 0, 0, True
+        while parts:
+            part = parts.pop(0)
+            ids = [row.id for row in part if row.id is not None]
+            attempts = max(row.attempts for row in part) + 1
+            if not first:  # the pass's first lease may run out while it splits: each part renews it
+                await self._lease_rows([row.id for p in (part, *parts) for row in p if row.id is not None])
+            first = False
+            try:
+                await delivery.deliver([row.body for row in part])
+            except Exception as exc:  # noqa: BLE001 - whatever a sink raises, the batch is retried
+                failed = exc if isinstance(exc, DeliveryFailed) else unexpected(name, exc)
+                if failed.permanent and len(part) > 1:
+                    half = (len(part) + 1) // 2
+                    parts[:0] = [part[:half], part[half:]]
+                    log.warning("stream_batch_split", sink=name, events=len(part), error=str(failed))
+                    continue
+                if failed.permanent:
+                    parked += await self._refused(name, part[0], str(failed))
+                    refused += 1
+                    continue
+                rest = [row.id for p in parts for row in p if row.id is not None]
+                retry_in = backoff(attempts, low=self._retry_min, high=self._retry_max, jitter=self._jitter())
+                await self._failed(ids, str(failed), retry_in)
+                await self._release(rest, retry_in)
+                STREAM_EVENTS.labels(name, "failed").inc(len(ids))
+                log.warning(
+                    "stream_batch_failed",
+                    sink=name,
+                    events=len(ids),
+                    attempts=attempts,
+                    error=str(failed),
+                    retry_in=round(retry_in, 3),
+                    waiting=len(rest),
+                )
+                return Pass(claimed=len(rows), retry_in=retry_in, refused=refused, parked=parked)
+            await self._delivered(ids)
+            delivered += len(ids)
+            STREAM_EVENTS.labels(name, "delivered").inc(len(ids))
+            log.info("stream_batch_delivered", sink=name, events=len(ids), attempts=attempts)
+        return Pass(claimed=len(rows), delivered=delivered == len(rows), refused=refused, parked=parked)
 
     async def prune(self) -> int:
         """Delete delivered rows older than the retention; how many went."""
@@ -193,11 +236,19 @@ class StreamDispatcher:
         return int(gone.rowcount or 0)
 
     async def backlog(self) -> dict[str, int]:
-        """Undelivered events per sink."""
+        """Events per sink still to deliver (neither delivered nor parked)."""
+        async with self._reads() as session:
+            rows = await session.exec(
+                select(StreamEvent.sink, func.count()).where(LIVE).group_by(col(StreamEvent.sink))
+            )
+            return dict(rows.all())
+
+    async def parked(self) -> dict[str, int]:
+        """Parked events per sink: refused too often, no longer offered."""
         async with self._reads() as session:
             rows = await session.exec(
                 select(StreamEvent.sink, func.count())
-                .where(col(StreamEvent.delivered_at).is_(None))
+                .where(col(StreamEvent.parked_at).is_not(None), col(StreamEvent.delivered_at).is_(None))
                 .group_by(col(StreamEvent.sink))
             )
             return dict(rows.all())
@@ -240,6 +291,7 @@ class StreamDispatcher:
         return [
             col(StreamEvent.sink) == sink,
             col(StreamEvent.delivered_at).is_(None),
+            col(StreamEvent.parked_at).is_(None),
             col(StreamEvent.next_attempt_at) <= now,
         ]
 
@@ -292,3 +344,65 @@ class StreamDispatcher:
                 )
             )
             await session.commit()
+
+    async def _release(self, ids: list[int], retry_in: float) -> None:
+        """Claimed rows a pass did not get to try (the sink failed first): due again with the
+        batch that failed, their attempts unchanged."""
+        if not ids:
+            return
+        async with self._sessions() as session:
+            await session.exec(
+                update(StreamEvent)
+                .where(col(StreamEvent.id).in_(ids), col(StreamEvent.delivered_at).is_(None))
+                .values(next_attempt_at=self._clock() + timedelta(seconds=retry_in))
+            )
+            await session.commit()
+
+    async def _lease_rows(self, ids: list[int]) -> None:
+        """Renew the lease on rows a pass still holds."""
+        async with self._sessions() as session:
+            await session.exec(
+                update(StreamEvent)
+                .where(col(StreamEvent.id).in_(ids), col(StreamEvent.delivered_at).is_(None))
+                .values(next_attempt_at=self._clock() + self._lease)
+            )
+            await session.commit()
+
+    async def _refused(self, sink: str, row: StreamEvent, error: str) -> int:
+        """The sink refused ``row`` on its own, for good: it backs off by itself, or is parked once
+        refused ``max_refusals`` times (1 then, else 0)."""
+        refusals = (row.refusals or 0) + 1
+        attempts = row.attempts + 1
+        park = refusals >= self._max_refusals
+        retry_in = backoff(refusals, low=self._retry_min, high=self._retry_max, jitter=self._jitter())
+        now = self._clock()
+        async with self._sessions() as session:
+            await session.exec(
+                update(StreamEvent)
+                .where(col(StreamEvent.id) == row.id, col(StreamEvent.delivered_at).is_(None))
+                .values(
+                    attempts=col(StreamEvent.attempts) + 1,
+                    refusals=func.coalesce(col(StreamEvent.refusals), 0) + 1,
+                    next_attempt_at=now + timedelta(seconds=retry_in),
+                    last_error=error[:MAX_ERROR],
+                    parked_at=now if park else None,
+                )
+            )
+            await session.commit()
+        fields = {"sink": sink, "event_id": row.event_id, "kind": row.kind, "attempts": attempts}
+        if park:
+            STREAM_EVENTS.labels(sink, "parked").inc()
+            log.error("stream_event_parked", **fields, refusals=refusals, error=error)
+            return 1
+        STREAM_EVENTS.labels(sink, "refused").inc()
+        log.warning(
+            "stream_event_refused", **fields, refusals=refusals, error=error, retry_in=round(retry_in, 3)
+        )
+        return 0
+
+
+def unexpected(sink: str, exc: Exception) -> DeliveryFailed:
+    """A delivery's error that is not ``DeliveryFailed`` (a bug, or a client's own error): retried
+    with backoff like a sink that is down. Only its type is kept: its text may quote a secret URL."""
+    log.warning("stream_delivery_error", sink=sink, error=type(exc).__name__)
+    return DeliveryFailed(f"{type(exc).__name__}", sink=sink)

@@ -20,8 +20,18 @@ USER_AGENT = "nudge-stream/1"
 
 
 def encode(events: Sequence[Mapping[str, Any]]) -> bytes:
-    """The request body: the bytes the signature covers, exactly as sent."""
-    return json.dumps({"events": list(events)}, separators=(",", ":"), ensure_ascii=False).encode()
+    """The request body: the bytes the signature covers, exactly as sent; strict JSON (a NaN or
+    an infinity raises ``ValueError`` instead of going out as a token no JSON parser takes)."""
+    body = {"events": list(events)}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def host_of(url: str) -> str:
+    """What logs name of a webhook: its host, never the rest (the URL may carry a token)."""
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
 
 
 class WebhookDelivery:
@@ -33,7 +43,7 @@ class WebhookDelivery:
         self._config = config
         self._client = client
         self._clock = clock
-        self.host = urlsplit(config.url).hostname or "?"
+        self.host = host_of(config.url)
         """What logs name: the URL may carry a token."""
 
     @property
@@ -41,7 +51,11 @@ class WebhookDelivery:
         return self._config
 
     async def deliver(self, events: Sequence[Mapping[str, Any]]) -> None:
-        body = encode(events)
+        try:
+            body = encode(events)
+        except (TypeError, ValueError) as exc:  # not JSON: sending it again cannot help
+            message = f"{self.host}: not JSON ({type(exc).__name__})"
+            raise DeliveryFailed(message, sink=self._config.name, permanent=True) from exc
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
@@ -49,7 +63,8 @@ class WebhookDelivery:
         }
         try:
             response = await self._client.post(self._config.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - httpx.HTTPError, or InvalidURL, or anything: retried
+            # Only the error's name: its text may quote the URL, and the URL may carry a token.
             raise DeliveryFailed(f"{self.host}: {type(exc).__name__}", sink=self._config.name) from exc
         if not response.is_success:
             status = response.status_code

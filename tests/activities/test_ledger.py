@@ -4,17 +4,21 @@ content (Twilio's message list) must not mark this message submitted with anothe
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from pydantic import SecretStr
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.providers.base import Submission
 from activities.routing import Router
 from activities.send.ledger import Ledger
-from nudge.store import Message, MessageStatusChange
+from nudge.sinks import StreamWebhook
+from nudge.store import Message, MessageStatusChange, StreamEvent
 
 
 def row(key: str, **fields: object) -> Message:
@@ -201,3 +205,42 @@ async def _stored(sessions: async_sessionmaker[AsyncSession], message_id: str) -
         found = await session.get(Message, message_id)
     assert found is not None
     return found
+
+
+async def test_a_submission_with_a_sink_reads_nothing_in_its_write_transaction_and_publishes_once(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], router: Router
+) -> None:
+    """With a sink configured, recording the provider's answer still runs only writes while it
+    holds the write lock (SQLite's one lock: the transactional lane waits behind it): the first
+    submission publishes ``sent`` with the row it wrote, a retry's publishes nothing."""
+    sink = StreamWebhook(name="crm", url="https://crm.example/h", secret=SecretStr("a-secret-of-16-chars"))
+    message = row("k-sink", route="aliyun-cn")
+    async with sessions() as session:
+        session.add(message)
+        await session.commit()
+    ledger = Ledger(sessions, sinks=[sink])
+    route = router.by_name["aliyun-cn"]
+    written: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not conn.get_execution_options().get("nudge_read_only"):
+            written.append(statement.lstrip().split(None, 1)[0].upper())
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    try:
+        for _ in range(2):
+            await ledger.record_submission(
+                message.id, route, Submission(provider="aliyun", provider_message_id="B9", segments=2)
+            )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+
+    assert "SELECT" not in written, written
+    async with sessions() as session:
+        [sent] = (await session.exec(select(StreamEvent))).all()
+    assert (sent.kind, sent.body["message_id"], sent.body["status"]) == ("sent", message.id, "submitted")
+    assert (sent.body["provider"], sent.body["provider_message_id"], sent.body["segments"]) == (
+        "aliyun",
+        "B9",
+        2,
+    )

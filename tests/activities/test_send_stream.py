@@ -123,3 +123,22 @@ async def test_send_over_a_frequency_cap_publishes_blocked_once(
         ("sent", None),
         ("blocked", second.reason),
     ]
+
+
+async def test_send_to_a_customer_without_a_phone_publishes_blocked_once(
+    gate: SendActivities, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A message blocked from the start (its customer has no phone: ``no_phone``) is published
+    ``blocked`` with its reason when it is stored; the activity's retry publishes nothing more."""
+    await add_customers(sessions, new_customer("nophone", None, name="Cy"))
+    request = send(1, Category.TRANSACTIONAL).model_copy(
+        update={"customer_id": "nophone", "idempotency_key": "wf-nophone/run/1", "workflow_id": "wf-nophone"}
+    )
+
+    result = await run(gate, request)
+    await run(gate, request, attempt=2)
+
+    assert result.status is MessageStatus.BLOCKED and result.reason == "no_phone"
+    [blocked] = await streamed(sessions)
+    assert (blocked.kind, blocked.customer_id, blocked.body["reason"]) == ("blocked", "nophone", "no_phone")
+    assert (blocked.body["message_id"], blocked.body["status"]) == (result.message_id, "blocked")

@@ -3,18 +3,25 @@ only a person's click counted; a scanner's within a second of delivery is redire
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from temporalio.client import Client
 
 from nudge.settings import Settings
-from nudge.store import Click, Link, Message, utcnow
+from nudge.sinks import StreamWebhook
+from nudge.store import Click, Link, Message, StreamEvent, session_factory, utcnow
 from simulator.carrier import HANDSET_BROWSER
+from starter.api.services.clicks import Clicks
+from starter.api.services.clicks import Request as ClickRequest
 from tests.api.conftest import Gateway
 from tests.api.test_gateway import add_message
 
@@ -66,3 +73,63 @@ async def test_a_persons_click_counts_and_keeps_a_keyed_hash_of_the_address(gate
     expected = hmac.new(b"click-key-for-tests", b"127.0.0.1", hashlib.sha256).hexdigest()[:32]
     assert clicks[0].ip_hash == expected
     assert clicks[0].user_agent == HANDSET_BROWSER and clicks[1].user_agent == "WhatsApp/2.23.20.0 A"
+
+
+class Signals:
+    """A Temporal client that records the signals sent to journeys."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def get_workflow_handle(self, workflow_id: str) -> Any:
+        sent = self.sent
+
+        class Handle:
+            async def signal(self, name: str, arg: Any) -> None:
+                await asyncio.sleep(0)
+                sent.append((workflow_id, name))
+
+        return Handle()
+
+
+async def test_concurrent_first_clicks_publish_and_signal_once(engine: AsyncEngine) -> None:
+    """Eight people's requests for one link at once (on PostgreSQL really concurrent, on their own
+    connections): every one is recorded, the message is clicked, and exactly one is its first
+    click: one ``clicked`` event, one signal to its journey."""
+    sessions = session_factory(engine)
+    sink = StreamWebhook(name="crm", url="https://crm.example/h", secret=SecretStr("a-secret-of-16-chars"))
+    delivered = utcnow() - timedelta(minutes=1)
+    message = Message(
+        idempotency_key=f"wf-click/{uuid.uuid4().hex}",
+        workflow_id="wf-click",
+        journey="cart_abandonment",
+        step="send:cart_reminder",
+        template="cart_reminder",
+        customer_id="cust-click",
+        category="marketing",
+        to="+8613800138000",
+        body="hi",
+        status="delivered",
+        delivered_at=delivered,
+        created_at=delivered,
+    )
+    code = f"C{uuid.uuid4().hex[:7]}"
+    async with sessions() as session:
+        session.add(message)
+        session.add(Link(code=code, message_id=message.id, target_url="https://shop.example.com/p"))
+        await session.commit()
+    signals = Signals()
+    clicks = Clicks(client=cast(Client, signals), sessions=sessions, sinks=[sink])
+
+    targets = await asyncio.gather(
+        *(clicks.follow(code, ClickRequest(user_agent=HANDSET_BROWSER)) for _ in range(8))
+    )
+
+    assert targets == ["https://shop.example.com/p"] * 8
+    async with sessions() as session:
+        recorded = (await session.exec(select(Click).where(Click.code == code))).all()
+        events = (await session.exec(select(StreamEvent))).all()
+        row = await session.get(Message, message.id)
+    assert len(recorded) == 8 and row is not None and row.clicked
+    assert [event.kind for event in events] == ["clicked"]
+    assert signals.sent == [("wf-click", "message")]

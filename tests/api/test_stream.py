@@ -4,6 +4,7 @@ recorded while the sink was stopped, or while the gateway was, arrives once they
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -18,18 +19,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
 from activities.receipts import Receipts
-from nudge.models import MessageStatus
+from nudge.models import Event, MessageStatus
 from nudge.settings import Settings
 from nudge.sinks import EventKind, StreamWebhook
 from nudge.store import Customer, Link, Message, StreamEvent, create_engine, init_db, session_factory, utcnow
 from simulator.carrier import HANDSET_BROWSER
 from starter.api import create_app
+from starter.api.services.attribution import Attribution, publish_conversion
 from tests.api.conftest import Gateway
 from tests.api.test_gateway import add_message, event
 from tests.api.test_webhooks import TWILIO_SID, post_twilio
 from tests.polling import wait_until
 from tests.servers import serve
 from tests.stream_receiver import Receiver
+from workflows.journeys.cart_abandonment import CartAbandonment
 
 FAST = {
     "stream_poll_every": timedelta(milliseconds=20),
@@ -204,6 +207,40 @@ async def test_stream_publishes_a_conversion_with_its_revenue(
     assert [row.kind for row in await outbox(gateway.sessions)] == ["converted"]
 
 
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity"])
+async def test_stream_a_conversion_whose_amount_is_not_a_number_has_no_revenue(
+    gateway: Gateway, gateway_settings: Settings, receiver: Receiver, customer_id: str, amount: str
+) -> None:
+    """The gateway refuses ``NaN`` and ``Infinity`` in an event (422, nothing published); an event
+    that reaches attribution with one anyway (built without validation) is credited without
+    revenue, and its ``converted`` event commits (on PostgreSQL too, whose JSON refuses them) and
+    reaches the sink as valid JSON."""
+    message = await add_message(
+        gateway, customer_id, status="delivered", created_at=utcnow() - timedelta(hours=1)
+    )
+    paid = event(customer_id, "order_paid", currency="CNY")
+    raw = json.dumps(paid).replace('"properties": {', f'"properties": {{"amount": {amount}, ', 1)
+    headers = {"content-type": "application/json"}
+    assert (await gateway.http.post("/v1/events", content=raw, headers=headers)).status_code == 422
+    assert await outbox(gateway.sessions) == []
+
+    sinks = gateway_settings.stream_sinks
+    attribution = Attribution([CartAbandonment], window=timedelta(hours=48))
+    unchecked = Event.model_construct(**(paid | {"properties": {"amount": float(amount), "currency": "CNY"}}))
+    async with gateway.sessions() as session:
+        conversion = await attribution.conversion(session, unchecked)
+        assert conversion is not None and conversion.message_id == message.id
+        session.add(conversion)
+        publish_conversion(session, sinks, conversion)
+        await session.commit()
+
+    assert conversion.revenue is None
+    await wait_until(lambda: len(receiver.posted) >= 1, what="the converted event")
+    [posted] = receiver.posted
+    converted = json.loads(posted.body, parse_constant=lambda token: pytest.fail(f"{token} in the body"))
+    assert [(e["kind"], e["revenue"]) for e in converted["events"]] == [("converted", None)]
+
+
 async def test_stream_events_recorded_while_the_sink_is_stopped_arrive_once_it_is_back(
     gateway: Gateway, receiver: Receiver, customer_id: str
 ) -> None:
@@ -329,3 +366,29 @@ async def test_stream_forgets_the_number_and_text_of_an_erased_customer(
     [forgotten] = await outbox(gateway.sessions, "dwh")
     assert (forgotten.event_id, forgotten.kind) == (kept.event_id, "replied")
     assert "from" not in forgotten.body and "text" not in forgotten.body
+
+
+async def test_stream_forgets_the_number_and_text_of_a_reply_from_before_the_number_was_the_customers(
+    gateway: Gateway, pii_receiver: Receiver, customer_id: str
+) -> None:
+    """A reply from a number no customer had yet is published for nobody (``customer_id`` null);
+    erasing the customer who has the number since clears that event's number and words too (it
+    is found by the number's hash), and the hash goes with them."""
+    number = f"+1415557{uuid.uuid4().int % 10_000:04d}"
+    form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": number, "Body": "who?"}
+    form |= {"To": "+15005550006", "NumMedia": "0"}
+    assert (await post_twilio(gateway, "/v1/webhooks/twilio/inbound", form)).status_code == 200
+    [kept] = await outbox(gateway.sessions, "dwh")
+    assert (kept.customer_id, kept.body["from"], kept.body["text"]) == (None, number, "who?")
+    [plain] = await outbox(gateway.sessions, "crm")
+    assert plain.phone_hash is None  # a sink without personal data keeps not even the hash
+    async with gateway.sessions() as session:
+        session.add(Customer(id=customer_id, phone=number))
+        await session.commit()
+
+    assert (await gateway.http.post(f"/v1/customers/{customer_id}:forget")).status_code == 200
+
+    [forgotten] = await outbox(gateway.sessions, "dwh")
+    assert (forgotten.event_id, forgotten.kind) == (kept.event_id, "replied")
+    assert "from" not in forgotten.body and "text" not in forgotten.body
+    assert forgotten.phone_hash is None

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from nudge.sinks import EventKind, StreamWebhook
+from nudge.sinks import EventKind, StreamBroker, StreamWebhook
 from nudge.store import StreamEvent, create_engine, publish, session_factory, utcnow
-from starter.stream import DeliveryFailed, StreamDispatcher, WebhookDelivery, backoff
+from starter.stream import DeliveryFailed, RedisDelivery, StreamDispatcher, WebhookDelivery, backoff, encode
 from tests.stream_receiver import Receiver
 
 
@@ -245,3 +245,163 @@ async def test_prune_deletes_only_delivered_rows_past_their_retention(
     assert await dispatcher.prune() == 1
     [left] = await rows(sessions)
     assert left.delivered_at is None
+
+
+class Picky:
+    """A sink that refuses, with ``status``, any batch holding one of the ``poison`` events, and
+    takes every other batch."""
+
+    config = StreamWebhook(name="crm", url="http://127.0.0.1:9/hook", secret=SecretStr("x" * 16))
+
+    def __init__(self, poison: set[str], *, status: int = 400) -> None:
+        self.poison = poison
+        self.status = status
+        self.taken: list[str] = []
+        self.calls = 0
+
+    async def deliver(self, events: Sequence[Mapping[str, Any]]) -> None:
+        self.calls += 1
+        if self.poison & {event["id"] for event in events}:
+            raise DeliveryFailed(f"127.0.0.1: HTTP {self.status}", sink="crm", status=self.status)
+        self.taken += [event["id"] for event in events]
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_one_refused_event_does_not_hold_back_the_others_and_ends_parked(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A receiver answers 400 to any batch with the poison event in it: the batch is split until
+    the poison stands alone, every other event goes in the same pass, events recorded later go
+    too, and the poison is parked after ``max_refusals`` refusals, out of the backlog."""
+    picky = Picky(set())
+    ids = await record(sessions, picky.config, 9)
+    picky.poison = {ids[4]}
+    clock = Clock()
+    dispatcher = StreamDispatcher(
+        sessions, [picky], batch_size=100, max_refusals=3, retry_min=30.0, clock=clock, jitter=lambda: 1.0
+    )
+
+    first = await dispatcher.deliver_due(picky)
+
+    assert (first.claimed, first.delivered, first.refused, first.parked, first.retry_in) == (
+        9,
+        False,
+        1,
+        0,
+        None,
+    )
+    assert sorted(picky.taken) == sorted(ids[:4] + ids[5:])
+    later = await record(sessions, picky.config, 3)
+    clock.advance(10)  # recorded on the real clock, a little after the dispatcher's now
+    assert (await dispatcher.deliver_due(picky)).delivered  # the poison is not due: the others go
+    assert picky.taken[-3:] == later
+    for _ in range(2):
+        clock.advance(600)
+        more = await record(sessions, picky.config, 2)
+        done = await dispatcher.deliver_due(picky)
+        assert done.refused == 1 and picky.taken[-2:] == more
+    assert done.parked == 1
+    clock.advance(3600)
+    assert (await dispatcher.deliver_due(picky)).claimed == 0
+    poison = next(row for row in await rows(sessions) if row.event_id == ids[4])
+    assert (poison.refusals, poison.parked_at is not None, poison.delivered_at) == (3, True, None)
+    assert poison.last_error == "127.0.0.1: HTTP 400"
+    assert await dispatcher.backlog() == {}
+    assert await dispatcher.parked() == {"crm": 1}
+    assert len(set(picky.taken)) == len(picky.taken) == 9 - 1 + 3 + 4
+
+
+@pytest.mark.parametrize("status", [401, 404, 429, 503])
+async def test_a_sink_level_failure_backs_the_batch_off_whole_and_parks_nothing(
+    sessions: async_sessionmaker[AsyncSession], status: int
+) -> None:
+    """A 401, 404, 429 or 5xx is about the sink, not the events: one request, the batch backs
+    off whole, nothing is split, refused or parked, however many times it happens."""
+    picky = Picky(set(), status=status)
+    ids = await record(sessions, picky.config, 4)
+    picky.poison = set(ids)
+    clock = Clock()
+    dispatcher = StreamDispatcher(sessions, [picky], max_refusals=2, clock=clock, jitter=lambda: 1.0)
+    for _ in range(4):
+        done = await dispatcher.deliver_due(picky)
+        assert (done.claimed, done.refused, done.retry_in is not None) == (4, 0, True)
+        clock.advance(600)
+    assert picky.calls == 4
+    assert {(row.attempts, row.refusals, row.parked_at) for row in await rows(sessions)} == {(4, 0, None)}
+    assert await dispatcher.backlog() == {"crm": 4}
+
+
+async def test_a_transient_failure_while_splitting_backs_off_the_parts_not_tried_yet(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The sink refuses the batch (413), then goes down on the first half: the pass ends, every
+    event claimed is due again after the backoff, and only those tried count an attempt."""
+
+    class Flaky(Picky):
+        async def deliver(self, events: Sequence[Mapping[str, Any]]) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise DeliveryFailed("127.0.0.1: HTTP 413", sink="crm", status=413)
+            raise DeliveryFailed("127.0.0.1: HTTP 503", sink="crm", status=503)
+
+    flaky = Flaky(set())
+    await record(sessions, flaky.config, 4)
+    clock = Clock()
+    dispatcher = StreamDispatcher(sessions, [flaky], retry_min=2.0, clock=clock, jitter=lambda: 1.0)
+    done = await dispatcher.deliver_due(flaky)
+    assert (done.claimed, done.retry_in, flaky.calls) == (4, 2.0, 2)
+    assert [(r.attempts, (r.next_attempt_at - clock.now).total_seconds()) for r in await rows(sessions)] == [
+        (1, 2.0),
+        (1, 2.0),
+        (0, 2.0),
+        (0, 2.0),
+    ]
+
+
+async def test_a_delivery_that_raises_anything_is_retried_with_backoff_and_no_secret_logged(
+    sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    """A webhook URL httpx cannot parse (``httpx.InvalidURL``, not an ``HTTPError``) fails the
+    batch like a sink that is down: attempts and last_error set, backed off, no token kept."""
+    sink = StreamWebhook.model_construct(
+        name="crm",
+        url="http://[::1/hook?token=s3cret",
+        secret=SecretStr("x" * 16),
+        include_pii=False,
+        kinds=None,
+    )
+    await record(sessions, sink, 2)
+    clock = Clock()
+    delivery = WebhookDelivery(sink, client=client)
+    dispatcher = StreamDispatcher(sessions, [delivery], retry_min=3.0, clock=clock, jitter=lambda: 1.0)
+
+    done = await dispatcher.deliver_due(delivery)
+
+    assert (done.claimed, done.retry_in) == (2, 3.0)
+    for row in await rows(sessions):
+        assert (row.attempts, row.delivered_at) == (1, None)
+        assert row.last_error is not None and "s3cret" not in row.last_error
+        assert (row.next_attempt_at - clock.now).total_seconds() == 3.0
+
+
+async def test_sink_bodies_are_strict_json_and_an_event_that_is_not_is_refused_for_good(
+    client: httpx.AsyncClient,
+) -> None:
+    """A NaN or an infinity never goes out as a token no JSON parser takes: the webhook's body and
+    the broker's entry refuse it, as a permanent failure (the dispatcher isolates and parks it)."""
+    bad = [{"id": "e1", "kind": "converted", "revenue": float("nan")}]
+    with pytest.raises(ValueError, match="JSON"):
+        encode(bad)
+    webhook = WebhookDelivery(
+        StreamWebhook(name="crm", url="http://127.0.0.1:9/hook", secret=SecretStr("x" * 16)), client=client
+    )
+    broker = RedisDelivery(StreamBroker(url=SecretStr("redis://127.0.0.1:9/0")), timeout=1.0)
+    try:
+        for delivery in (webhook, broker):
+            with pytest.raises(DeliveryFailed, match="not JSON") as failed:
+                await delivery.deliver(bad)
+            assert failed.value.permanent
+    finally:
+        await broker.aclose()

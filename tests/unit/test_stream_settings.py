@@ -12,6 +12,7 @@ import pytest
 from nudge.errors import ConfigurationError
 from nudge.settings import load_settings
 from nudge.sinks import EventKind
+from nudge.store import create_engine, session_factory
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +52,11 @@ def test_stream_webhooks_without_a_variable_mean_no_sink(monkeypatch: pytest.Mon
         ([HOOK | {"kinds": ["bounced"]}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[kinds\]"),
         ([HOOK | {"colour": "red"}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[colour\]"),
         ([HOOK, HOOK], r"NUDGE_STREAM_WEBHOOKS: .*crm appear more than once"),
+        ([HOOK | {"url": "http://[::1/h?token=abc"}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[url\]: .*malformed"),
+        ([HOOK | {"url": "http://crm:notaport/h"}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[url\]: .*malformed"),
+        ([HOOK | {"url": "https:///h"}], r"NUDGE_STREAM_WEBHOOKS\[0\]\[url\]: .*no valid host"),
     ],
-    ids=["short-secret", "not-http", "unknown-kind", "unknown-field", "same-name"],
+    ids=["short-secret", "not-http", "unknown-kind", "unknown-field", "same-name", "ipv6", "port", "no-host"],
 )
 def test_stream_webhooks_refused_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, sinks: list[dict[str, object]], problem: str
@@ -80,8 +84,15 @@ def test_stream_broker_parses_from_json_and_keeps_its_url_secret(monkeypatch: py
     [
         ({"url": "http://redis:6379"}, r"NUDGE_STREAM_BROKER\[url\]: .*redis://"),
         ({"name": "crm", "url": "redis://redis:6379"}, r"NUDGE_STREAM_BROKER: .*named 'crm' like a webhook"),
+        ({"url": "redis://:pw-9f8e@redis:notaport/0"}, r"NUDGE_STREAM_BROKER\[url\]: .*malformed"),
+        (
+            {"url": "redis://:pw-9f8e@redis:6379/zero"},
+            r"NUDGE_STREAM_BROKER\[url\]: .*database must be a number",
+        ),
+        ({"url": "redis:///0"}, r"NUDGE_STREAM_BROKER\[url\]: .*no host"),
+        ({"url": "unix://"}, r"NUDGE_STREAM_BROKER\[url\]: .*socket's path"),
     ],
-    ids=["not-redis", "a-webhooks-name"],
+    ids=["not-redis", "a-webhooks-name", "port", "database", "no-host", "no-socket"],
 )
 def test_stream_broker_refused_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, broker: dict[str, str], problem: str
@@ -89,5 +100,30 @@ def test_stream_broker_refused_names_the_variable(
     """A broker that cannot work stops the process with the variable named."""
     monkeypatch.setenv("NUDGE_STREAM_WEBHOOKS", json.dumps([HOOK]))
     monkeypatch.setenv("NUDGE_STREAM_BROKER", json.dumps(broker))
-    with pytest.raises(ConfigurationError, match=problem):
+    with pytest.raises(ConfigurationError, match=problem) as refused:
         load_settings()
+    assert "pw-9f8e" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://redis.internal:6379/0",
+        "rediss://:pw@redis.internal/1",
+        "redis://[::1]:6379",
+        "unix:///r.sock",
+    ],
+)
+async def test_a_broker_url_that_validates_makes_a_dispatcher(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """What the validator takes, the Redis client takes too: the gateway starts."""
+    from starter.stream import StreamDispatcher
+
+    monkeypatch.setenv("NUDGE_STREAM_BROKER", json.dumps({"url": url}))
+    settings = load_settings()
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    dispatcher = StreamDispatcher.from_settings(settings, session_factory(engine))
+    assert dispatcher is not None
+    await dispatcher.aclose()
+    await engine.dispose()

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nudge.errors import NudgeError
 from nudge.stream_signature import InvalidStreamSignature, sign, verify
 
 SECRET = "whsec-0123456789abcdef"
@@ -62,3 +67,44 @@ def test_stream_signature_accepts_either_secret_while_one_is_rotated() -> None:
     assert verify([new, SECRET], sign(new, BODY, timestamp=T), BODY, now=T) == T
     with pytest.raises(InvalidStreamSignature):
         verify([new], sign(SECRET, BODY, timestamp=T), BODY, now=T)
+
+
+CRAFTED = [
+    f"t=²,v1={'0' * 64}",  # a digit to str.isdigit, not to int()
+    f"t={T},v1={'é' * 64}",  # not ASCII: compare_digest raises TypeError
+    f"t={'9' * 400},v1={'0' * 64}",  # a time too big for a float: OverflowError
+    f"t={T},v1=zz",  # not hex
+    f"t=-{T},v1={'0' * 64}",
+]
+
+
+@pytest.mark.parametrize(
+    "header", CRAFTED, ids=["superscript-t", "non-ascii-v1", "huge-t", "not-hex", "negative"]
+)
+def test_stream_signature_refuses_a_crafted_header_as_malformed(header: str) -> None:
+    """Whatever a header holds, a receiver gets ``InvalidStreamSignature`` (a ``NudgeError``),
+    never a ``ValueError``, ``TypeError`` or ``OverflowError`` from inside the check."""
+    with pytest.raises(InvalidStreamSignature) as refused:
+        verify(SECRET, header, BODY, now=T)
+    assert refused.value.reason == "malformed" and isinstance(refused.value, NudgeError)
+
+
+def readme_verify() -> Any:
+    """The receiver's ``verify`` from README's "Streaming events out" section, as printed."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    [snippet] = [
+        block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "def verify(" in block
+    ]
+    scope: dict[str, Any] = {}
+    exec(snippet, scope)  # noqa: S102 - the README's own example
+    return scope["verify"]
+
+
+def test_the_readmes_receiver_snippet_accepts_a_signature_and_refuses_crafted_headers() -> None:
+    """The snippet receivers copy verifies a real signature and answers False, without raising,
+    to every crafted header."""
+    verify_as_printed = readme_verify()
+    body = b'{"events":[]}'
+    assert verify_as_printed(SECRET, sign(SECRET, body, timestamp=int(time.time())), body)
+    for header in CRAFTED:
+        assert verify_as_printed(SECRET, header, body) is False

@@ -8,6 +8,7 @@ the conversion in the transaction that stores the event, so a redelivered event 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
@@ -56,7 +57,10 @@ class Attribution:
         if message is None:
             return None
         amount = event.properties.get("amount")
-        revenue = float(amount) if isinstance(amount, int | float) and not isinstance(amount, bool) else None
+        revenue = None
+        # JSON as FastAPI reads it takes NaN and Infinity: neither is revenue.
+        if isinstance(amount, int | float) and not isinstance(amount, bool) and math.isfinite(amount):
+            revenue = float(amount)
         currency = event.properties.get("currency")
         return Conversion(
             event_id=event.event_id,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
@@ -58,7 +59,16 @@ class Clicks:
             if message is not None:
                 since = now - (message.delivered_at or message.created_at)
             bot = bot_reason(head=request.head, user_agent=request.user_agent, since_delivery=since)
-            first = bot is None and message is not None and not message.clicked
+            first = False
+            if bot is None and message is not None and not message.clicked:
+                # Conditional, so that of concurrent first clicks exactly one is the first (the
+                # read above saw the row before any of them wrote it).
+                moved = await session.exec(
+                    update(Message)
+                    .where(col(Message.id) == message.id, ~col(Message.clicked))
+                    .values(clicked=True)
+                )
+                first = moved.rowcount == 1
             session.add(
                 Click(
                     code=code,
@@ -70,8 +80,6 @@ class Clicks:
                 )
             )
             if message is not None and first:
-                message.clicked = True
-                session.add(message)
                 publish(session, self._sinks, EventKind.CLICKED, message=message, at=now)
             await session.commit()
             target, workflow_id = link.target_url, message.workflow_id if message else None

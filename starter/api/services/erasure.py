@@ -24,7 +24,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from nudge.contracts import SA_CUSTOMER
 from nudge.logging import get_logger
-from nudge.sinks import PII_FIELDS
+from nudge.phone import phone_hash
+from nudge.sinks import PII_FIELDS, EventKind
 from nudge.store import (
     Click,
     Complaint,
@@ -127,6 +128,10 @@ async def _end_journeys(sessions: async_sessionmaker[AsyncSession], client: Clie
     return ended
 
 
+REPLY_KINDS = [EventKind.REPLIED.value, EventKind.OPTED_OUT.value]
+"""The events whose personal field is the number they came from (``from``)."""
+
+
 def _names(text: str, phone: str) -> bool:
     """Whether ``text`` holds the number, in E.164 or national form (the last 8 digits on)."""
     return phone in text or phone[-8:] in text
@@ -206,11 +211,21 @@ async def _sweep(session: AsyncSession, customer_id: str, phone: str | None) -> 
                     .where(col(EventRecord.event_id) == event_id)
                     .values(event_id=_digest(event_id))
                 )
-    # Events not delivered yet still go, without the number and the text they held.
-    streamed_rows = await session.exec(select(StreamEvent).where(StreamEvent.customer_id == customer_id))
+    # Events not delivered yet still go, without the number and the text they held: the customer's,
+    # and those of their number from before it was theirs (a reply from a number nobody had yet).
+    theirs = col(StreamEvent.customer_id) == customer_id
+    if phone:
+        nobodys = col(StreamEvent.customer_id).is_(None)
+        unhashed = nobodys & col(StreamEvent.phone_hash).is_(None) & col(StreamEvent.kind).in_(REPLY_KINDS)
+        theirs = theirs | (col(StreamEvent.phone_hash) == phone_hash(phone)) | unhashed
+    streamed_rows = await session.exec(select(StreamEvent).where(theirs))
     for streamed in streamed_rows.all():
-        if PII_FIELDS & streamed.body.keys():
+        legacy = streamed.customer_id != customer_id and streamed.phone_hash is None
+        if legacy and streamed.body.get("from") != phone:  # from before the hash column: its number?
+            continue
+        if PII_FIELDS & streamed.body.keys() or streamed.phone_hash is not None:
             streamed.body = {k: v for k, v in streamed.body.items() if k not in PII_FIELDS}
+            streamed.phone_hash = None
             session.add(streamed)
     messages = await session.exec(  # type: ignore[call-overload]
         update(Message).where(col(Message.customer_id) == customer_id).values(to=None, body="", params=None)
