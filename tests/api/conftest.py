@@ -76,7 +76,8 @@ async def gateway(
     async with (
         worker,
         serve(app) as url,
-        httpx.AsyncClient(base_url=url, trust_env=False, headers=headers) as http,
+        # httpx's 5 s default: one slow answer on a loaded 2-core machine failed a test.
+        httpx.AsyncClient(base_url=url, trust_env=False, headers=headers, timeout=30) as http,
     ):
         try:
             yield Gateway(
