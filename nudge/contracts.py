@@ -21,6 +21,17 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.common import SearchAttributeKey
 
+from nudge.broadcasts import (
+    BatchReport,
+    BatchRequest,
+    BroadcastCounts,
+    CountRequest,
+    ExpireReport,
+    ExpireRequest,
+    Page,
+    PageRequest,
+    Progress,
+)
 from nudge.errors import InvalidInput, PermanentProviderError, TemplateError
 from nudge.experiments import VariantChoice, VariantRequest
 from nudge.models import Event, JourneyState, MessageUpdate, Profile, SendRequest, SendResult
@@ -85,6 +96,33 @@ async def reconcile_receipts(sweep: ReceiptSweep) -> SweepReport:
 MAINTENANCE_ACTIVITIES = (reconcile_receipts,)
 """Activities of the worker's own scheduled workflows (``workflows/maintenance.py``)."""
 
+@activity.defn(name="broadcast_page")
+async def broadcast_page(request: PageRequest) -> Page:
+    """The bounds of a broadcast's next batches (``activities/broadcast/``)."""
+    raise NotImplementedError("a stub: the worker registers activities.broadcast.BroadcastActivities")
+
+
+@activity.defn(name="send_broadcast_batch")
+async def send_broadcast_batch(request: BatchRequest) -> BatchReport:
+    """One batch through the gate and the providers' batch APIs; idempotent per recipient."""
+    raise NotImplementedError("a stub: the worker registers activities.broadcast.BroadcastActivities")
+
+
+@activity.defn(name="expire_broadcast")
+async def expire_broadcast(request: ExpireRequest) -> ExpireReport:
+    """Mark a broadcast's recipients still waiting as expired (its deadline, or a cancel)."""
+    raise NotImplementedError("a stub: the worker registers activities.broadcast.BroadcastActivities")
+
+
+@activity.defn(name="broadcast_counts")
+async def broadcast_counts(request: CountRequest) -> BroadcastCounts:
+    """The audience's size and the broadcast's delivered messages, from the store."""
+    raise NotImplementedError("a stub: the worker registers activities.broadcast.BroadcastActivities")
+
+
+BROADCAST_ACTIVITIES = (broadcast_page, send_broadcast_batch, expire_broadcast, broadcast_counts)
+"""Every activity the ``Broadcast`` workflow calls (``workflows/broadcast.py``)."""
+
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (TemplateError, InvalidInput, PermanentProviderError)
 """Errors an activity raises as ``ApplicationError(type=<class name>)`` that no retry can cure."""
 
@@ -124,6 +162,14 @@ MESSAGE = Signal("message", MessageUpdate)
 STATE = Query("state", JourneyState)
 """Where a journey is: its step, its messages, its outcome."""
 
+PROGRESS = Query("progress", Progress)
+"""A broadcast's progress (``workflows/broadcast.py``)."""
+PAUSE = "pause"
+RESUME = "resume"
+CANCEL = "cancel"
+"""A broadcast's updates: each answers with its ``Progress`` once it took effect (no batch in
+flight any more, for a pause or a cancel)."""
+
 OPTED_OUT = "opted_out"
 """The event the gateway signals to a customer's marketing journeys when they opt out."""
 
@@ -133,8 +179,9 @@ SA_JOURNEY = SearchAttributeKey.for_keyword("NudgeJourney")
 SA_CUSTOMER = SearchAttributeKey.for_keyword("NudgeCustomerId")
 SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")
 SA_OUTCOME = SearchAttributeKey.for_keyword("NudgeOutcome")
+SA_BROADCAST = SearchAttributeKey.for_keyword("NudgeBroadcastId")
 SEARCH_ATTRIBUTES: dict[str, str] = {
-    key.name: "Keyword" for key in (SA_JOURNEY, SA_CUSTOMER, SA_STEP, SA_OUTCOME)
+    key.name: "Keyword" for key in (SA_JOURNEY, SA_CUSTOMER, SA_STEP, SA_OUTCOME, SA_BROADCAST)
 }
 """Name -> type of the search attributes the Temporal UI filters on; registered when the dev server
 starts."""

@@ -85,12 +85,17 @@ class RetryableProviderError(ProviderError):
     """Worth retrying later: throttling, a 5xx.
 
     ``ambiguous`` means the provider may have accepted the message anyway (a 5xx after the
-    request was read): the retry must look the message up before it sends again.
+    request was read): the retry must look the message up before it sends again. ``throttled``
+    means the provider refused it for the caller's request rate (never processed): a broadcast
+    slows down and sends it again.
     """
 
-    def __init__(self, message: str, *, code: str, provider: str, ambiguous: bool = False) -> None:
+    def __init__(
+        self, message: str, *, code: str, provider: str, ambiguous: bool = False, throttled: bool = False
+    ) -> None:
         super().__init__(message, code=code, provider=provider)
         self.ambiguous = ambiguous
+        self.throttled = throttled and not ambiguous
 
 
 class DeferredProviderError(ProviderError):

@@ -106,3 +106,30 @@ def next_allowed(
             return candidate.astimezone(now.tzinfo)
     # No moment suits every zone at once (the zones are too far apart): go by the latest opening.
     return candidates[-1].astimezone(now.tzinfo)
+
+
+def recipient_zone(to: str, *, profile_zone: str | None = None) -> ZoneInfo:
+    """The one zone a recipient is taken to live in: the profile's (when it exists), else the
+    number's first zone, else UTC (what ``--local-time`` delivers by)."""
+    if profile_zone and _known_zone(profile_zone):
+        return ZoneInfo(profile_zone)
+    try:
+        number = phonenumbers.parse(to, None)
+    except phonenumbers.NumberParseException:
+        return ZoneInfo("UTC")
+    for name in pn_timezone.time_zones_for_number(number):
+        if name != "Etc/Unknown" and _known_zone(name):
+            return ZoneInfo(name)
+    return ZoneInfo("UTC")
+
+
+def local_time_after(start: datetime, at: time, zone: ZoneInfo) -> datetime:
+    """The first moment at or after ``start`` when the clock in ``zone`` reads ``at`` (a
+    broadcast's ``--local-time``: each zone's wave). A time that a DST change skips is read
+    as the moment after the gap, as ``zoneinfo`` does."""
+    local = start.astimezone(zone)
+    for day in range(3):
+        candidate = datetime.combine(local.date() + timedelta(days=day), at, tzinfo=zone)
+        if candidate >= start:
+            return candidate.astimezone(start.tzinfo)
+    raise AssertionError("unreachable: a local time recurs within two days")  # pragma: no cover

@@ -100,7 +100,7 @@ class AliyunProvider:
             try:
                 data = await self._call(
                     "SendBatchSms",
-                    query={"TemplateCode": codes.pop(), "OutId": chunk[0].message_id},
+                    query={"TemplateCode": codes.pop(), "OutId": chunk[0].batch_ref or chunk[0].message_id},
                     form={
                         "PhoneNumberJson": _json([national_number(sms.to) for sms in chunk]),
                         "SignNameJson": _json([sms.signature for sms in chunk]),
@@ -118,7 +118,7 @@ class AliyunProvider:
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
         """QuerySendDetails for the number on each day since ``since`` (Shanghai dates), by OutId."""
         async for detail in self._details(sms.to, since):
-            if detail.get("OutId") == sms.message_id:
+            if detail.get("OutId") in sms.references:
                 return Submission(provider=self.name, provider_message_id=None)
         return None
 

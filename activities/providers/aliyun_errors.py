@@ -58,8 +58,10 @@ def classify(code: str, message: str, *, http_status: int, now: datetime) -> Pro
         return RetryableProviderError(text, code=code, provider="aliyun")
     if code.startswith(RETRYABLE_PREFIXES) or http_status >= 500:
         # isp.SYSTEM_ERROR and 5xx may have been processed: reconcile before sending again.
-        ambiguous = not code.startswith("Throttling")
-        return RetryableProviderError(text, code=code, provider="aliyun", ambiguous=ambiguous)
+        throttled = code.startswith("Throttling")
+        return RetryableProviderError(
+            text, code=code, provider="aliyun", ambiguous=not throttled, throttled=throttled
+        )
     return PermanentProviderError(
         text,
         code=code,

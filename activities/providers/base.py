@@ -28,6 +28,15 @@ class OutboundSms(BaseModel):
     template_params: dict[str, str] = Field(default_factory=dict)
     """Template variables in order of first appearance (Tencent's are positional)."""
     status_callback: str | None = None
+    batch_ref: str | None = None
+    """The client reference of the batch call that carried it (a broadcast's): the provider's
+    batch API takes one reference per call (Aliyun's OutId, Tencent's SessionContext), so a lost
+    answer is looked up number by number under this reference."""
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The client references a lookup may find this message under."""
+        return (self.message_id, self.batch_ref) if self.batch_ref else (self.message_id,)
 
 
 class Submission(BaseModel):

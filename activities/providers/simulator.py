@@ -53,7 +53,11 @@ class SimulatorProvider:
         code, message = self._error(response)
         if response.status_code == 429 or response.status_code >= 500:
             raise RetryableProviderError(
-                message, code=code, provider=self.name, ambiguous=response.status_code >= 500
+                message,
+                code=code,
+                provider=self.name,
+                ambiguous=response.status_code >= 500,
+                throttled=response.status_code == 429,
             )
         if code in PERMANENT_CODES or 400 <= response.status_code < 500:
             raise PermanentProviderError(

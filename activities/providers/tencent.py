@@ -67,7 +67,13 @@ def classify(code: str, message: str, *, now: datetime) -> ProviderError:
         return AccountProviderError(text, code=code, provider="tencent")
     if code.startswith(RETRYABLE_PREFIXES):
         ambiguous = code.startswith("InternalError")
-        return RetryableProviderError(text, code=code, provider="tencent", ambiguous=ambiguous)
+        return RetryableProviderError(
+            text,
+            code=code,
+            provider="tencent",
+            ambiguous=ambiguous,
+            throttled=code.startswith("RequestLimitExceeded"),
+        )
     return PermanentProviderError(
         text,
         code=code,
@@ -135,7 +141,7 @@ class TencentProvider:
                     "SignName": signature,
                     "TemplateParamSet": list(params),
                     # One context per request: a lone message's id, else the first one's.
-                    "SessionContext": batch[chunk[0]].message_id,
+                    "SessionContext": batch[chunk[0]].batch_ref or batch[chunk[0]].message_id,
                 }
                 try:
                     data = await self._call("SendSms", body)
@@ -152,7 +158,7 @@ class TencentProvider:
 
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
         async for status in self._pulled(sms.to, since):
-            if status.get("SessionContext") == sms.message_id:
+            if status.get("SessionContext") in sms.references:
                 return Submission(provider=self.name, provider_message_id=str(status["SerialNo"]))
         return None
 

@@ -54,7 +54,7 @@ def classify(code: int | None, message: str, *, http_status: int, now: datetime)
     text = f"{label}: {message}" if message else label
     if code == 20429 or http_status == 429:
         # "never processed and is always safe to retry"
-        return RetryableProviderError(text, code=label, provider="twilio")
+        return RetryableProviderError(text, code=label, provider="twilio", throttled=True)
     if code in ACCOUNT_CODES or http_status == 401:
         return AccountProviderError(text, code=label, provider="twilio")
     if code == QUEUE_FULL:

@@ -92,6 +92,12 @@ class Composer:
             price(message, route, signature(request, template, route, to.language))
         return message, links
 
+    def blocked(self, request: SendRequest, template: Template, reason: str) -> Message:
+        """A row for ``request`` that is refused before it is rendered (no number, no text)."""
+        message, _ = self.message(request, template, None)
+        message.reason = reason
+        return message
+
     def _track_links(self, message_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[Link]]:
         """Replace every URL parameter with a tracked short link."""
         rendered: dict[str, Any] = {}
@@ -118,6 +124,7 @@ class Composer:
                 name: str(params[name]) for name in template.ordered_variables if name in params
             },
             status_callback=self._callbacks.get(route.config.provider),
+            batch_ref=message.batch_ref,
         )
 
 

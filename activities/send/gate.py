@@ -120,15 +120,18 @@ class Gate:
         self._windows = dict(quiet_hours)
         self._caps = list(caps)
         self._clock = clock
-        self.checks: tuple[Check, ...] = (
+        self.compliance: tuple[Check, ...] = (
             template_approved,
             reachable,
             not_suppressed,
             consented,
             self.not_paused,
-            self.outside_quiet_hours,
-            self.under_caps,
         )
+        """Checks 1-5: whether the message may go at all. A broadcast's batch runs these, then
+        its own ``local_time`` wait, then the timing below, then the caps for the whole batch at
+        once (``activities/broadcast/``)."""
+        self.timing: tuple[Check, ...] = (self.outside_quiet_hours,)
+        self.checks: tuple[Check, ...] = (*self.compliance, *self.timing, self.under_caps)
 
     async def refusal(self, attempt: Attempt) -> Refusal | None:
         """The first check's refusal, or None when the message may be dispatched."""

@@ -53,12 +53,26 @@ class Message(SQLModel, table=True):
     """When the receipt sweep last asked the provider's status API about this message."""
     delivered_at: datetime | None = optional_timestamp()
     """When the delivery receipt arrived (a click within a second of it is a scanner's)."""
+    broadcast_id: str | None = None
+    """The broadcast that sent it (``journey`` is then ``broadcast``); None for a journey's."""
+    batch_ref: str | None = None
+    """The client reference of the provider batch call that carried it (a lookup finds it so)."""
+    broadcast_pass: int | None = None
+    """Which of the broadcast's passes last took it up: 0 the audience's, then one per sweep of
+    the deferred (``nudge.broadcasts``)."""
     created_at: datetime = timestamp(nullable=False)
     updated_at: datetime = timestamp(nullable=False)
 
 
 # The receipt sweep looks for messages left without a final status, oldest change first.
 Index("ix_message_status_updated_at", col(Message.status), col(Message.updated_at))
+# A broadcast's sweep pages its rows of one pass in customer order; its report counts them.
+Index(
+    "ix_message_broadcast",
+    col(Message.broadcast_id),
+    col(Message.broadcast_pass),
+    col(Message.customer_id),
+)
 # Evaluating a complaint scope counts its marketing messages over the window: by scope, then by time.
 for _scope in ("template", "signature", "journey", "route"):
     Index(f"ix_message_{_scope}_created_at", getattr(Message, _scope), col(Message.created_at))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from temporalio import activity, workflow
 
+from activities.broadcast import BroadcastActivities
 from activities.crm import CrmActivities
 from activities.experiments import ExperimentActivities
 from activities.receipt_sweep import ReceiptSweeper
@@ -27,12 +28,18 @@ IMPLEMENTATIONS = {
     "get_profile": CrmActivities.get_profile,
     "assign_variant": ExperimentActivities.assign_variant,
     "reconcile_receipts": ReceiptSweeper.reconcile_receipts,
+    "broadcast_page": BroadcastActivities.broadcast_page,
+    "send_broadcast_batch": BroadcastActivities.send_broadcast_batch,
+    "expire_broadcast": BroadcastActivities.expire_broadcast,
+    "broadcast_counts": BroadcastActivities.broadcast_counts,
 }
 """What worker.py registers, by wire name (test_worker_registers_every_contract checks worker.py)."""
 
 
 @pytest.mark.parametrize(
-    "stub", contracts.ACTIVITIES + contracts.MAINTENANCE_ACTIVITIES, ids=lambda s: s.__name__
+    "stub",
+    contracts.ACTIVITIES + contracts.MAINTENANCE_ACTIVITIES + contracts.BROADCAST_ACTIVITIES,
+    ids=lambda s: s.__name__,
 )
 def test_each_activity_stub_matches_its_implementation(stub: object) -> None:
     """The stub and the worker's implementation agree on the name, the input and the result."""
@@ -61,7 +68,8 @@ def test_the_journey_test_kit_fakes_each_activity_under_its_name(stub: object) -
 def test_worker_registers_every_contract() -> None:
     """worker.py hands the Worker one implementation per stub (read from its source, not run)."""
     tree = ast.parse((ROOT / "worker.py").read_text())
-    names = {s.__name__ for s in contracts.ACTIVITIES + contracts.MAINTENANCE_ACTIVITIES}
+    stubs = contracts.ACTIVITIES + contracts.MAINTENANCE_ACTIVITIES + contracts.BROADCAST_ACTIVITIES
+    names = {s.__name__ for s in stubs}
     registered = {
         node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr in names
     }
@@ -104,4 +112,17 @@ def test_search_attribute_names_are_the_wire_names() -> None:
         "NudgeCustomerId": "Keyword",
         "NudgeStep": "Keyword",
         "NudgeOutcome": "Keyword",
+        "NudgeBroadcastId": "Keyword",
     }
+
+
+def test_the_broadcast_names_are_the_wire_names() -> None:
+    """The broadcast's activities, query and updates, as recorded histories and the CLI name them."""
+    names = [activity._Definition.must_from_callable(a).name for a in contracts.BROADCAST_ACTIVITIES]
+    assert names == ["broadcast_page", "send_broadcast_batch", "expire_broadcast", "broadcast_counts"]
+    assert (contracts.PROGRESS.name, contracts.PAUSE, contracts.RESUME, contracts.CANCEL) == (
+        "progress",
+        "pause",
+        "resume",
+        "cancel",
+    )
