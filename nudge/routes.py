@@ -64,7 +64,8 @@ class RouteConfig(BaseModel):
     """Per-language signature variants, e.g. ``{"zh": "努济"}``; ``signature`` is the fallback."""
 
     tps: float = Field(default=50.0, gt=0)
-    """Messages per second this route accepts; Nudge never sends faster."""
+    """Requests per second this route accepts (a batch call is one, as Aliyun and Tencent count
+    their QPS; Twilio's messages are one each); Nudge never sends faster."""
     cost_per_segment: float = Field(default=0.0, ge=0)
     currency: str = "CNY"
 

@@ -1,6 +1,7 @@
 """The control API for tests and the demo, under ``/_sim``, and ``/healthz``.
 
 - ``GET /_sim/ledger?provider=&account=`` every message received, in order
+- ``GET /_sim/stats`` the ledger in figures (accepted, numbers, repeats, first and last time)
 - ``GET|POST /_sim/config`` read, or partially update, the ``SimConfig``
 - ``POST /_sim/reset`` empties the ledger and forgets nonces and rate buckets
 - ``POST /_sim/reply`` a customer replies, in the provider's callback format
@@ -8,7 +9,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -56,6 +59,39 @@ async def ledger(
         and (account is None or entry.account == account)
         and (to is None or entry.to == to)
     ]
+
+
+class LedgerStats(BaseModel):
+    """The ledger in figures, for benchmarks and large tests (the entries themselves are heavy)."""
+
+    accepted: int
+    """Messages accepted."""
+    numbers: int
+    """Distinct numbers they went to."""
+    repeated: int
+    """Numbers that got more than one message."""
+    receipts_posted: int
+    """Receipts the receiver acknowledged with a 2xx."""
+    first_at: datetime | None
+    last_at: datetime | None
+    """When the first and the last accepted message arrived."""
+
+
+@router.get("/_sim/stats")
+async def stats(
+    carrier: CarrierDep, provider: Literal["native", "aliyun", "twilio", "tencent"] | None = None
+) -> LedgerStats:
+    """How many messages the carrier accepted, to how many numbers, and when."""
+    entries = [e for e in carrier.ledger if provider is None or e.provider == provider]
+    counts = Counter(e.to for e in entries)
+    return LedgerStats(
+        accepted=len(entries),
+        numbers=len(counts),
+        repeated=sum(1 for n in counts.values() if n > 1),
+        receipts_posted=sum(e.receipts_posted for e in entries),
+        first_at=min((e.received_at for e in entries), default=None),
+        last_at=max((e.received_at for e in entries), default=None),
+    )
 
 
 @router.get("/_sim/config")

@@ -115,6 +115,9 @@ class AliyunProvider:
             )
         return outcomes
 
+    def requests(self, batch: Sequence[OutboundSms]) -> int:
+        return -(-len(batch) // self.batch_limit)
+
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
         """QuerySendDetails for the number on each day since ``since`` (Shanghai dates), by OutId."""
         async for detail in self._details(sms.to, since):

@@ -90,6 +90,10 @@ class Provider(Protocol):
         """Send many with the provider's batch API; one outcome per message, in order."""
         ...
 
+    def requests(self, batch: Sequence[OutboundSms]) -> int:
+        """How many requests ``send_batch(batch)`` makes: what the route's rate limit counts."""
+        ...
+
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None: ...
 
     async def fetch_status(self, query: StatusQuery) -> Delivery | None:

@@ -74,6 +74,9 @@ class SimulatorProvider:
 
         return list(await asyncio.gather(*(one(sms) for sms in batch)))
 
+    def requests(self, batch: Sequence[OutboundSms]) -> int:
+        return len(batch)
+
     async def lookup(self, sms: OutboundSms, *, since: datetime) -> Submission | None:
         response = await self._client.get(
             f"{self._base_url}/v1/messages", params={"client_ref": sms.message_id}

@@ -119,19 +119,19 @@ class TencentProvider:
             raise outcome
         return outcome
 
+    def requests(self, batch: Sequence[OutboundSms]) -> int:
+        return sum(-(-len(indexes) // self.batch_limit) for indexes in _groups(batch).values())
+
     async def send_batch(self, batch: Sequence[OutboundSms]) -> list[BatchOutcome]:
         """One SendSms per run of messages that share template, params and signature (≤200 each)."""
-        outcomes: dict[int, BatchOutcome] = {}
-        groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
-        for index, sms in enumerate(batch):
-            if not sms.template_code:
-                outcomes[index] = PermanentProviderError(
-                    "this template has no Tencent template id", code="no_template_code", provider=self.name
-                )
-                continue
-            key = (sms.template_code, sms.signature, tuple(sms.template_params.values()))
-            groups.setdefault(key, []).append(index)
-        for (template_id, signature, params), indexes in groups.items():
+        outcomes: dict[int, BatchOutcome] = {
+            index: PermanentProviderError(
+                "this template has no Tencent template id", code="no_template_code", provider=self.name
+            )
+            for index, sms in enumerate(batch)
+            if not sms.template_code
+        }
+        for (template_id, signature, params), indexes in _groups(batch).items():
             for start in range(0, len(indexes), self.batch_limit):
                 chunk = indexes[start : start + self.batch_limit]
                 body = {
@@ -252,3 +252,13 @@ class TencentProvider:
         if error:
             raise classify(str(error.get("Code")), str(error.get("Message", "")), now=self._clock())
         return envelope
+
+
+def _groups(batch: Sequence[OutboundSms]) -> dict[tuple[str, str, tuple[str, ...]], list[int]]:
+    """The messages one SendSms can carry together (template, signature and params shared)."""
+    groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
+    for index, sms in enumerate(batch):
+        if sms.template_code:
+            key = (sms.template_code, sms.signature, tuple(sms.template_params.values()))
+            groups.setdefault(key, []).append(index)
+    return groups

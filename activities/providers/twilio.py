@@ -115,6 +115,9 @@ class TwilioProvider:
         data = self._check(response)
         return _submission(data)
 
+    def requests(self, batch: Sequence[OutboundSms]) -> int:
+        return len(batch)
+
     async def send_batch(self, batch: Sequence[OutboundSms]) -> list[BatchOutcome]:
         async def one(sms: OutboundSms) -> BatchOutcome:
             try:

@@ -52,6 +52,7 @@ def report(
     variant: Annotated[str | None, typer.Option(help="Only this variant, as experiment:variant.")] = None,
     route: Annotated[str | None, typer.Option(help="Only this route.")] = None,
     signature: Annotated[str | None, typer.Option(help="Only this signature.")] = None,
+    broadcast: Annotated[str | None, typer.Option(help="Only this broadcast (its id).")] = None,
     since: Annotated[str | None, typer.Option(help="From this time (ISO 8601), or 24h, 7d ago.")] = None,
     until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601), or 1h ago.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The gateway's answer as JSON.")] = False,
@@ -63,7 +64,8 @@ def report(
     is a journey's goal event credited to the last message received within the attribution
     window (NUDGE_ATTRIBUTION_WINDOW, 48 h).
 
-    Example: [bold]nudge report --journey cart_abandonment --by variant --since 7d[/]
+    Examples: [bold]nudge report --journey cart_abandonment --by variant --since 7d[/]
+    [bold]nudge report --journey broadcast --by broadcast --by route[/] (every broadcast's funnel)
     """
     params: dict[str, Any] = {
         key: value
@@ -73,6 +75,7 @@ def report(
             "variant": variant,
             "route": route,
             "signature": signature,
+            "broadcast": broadcast,
             "since": moment(since, "--since"),
             "until": moment(until, "--until"),
             "group_by": [b.value for b in by or []],

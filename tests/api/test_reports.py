@@ -289,3 +289,32 @@ async def test_nudge_report_prints_what_the_api_answers(gateway: Gateway, custom
     assert "quiet_hours 1" in lines["exp:b"]
     bad = await nudge(gateway, "report", "--since", "yesterday")
     assert bad.exit_code == 2 and "24h, 7d" in bad.output
+
+
+async def test_funnel_per_broadcast_separates_each_broadcast_from_the_journeys(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """A broadcast's messages have their own funnel row (``group_by=broadcast``), a filter on one
+    broadcast counts only its messages, and a journey's messages group under no broadcast."""
+    statuses = {"spring": ["delivered", "delivered", "undelivered"], "summer": ["delivered", "blocked"]}
+    for broadcast, each in statuses.items():
+        for status in each:
+            await add_message(
+                gateway,
+                customer_id,
+                journey="broadcast",
+                step=broadcast,
+                broadcast_id=broadcast,
+                status=status,
+            )
+    await add_message(gateway, customer_id, status="delivered")
+    response = await gateway.http.get("/v1/reports/funnel", params={"group_by": "broadcast"})
+    assert response.status_code == 200, response.text
+    got = {
+        row["group"]["broadcast"]: (row["messages"], row["delivered"], row["blocked"])
+        for row in response.json()
+    }
+    assert got == {"spring": (3, 2, 0), "summer": (2, 1, 1), None: (1, 1, 0)}
+    one = await gateway.http.get("/v1/reports/funnel", params={"broadcast": "summer"})
+    [row] = one.json()
+    assert (row["messages"], row["delivered"], row["blocked"]) == (2, 1, 1)

@@ -34,6 +34,12 @@ class Dimension(StrEnum):
     ROUTE = "route"
     SIGNATURE = "signature"
     CATEGORY = "category"
+    BROADCAST = "broadcast"
+
+    @property
+    def column(self) -> Any:
+        """The message's column this dimension groups and filters by."""
+        return col(Message.broadcast_id if self is Dimension.BROADCAST else getattr(Message, self.value))
 
 
 SENT = [MessageStatus.SUBMITTED, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
@@ -48,6 +54,7 @@ class FunnelFilter(BaseModel):
     route: str | None = None
     signature: str | None = None
     category: str | None = None
+    broadcast: str | None = Field(default=None, description="A broadcast's id.")
     since: datetime | None = Field(default=None, description="Messages created at or after this time.")
     until: datetime | None = Field(default=None, description="Messages created before this time.")
 
@@ -100,7 +107,7 @@ def message_filters(filters: FunnelFilter) -> list[ColumnElement[bool]]:
     for dimension in Dimension:
         value = getattr(filters, dimension.value)
         if value is not None:
-            where.append(col(getattr(Message, dimension.value)) == value)
+            where.append(dimension.column == value)
     if filters.since is not None:
         where.append(col(Message.created_at) >= filters.since)
     if filters.until is not None:
@@ -150,7 +157,7 @@ class Reports:
     async def funnel(self, filters: FunnelFilter, group_by: Sequence[Dimension] = ()) -> list[FunnelRow]:
         """The funnel of every group of messages that ``filters`` select, largest group first."""
         dims = list(dict.fromkeys(group_by))
-        keys: list[Any] = [col(getattr(Message, d.value)).label(d.value) for d in dims]
+        keys: list[Any] = [d.column.label(d.value) for d in dims]
         where = message_filters(filters)
         status = col(Message.status)
         # Everything credited to a message, folded into one row per message: its conversions
