@@ -33,6 +33,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.broadcast import BroadcastActivities
 from activities.compliance.alerts import AlertWebhook
 from activities.compliance.complaints import ComplaintPolicy, ComplaintRecorder
 from activities.compliance.pauses import PauseCache
@@ -50,6 +51,7 @@ from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
 from nudge.temporal import connect
 from workflows import JOURNEYS
+from workflows.broadcast import Broadcast
 from workflows.journey import Journey
 from workflows.journeys import seeded_templates
 from workflows.maintenance import RECEIPT_SCHEDULE_ID, ReconcileReceipts
@@ -161,6 +163,26 @@ async def build_workers(
             )
             activities.append(ReceiptSweeper(sessions, router, receipts).reconcile_receipts)
             workflows.append(ReconcileReceipts)
+            # Broadcasts run on the main lane: their batches must never take the transactional slots.
+            workflows.append(Broadcast)
+            broadcasts = BroadcastActivities(
+                sessions,
+                router,
+                registry=registry,
+                link_base_url=settings.gateway_url,
+                status_callbacks=status_callbacks(settings),
+                quiet_hours=settings.quiet_hours,
+                caps=settings.frequency_caps,
+                complaints=complaints,
+                pauses=PauseCache(sessions),
+                sinks=settings.stream_sinks,
+            )
+            activities += [
+                broadcasts.broadcast_page,
+                broadcasts.send_broadcast_batch,
+                broadcasts.expire_broadcast,
+                broadcasts.broadcast_counts,
+            ]
         workers.append(
             Worker(
                 client,

@@ -96,6 +96,7 @@ async def reconcile_receipts(sweep: ReceiptSweep) -> SweepReport:
 MAINTENANCE_ACTIVITIES = (reconcile_receipts,)
 """Activities of the worker's own scheduled workflows (``workflows/maintenance.py``)."""
 
+
 @activity.defn(name="broadcast_page")
 async def broadcast_page(request: PageRequest) -> Page:
     """The bounds of a broadcast's next batches (``activities/broadcast/``)."""

@@ -137,12 +137,20 @@ class BroadcastActivities:
             if request.after is not None:
                 query = query.where(TABLE.c.customer_id > request.after)
             ids = list((await session.exec(query.order_by(TABLE.c.customer_id).limit(limit + 1))).all())
+            later = await session.exec(
+                select(func.min(TABLE.c.defer_until)).where(
+                    TABLE.c.broadcast_id == request.broadcast_id,
+                    TABLE.c.status == MessageStatus.PENDING.value,
+                    TABLE.c.defer_until > now,
+                )
+            )
+            next_due = later.one()
         more = len(ids) > limit
         ids = ids[:limit]
         bounds = [ids[i] for i in range(request.batch_size - 1, len(ids), request.batch_size)]
         if ids and (not bounds or bounds[-1] != ids[-1]):
             bounds.append(ids[-1])
-        return Page(bounds=bounds, done=not more)
+        return Page(bounds=bounds, done=not more, next_due=next_due)
 
     @activity.defn(name="send_broadcast_batch")
     async def send_broadcast_batch(self, request: BatchRequest) -> BatchReport:

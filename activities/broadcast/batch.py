@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.send.compose import Composer, is_marketing
@@ -93,6 +94,7 @@ class BatchSender:
             if cid not in existing:
                 fresh.append(await self._compose(sends[cid], standing[cid].customer, template_for, request))
         stored, lost = await self._rows.insert(fresh)
+        beat()
         rows = {m.customer_id: m for m in stored}
         if lost:
             again, _ = await self._rows.load({cid: keys[cid] for cid in lost})
@@ -137,6 +139,7 @@ class BatchSender:
                 reason, frees_at = cap
                 decisions.append(self._wait(attempt.message, f"{DEFERRED}{reason}", frees_at, request))
         await self._rows.decide(decisions)
+        beat()
 
         throttled = await self._dispatcher.dispatch(
             passing,
@@ -268,6 +271,13 @@ class BatchSender:
         if waiting:
             raise waiting[0]
         return found
+
+
+def beat() -> None:
+    """Tell Temporal the batch is alive (its heartbeat timeout finds a killed worker's batch in
+    seconds, not at the end of its start-to-close timeout)."""
+    if activity.in_activity():
+        activity.heartbeat()
 
 
 def outcome_of(message: Message) -> Outcome | None:

@@ -14,10 +14,12 @@ One module per concern, by what reads and writes the tables; import from here:
 - ``keys``: API keys (their digests) and scopes.
 - ``erasures``: the audit of customers forgotten.
 - ``analytics``: conversions, experiments and their assignments.
+- ``audiences``: saved audiences (queries over profiles) and uploaded lists' members.
 - ``stream``: the outbox of events for the configured sinks, and ``publish``.
 """
 
 from nudge.store.analytics import Assignment, Conversion, Experiment
+from nudge.store.audiences import Audience, AudienceBase, AudienceMember
 from nudge.store.columns import UTCDateTime, utcnow
 from nudge.store.consent import Consent, ConsentBase, ConsentEvent, ConsentIn, consent_key
 from nudge.store.customers import Customer, CustomerBase, CustomerCreate, CustomerPublic
@@ -36,6 +38,9 @@ __all__ = [
     "ApiKey",
     "ApiKeyBase",
     "Assignment",
+    "Audience",
+    "AudienceBase",
+    "AudienceMember",
     "Click",
     "Complaint",
     "Consent",

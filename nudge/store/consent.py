@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel, col
 
 from nudge.store.columns import timestamp
 
@@ -64,3 +65,13 @@ class ConsentIn(BaseModel):
     at: datetime | None = None
     """When the customer gave or withdrew it; now, if not given."""
     actor: str | None = PydanticField(default=None, max_length=200)
+
+
+# Audiences select by consent state: an index-only scan of one purpose's grants (or withdrawals).
+Index(
+    "ix_consent_purpose_granted",
+    col(Consent.channel),
+    col(Consent.purpose),
+    col(Consent.granted),
+    col(Consent.customer_id),
+)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Index, String, cast, literal_column
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel, col
 
 from nudge.models import IDENTIFIER_PATTERN
 from nudge.store.columns import optional_timestamp, timestamp
@@ -48,3 +49,17 @@ class Customer(CustomerBase, table=True):
     created_at: datetime = timestamp(nullable=False)
     erased_at: datetime | None = optional_timestamp()
     """When the customer's personal data was removed (``nudge customers forget``)."""
+
+
+# What audiences select on (``activities/audience_sql.py``). Its conditions are built on these same
+# expressions, so that PostgreSQL matches them to the expression indexes; SQLite gets the plain ones.
+Index("ix_customer_lifecycle_stage", col(Customer.lifecycle_stage))
+Index("ix_customer_country", col(Customer.country))
+LANGUAGE = col(Customer.attributes).op("->>", return_type=String)(literal_column("'language'"))
+"""``attributes ->> 'language'`` (PostgreSQL)."""
+TAGS = cast(col(Customer.attributes), JSONB).op("->", return_type=JSONB)(literal_column("'tags'"))
+"""``CAST(attributes AS JSONB) -> 'tags'`` (PostgreSQL), which ``?``, ``?|`` and ``?&`` take, by GIN."""
+Index("ix_customer_language", LANGUAGE).ddl_if(dialect="postgresql")
+# A cast hides the column from Index, so the table is named.
+_tags_index = Index("ix_customer_tags", TAGS, postgresql_using="gin", _table=Customer.__table__)  # type: ignore[attr-defined]
+_tags_index.ddl_if(dialect="postgresql")

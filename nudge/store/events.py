@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel, col
 
 from nudge.store.columns import timestamp
 
@@ -36,3 +36,7 @@ class JourneyEntry(SQLModel, table=True):
     entered_at: datetime = timestamp(nullable=False)
     entries: int = 1
     closed: bool = False
+
+
+# An audience's ``last_active within 30d``: a customer's latest events, without reading the rest.
+Index("ix_event_customer_occurred", col(EventRecord.customer_id), col(EventRecord.occurred_at))

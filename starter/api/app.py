@@ -27,6 +27,8 @@ from starter.api.metrics import TimeWebhooks
 from starter.api.metrics import router as metrics_router
 from starter.api.nul import RefuseNul
 from starter.api.routes import (
+    audiences,
+    broadcasts,
     codec,
     consent,
     customers,
@@ -64,6 +66,8 @@ ROUTERS = (
     simulator.router,
     links.router,
     customers.router,
+    audiences.router,
+    broadcasts.router,
     keys.router,
     codec.router,
     health.router,

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from starter.cli.audiences import audiences_app
+from starter.cli.broadcast import broadcast_app
 from starter.cli.codec import codec_app
 from starter.cli.consent import consent_app
 from starter.cli.customers import customers_app
@@ -56,12 +58,14 @@ def _main(
 for command in (up, demo, worker, gateway, simulator, routes, event, journeys, report, pause, resume, pauses):
     app.command()(command)
 app.add_typer(customers_app, name="customers")
+app.add_typer(audiences_app, name="audiences")
 app.add_typer(consent_app, name="consent")
 app.add_typer(templates_app, name="templates")
 app.add_typer(signatures_app, name="signatures")
 app.add_typer(keys_app, name="keys")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(codec_app, name="codec")
+app.add_typer(broadcast_app, name="broadcast")
 
 
 def main() -> None:

@@ -317,6 +317,11 @@ async def test_local_time_sends_each_zone_in_its_own_wave(
     assert await ledger(http, carrier) == []
 
     clock.now = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    page = await run(
+        acts.broadcast_page,
+        PageRequest(broadcast_id="winter-sale", audience="everyone", pass_no=1, now=clock.now),
+    )
+    assert page.next_due == datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # New York's wave, still to come
     wave = await run_pass(acts, broadcast, pass_no=1, now=clock.now)
     assert total(wave) == {Outcome.SENT: 4}
     assert {e["to"] for e in await ledger(http, carrier)} == set(shanghai.values())
@@ -410,7 +415,11 @@ async def test_paging_covers_the_audience_with_no_gap_and_no_repeat(
 
 
 async def test_a_profile_that_does_not_fit_the_template_blocks_only_its_recipient(
-    sessions: async_sessionmaker[AsyncSession], sim_router: Router, clock: Clock, http: httpx.AsyncClient, carrier: str
+    sessions: async_sessionmaker[AsyncSession],
+    sim_router: Router,
+    clock: Clock,
+    http: httpx.AsyncClient,
+    carrier: str,
 ) -> None:
     """A customer without a name, for a template that needs one and no fallback in the params, is
     blocked with the template's reason; the rest of the batch goes out."""

@@ -18,6 +18,7 @@ from starter.testing import JourneyTester
 from tests.workflows.record_histories import RECORDING_KEYS
 from tests.workflows.sample_journeys import SplitsCopy
 from workflows import JOURNEYS, CartAbandonment
+from workflows.broadcast import Broadcast
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -26,7 +27,7 @@ def _replayer(keys: str | None = None) -> Replayer:
     """A replayer with Nudge's converter: ``keys`` open sealed histories (by default the recorder's);
     the histories recorded before the codec hold plain payloads, which pass through any key."""
     return Replayer(
-        workflows=[*JOURNEYS, SplitsCopy], data_converter=sealed_converter(keys or RECORDING_KEYS)
+        workflows=[*JOURNEYS, SplitsCopy, Broadcast], data_converter=sealed_converter(keys or RECORDING_KEYS)
     )
 
 
