@@ -1,9 +1,12 @@
 """What receipts, replies and clicks share: the signal to the journey that waits for a message,
-and complaint counting that never fails the feedback it comes with."""
+complaint counting that never fails the feedback it comes with, and ``GroupCommit``, which stores
+the feedback of requests that arrive together in one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -13,6 +16,14 @@ from nudge.logging import get_logger
 from nudge.models import MessageUpdate
 
 log = get_logger(__name__)
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+
+
+def signalled(workflow_id: str | None, broadcast_id: str | None) -> bool:
+    """Whether a message's feedback goes to a workflow: a journey's does, a broadcast's never (a
+    million receipts would flood its one workflow; it reads its delivered counts from the store)."""
+    return bool(workflow_id) and broadcast_id is None
 
 
 async def signal_journey(client: Client, workflow_id: str, update: MessageUpdate) -> None:
@@ -33,3 +44,80 @@ async def count_complaint(counting: Awaitable[object]) -> None:
         await counting
     except Exception:  # noqa: BLE001 - logged; the receipt or reply is stored either way
         log.exception("complaint_not_recorded")
+
+
+class GroupCommit(Generic[Item, Outcome]):
+    """Stores the items of concurrent requests together: what arrives while one transaction runs
+    goes into the next, so under load one transaction serves many requests (its statements
+    set-based over all their items) instead of one each, and alone a request's items go at once.
+
+    A request is answered only once its own items are committed. When a combined transaction
+    fails, each request's items are tried again on their own, so one bad request fails only
+    itself. Items are stored in the order they were submitted, one transaction at a time.
+    """
+
+    def __init__(self, store: Callable[[list[Item]], Awaitable[list[Outcome]]], *, limit: int = 1000) -> None:
+        """
+        Args:
+            store: Stores the items in one transaction and returns one outcome per item, in order.
+            limit: At most this many items in one transaction (a request's are never split).
+        """
+        self._store = store
+        self._limit = limit
+        self._waiting: list[tuple[Sequence[Item], asyncio.Future[list[Outcome]]]] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    async def submit(self, items: Sequence[Item]) -> list[Outcome]:
+        """Store ``items`` (with whatever else is waiting) and return their outcomes, in order."""
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((items, future))
+        if self._drain is None or self._drain.done():
+            # The task, not the request, runs the transaction: a request cancelled meanwhile (its
+            # client went away) leaves the others' items to be stored all the same.
+            self._drain = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._waiting:
+            size = 0
+            batch: list[tuple[Sequence[Item], asyncio.Future[list[Outcome]]]] = []
+            while self._waiting and (not batch or size + len(self._waiting[0][0]) <= self._limit):
+                batch.append(self._waiting.pop(0))
+                size += len(batch[-1][0])
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Sequence[Item], asyncio.Future[list[Outcome]]]]) -> None:
+        try:
+            outcomes = await self._store([item for items, _ in batch for item in items])
+        except Exception as exc:
+            if len(batch) > 1:
+                for request in batch:
+                    await self._commit([request])
+                return
+            _settle(batch[0][1], error=exc)
+            return
+        except BaseException as exc:  # cancelled (the loop shuts down): nobody waits for nothing
+            for _, future in batch + self._waiting:
+                _settle(future, error=exc)
+            self._waiting.clear()
+            raise
+        start = 0
+        for items, future in batch:
+            _settle(future, result=outcomes[start : start + len(items)])
+            start += len(items)
+
+
+def _settle(
+    future: asyncio.Future[list[Outcome]],
+    *,
+    result: list[Outcome] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    if future.done():  # its request was cancelled
+        return
+    if isinstance(error, asyncio.CancelledError):
+        future.cancel()
+    elif error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result or [])

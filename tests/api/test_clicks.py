@@ -133,3 +133,70 @@ async def test_concurrent_first_clicks_publish_and_signal_once(engine: AsyncEngi
     assert len(recorded) == 8 and row is not None and row.clicked
     assert [event.kind for event in events] == ["clicked"]
     assert signals.sent == [("wf-click", "message")]
+
+
+async def _delivered(sessions: Any, **fields: Any) -> tuple[Message, str]:
+    """A message delivered a minute ago, with one link; returns it and the link's code."""
+    delivered = utcnow() - timedelta(minutes=1)
+    values: dict[str, Any] = {
+        "idempotency_key": f"click/{uuid.uuid4().hex}",
+        "workflow_id": "wf-click",
+        "journey": "cart_abandonment",
+        "step": "send:cart_reminder",
+        "template": "cart_reminder",
+        "customer_id": "cust-click",
+        "category": "marketing",
+        "to": "+8613800138000",
+        "status": "delivered",
+        "delivered_at": delivered,
+        "created_at": delivered,
+    }
+    message = Message(**(values | fields))
+    code = f"C{uuid.uuid4().hex[:7]}"
+    async with sessions() as session:
+        session.add(message)
+        session.add(Link(code=code, message_id=message.id, target_url="https://shop.example.com/p"))
+        await session.commit()
+    return message, code
+
+
+async def test_a_broadcasts_clicks_are_never_signalled(engine: AsyncEngine) -> None:
+    """A person's first click on a broadcast's message marks it clicked and signals no workflow;
+    the same click on a journey's message signals its journey once."""
+    sessions = session_factory(engine)
+    broadcast, broadcast_code = await _delivered(
+        sessions, workflow_id="broadcast:b1", broadcast_id="b1", journey="broadcast"
+    )
+    journey, journey_code = await _delivered(sessions, workflow_id="journey:j1")
+    signals = Signals()
+    clicks = Clicks(client=cast(Client, signals), sessions=sessions)
+    for code in (broadcast_code, journey_code):
+        assert (
+            await clicks.follow(code, ClickRequest(user_agent=HANDSET_BROWSER))
+            == "https://shop.example.com/p"
+        )
+    async with sessions() as session:
+        rows = [await session.get(Message, m.id) for m in (broadcast, journey)]
+    assert [r.clicked for r in rows if r is not None] == [True, True]
+    assert signals.sent == [("journey:j1", "message")]
+
+
+async def test_a_bots_request_before_a_persons_in_one_batch_leaves_the_first_click_to_the_person(
+    engine: AsyncEngine,
+) -> None:
+    """A preview fetcher and then a person request one link together (one transaction): the
+    person's click is the first, counted and signalled once."""
+    sessions = session_factory(engine)
+    message, code = await _delivered(sessions)
+    signals = Signals()
+    clicks = Clicks(client=cast(Client, signals), sessions=sessions)
+    await asyncio.gather(
+        clicks.follow(code, ClickRequest(user_agent="WhatsApp/2.23.20.0 A")),
+        clicks.follow(code, ClickRequest(user_agent=HANDSET_BROWSER)),
+    )
+    async with sessions() as session:
+        recorded = (await session.exec(select(Click).where(Click.code == code).order_by(col(Click.id)))).all()
+        row = await session.get(Message, message.id)
+    assert [c.bot for c in recorded] == ["user_agent", None]
+    assert row is not None and row.clicked
+    assert signals.sent == [("wf-click", "message")]

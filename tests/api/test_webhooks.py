@@ -115,6 +115,47 @@ async def test_aliyun_batch_receipts_match_by_biz_id_and_number(gateway: Gateway
     )
 
 
+async def test_aliyun_report_array_is_applied_receipt_by_receipt(gateway: Gateway, customer_id: str) -> None:
+    """One SmsReport array, stored in one transaction, is applied as receipts one by one would
+    be: a batch's two numbers each move their own message, a redelivered copy in the same array
+    is kept but not applied, and a report for a BizId nobody has is kept unmatched."""
+    batch, key = f"905{uuid.uuid4().hex[:6]}^0", uuid.uuid4().hex
+    # The first in id order is the one a match ignoring the number would take for both.
+    first = await add_message(
+        gateway, customer_id, id=f"a{key}", provider="aliyun", provider_message_id=batch
+    )
+    second = await add_message(
+        gateway, customer_id, id=f"b{key}", provider="aliyun", provider_message_id=batch, to="+8613800138009"
+    )
+    reports = [
+        aliyun_report(first),
+        aliyun_report(second, out_id=first.id, success=False, err_code="MK:0012"),
+        aliyun_report(first),
+        aliyun_report(first, biz_id="nobody^0", out_id=None),
+    ]
+    response = await gateway.http.post(f"/v1/webhooks/aliyun/{TOKEN}/report", json=reports)
+    assert (response.status_code, response.json()) == (200, {"code": 0, "msg": "接收成功"})
+    async with gateway.sessions() as session:
+        rows = [await session.get(Message, m.id) for m in (first, second)]
+        stored = (
+            await session.exec(
+                select(MessageStatusChange)
+                .where(col(MessageStatusChange.provider_message_id).in_([batch, "nobody^0"]))
+                .order_by(col(MessageStatusChange.id))
+            )
+        ).all()
+    assert [(r.status, r.error_code) for r in rows if r is not None] == [
+        ("delivered", None),
+        ("undelivered", "MK:0012"),
+    ]
+    assert [(c.message_id, c.status, c.applied) for c in stored] == [
+        (first.id, "delivered", True),
+        (second.id, "undelivered", True),
+        (first.id, "delivered", False),
+        (None, "delivered", False),
+    ]
+
+
 async def test_aliyun_report_rejects_malformed_body(gateway: Gateway) -> None:
     """A body that is not an SmsReport array, or a report without its number or outcome, gets 422
     naming the problem, and nothing is stored."""

@@ -40,9 +40,9 @@ PLANTED = (
     ),
     Planted(
         "receipt status machine: an equal-rank receipt moves a delivered message (webhook)",
-        "activities/receipts.py",
-        "behind = [s.value for s in MessageStatus if s.rank < status.rank]",
-        "behind = [s.value for s in MessageStatus if s.rank <= status.rank]",
+        "activities/receipt_batch.py",
+        "applied.append(receipt.status.rank > current.rank)",
+        "applied.append(receipt.status.rank >= current.rank)",
         ("tests/store/test_receipt_ordering.py",),
     ),
     Planted(
@@ -98,8 +98,8 @@ PLANTED = (
     Planted(
         "stream: a repeated receipt is published again",
         "activities/receipts.py",
-        "                if applied:\n                    publish_receipt(",
-        "                if True:\n                    publish_receipt(",
+        "if moved and message is not None and RECEIPT_KINDS.get(receipt.status) in kinds",
+        "if message is not None and RECEIPT_KINDS.get(receipt.status) in kinds",
         ("tests/api/test_stream.py",),
     ),
     Planted(

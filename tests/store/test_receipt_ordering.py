@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from activities.receipts import Receipts, attach_unmatched, has_unmatched
+from activities.receipts import Receipt, Receipts, attach_unmatched, has_unmatched
 from nudge.models import MessageStatus
 from nudge.store import Message, MessageStatusChange, session_factory
 
@@ -392,3 +392,24 @@ async def test_has_unmatched_finds_only_an_unmatched_receipt_of_that_provider_an
     async with sessions() as session:
         found = [await has_unmatched(session, provider, serial) for provider, serial, _ in WAITING]
     assert found == [waiting for _, _, waiting in WAITING]
+
+
+@pytest.mark.parametrize(("start", "receipts", "final", "applied"), ORDERINGS, ids=IDS)
+async def test_receipts_in_one_request_follow_the_same_order_rules(
+    sessions: async_sessionmaker[AsyncSession],
+    service: Receipts,
+    start: str,
+    receipts: list[MessageStatus],
+    final: str,
+    applied: list[bool],
+) -> None:
+    """The same receipts in one request (a provider's array, stored in one transaction) leave
+    the same status and the same applied flags as one request each."""
+    serial = f"2433:{uuid.uuid4().int % 10**12}"
+    message = await _add_message(sessions, status=start, provider_message_id=serial)
+    batch = [
+        Receipt("tencent", message.id, serial, status, None, None, {"report_status": status.value})
+        for status in receipts
+    ]
+    assert await service.receive_many(batch) == applied
+    assert await _state(sessions, message.id) == (final, applied)

@@ -7,12 +7,14 @@ around them. Expected values are written out, not computed with the code under t
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.compliance.complaints import ComplaintRecorder
-from activities.receipts import Receipts
+from activities.receipts import Receipt, Receipts
 from nudge.models import MessageStatus, MessageUpdate
 from nudge.store import Complaint, Message, MessageStatusChange, session_factory
 
@@ -186,8 +188,9 @@ async def test_a_receipt_for_no_known_message_is_kept_unmatched(
 class RacedReceipts(Receipts):
     """The send's answer is recorded just after the receipt's read: the read finds nothing."""
 
-    async def _match(self, *args: Any, **kwargs: Any) -> Message | None:  # type: ignore[override]
-        return None
+    @staticmethod
+    async def _match(session: Any, receipts: Sequence[Any]) -> list[Any]:
+        return [None] * len(receipts)
 
 
 async def test_a_send_recorded_while_the_receipt_was_stored_gets_it_at_once(
@@ -288,3 +291,59 @@ async def test_a_message_sent_without_notify_receipt_signals_nobody(
         marker = MessageUpdate(message_id="marker", kind="click", status=None, error_code=None)
         await handle.signal("message", marker)
         assert await handle.result() == [marker]
+
+
+class Signals:
+    """A Temporal client that records the ``message`` signals sent to workflows."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, MessageUpdate]] = []
+
+    def get_workflow_handle(self, workflow_id: str) -> Any:
+        sent = self.sent
+
+        class Handle:
+            async def signal(self, name: str, update: MessageUpdate) -> None:
+                sent.append((workflow_id, update))
+
+        return Handle()
+
+
+async def test_a_broadcasts_receipts_are_never_signalled(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """A broadcast's message moves on its receipt but its workflow gets no signal, even sent
+    with ``notify_receipt``; a journey's message sent the same way gets its one signal."""
+    signals = Signals()
+    service = Receipts(client=cast(Client, signals), sessions=sessions)
+    broadcast = await add(
+        sessions, workflow_id="broadcast:b1", broadcast_id="b1", journey="broadcast", notify_receipt=True
+    )
+    journey = await add(sessions, workflow_id="journey:j1", notify_receipt=True)
+    applied = await service.receive_many(
+        [
+            Receipt("aliyun", broadcast.id, None, S.DELIVERED, None, None, {}),
+            Receipt("aliyun", journey.id, None, S.DELIVERED, None, None, {}),
+        ]
+    )
+    assert applied == [True, True]
+    assert [(await row(sessions, m.id)).status for m in (broadcast, journey)] == ["delivered", "delivered"]
+    assert signals.sent == [
+        ("journey:j1", MessageUpdate(message_id=journey.id, kind="receipt", status=S.DELIVERED))
+    ]
+
+
+async def test_concurrent_requests_are_stored_in_one_transaction(engine: AsyncEngine) -> None:
+    """Twenty receipts for twenty messages, each its own request, arriving together: one
+    transaction stores them all (a receipt each used to cost two), and every one applies."""
+    sessions = session_factory(engine)
+    service = Receipts(client=await Client.connect("127.0.0.1:1", lazy=True), sessions=sessions)
+    messages = [await add(sessions) for _ in range(20)]
+    commits: list[object] = []
+    count = commits.append
+    event.listen(engine.sync_engine, "commit", count)
+    try:
+        applied = await asyncio.gather(*(service.receive(**receipt(message_id=m.id)) for m in messages))
+    finally:
+        event.remove(engine.sync_engine, "commit", count)
+    assert applied == [True] * 20 and len(commits) == 1
+    assert {(await row(sessions, m.id)).status for m in messages} == {"delivered"}
+    assert len(await changes(sessions)) == 20

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from activities.receipts import Receipt
 from nudge.models import MessageStatus
 from starter.api.auth import Problem
 from starter.api.deps import ReceiptsDep, RepliesDep, SettingsDep
@@ -61,6 +62,20 @@ def aliyun_e164(number: str) -> str:
     return f"+{digits}"
 
 
+def aliyun_receipt(report: AliyunReport) -> Receipt:
+    """An SmsReport item as a receipt: matched by OutId, else by BizId and number (a batch's share both)."""
+    return Receipt(
+        provider="aliyun",
+        message_id=report.out_id or None,
+        provider_message_id=report.biz_id,
+        to=aliyun_e164(report.phone_number),
+        status=MessageStatus.DELIVERED if report.success else MessageStatus.UNDELIVERED,
+        error_code=None if report.success else report.err_code,
+        at=beijing_time(report.report_time),
+        raw=report.model_dump(mode="json"),
+    )
+
+
 @router.post(
     "/aliyun/{token}/report", summary="Aliyun SmsReport (delivery receipts)", response_model=AliyunAck
 )
@@ -68,17 +83,8 @@ async def aliyun_report(
     token: Token, reports: list[AliyunReport], receipts: ReceiptsDep, settings: SettingsDep
 ) -> dict[str, Any]:
     check_token(token, settings)
-    for report in reports:
-        await receipts.receive(
-            provider="aliyun",
-            message_id=report.out_id or None,
-            provider_message_id=report.biz_id,
-            to=aliyun_e164(report.phone_number),
-            status=MessageStatus.DELIVERED if report.success else MessageStatus.UNDELIVERED,
-            error_code=None if report.success else report.err_code,
-            at=beijing_time(report.report_time),
-            raw=report.model_dump(mode="json"),
-        )
+    # One transaction for the whole array (a receipt each used to cost two).
+    await receipts.receive_many([aliyun_receipt(report) for report in reports])
     return ALIYUN_OK
 
 
