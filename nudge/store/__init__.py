@@ -5,6 +5,7 @@ One module per concern, by what reads and writes the tables; import from here:
 - ``columns``: the UTC timestamp type and field helpers every table uses.
 - ``engine``: the engine, SQLite's pragmas, write and read sessions, ``init_db`` and the migration.
 - ``customers``: the customer profile.
+- ``imports``: customer import jobs and the rows staged for them until their commit.
 - ``events``: accepted events and the journeys they entered.
 - ``messages``: outbound messages, their receipts, links and clicks, and inbound replies.
 - ``suppression``: the numbers that must not be messaged.
@@ -26,6 +27,7 @@ from nudge.store.customers import Customer, CustomerBase, CustomerCreate, Custom
 from nudge.store.engine import create_engine, init_db, read_sessions, session_factory
 from nudge.store.erasures import Erasure, ErasureBase
 from nudge.store.events import EventRecord, JourneyEntry
+from nudge.store.imports import CustomerImport, CustomerImportBase, CustomerImportRow, ImportStatus
 from nudge.store.keys import ApiKey, ApiKeyBase
 from nudge.store.messages import Click, InboundMessage, Link, Message, MessageStatusChange
 from nudge.store.pauses import Complaint, Pause, PauseBase, PauseEvent, PauseEventBase
@@ -51,11 +53,15 @@ __all__ = [
     "Customer",
     "CustomerBase",
     "CustomerCreate",
+    "CustomerImport",
+    "CustomerImportBase",
+    "CustomerImportRow",
     "CustomerPublic",
     "Erasure",
     "ErasureBase",
     "EventRecord",
     "Experiment",
+    "ImportStatus",
     "InboundMessage",
     "JourneyEntry",
     "Link",

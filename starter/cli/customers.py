@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -11,7 +10,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nudge.phone import mask
 from starter.cli.common import (
@@ -24,7 +22,20 @@ from starter.cli.common import (
     fail,
     gateway_base,
 )
-from starter.csv_customers import customer_record
+from starter.cli.customer_import import (
+    TIMEOUT,
+    GatewayRefused,
+    ImportJob,
+    Rejected,
+    UnreadableFile,
+    Uploaded,
+    chunks,
+    count_rows,
+    list_rejects,
+    read_header,
+    upload_with_progress,
+    write_rejects,
+)
 
 customers_app = typer.Typer(help="Manage customer profiles.", no_args_is_help=True)
 
@@ -34,58 +45,137 @@ def import_customers(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV with a header row.")
     ],
-    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Customers per request.")] = 500,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            dir_okay=False,
+            help="Where to write the rejected rows, with line and reason \\[default: FILE.rejects.csv].",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Import nothing if any row is rejected (all or nothing)."),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Rows per request (also capped at about 384 KiB).")
+    ] = 5000,
     gateway_url: GatewayOpt = None,
 ) -> None:
-    """Import customers from a CSV file, with a progress bar.
+    """Import customers from a CSV file, all at once: nothing is imported until every row is in.
 
     Columns: id, name, phone, lifecycle_stage, country, timezone (only id is required; other
-    columns become attributes). Phone numbers are normalised to E.164; a batch with an invalid
-    row is rejected whole, and the invalid rows are reported with their line numbers.
+    columns become attributes). Marketing consent: consent_source (where it was given),
+    consent_text (the wording shown) and consent_at (ISO time); it is recorded only for customers
+    with no consent on record yet. A customer id on several lines: the last line's profile wins.
 
-    Marketing consent: consent_source (where it was given), consent_text (the wording shown) and
-    consent_at (ISO time). It is recorded only for customers with no consent on record yet.
+    The gateway checks every row (the id, the phone, read in the row's country or
+    NUDGE_DEFAULT_REGION and stored in E.164, the time zone, the consent). A row that fails is
+    rejected with its reason and not imported; the valid rows are, unless [bold]--strict[/]. The
+    rejected rows are listed and written, with their line and reason, to [bold]--rejects[/].
+
+    The rows are staged on the gateway first and imported in one transaction at the end, so an
+    error or Ctrl-C before then imports nothing.
+
+    Exit status: 0 when every row was imported; 2 when rows were rejected (without --strict the
+    others were imported), or the file or a request was refused; 1 when the gateway failed;
+    130 when interrupted (nothing imported).
     """
-    with file.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "id" not in reader.fieldnames:
-            raise fail(f"{file}: the header row must include an 'id' column", code=2)
-        rows = []
-        for line, raw in enumerate(reader, start=2):
-            if not (raw.get("id") or "").strip():
-                raise fail(f"{file}:{line}: empty id", code=2)
-            record = customer_record(raw)
-            rows.append((line, record))
-    url = f"{gateway_base(gateway_url)}/v1/customers:batch"
-    imported = 0
-    with Progress(
-        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
-        task = progress.add_task("import", total=len(rows))
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
+    rejects_path = rejects or file.with_name(f"{file.stem}.rejects.csv")
+    total = count_rows(file)
+    done = Uploaded()
+    local: list[Rejected] = []
+    with (
+        file.open(newline="", encoding="utf-8-sig") as handle,
+        httpx.Client(base_url=gateway_base(gateway_url), headers=auth_headers(), timeout=TIMEOUT) as client,
+    ):
+        try:
+            header, reader, line_num = read_header(handle, file)
+        except UnreadableFile as exc:
+            raise fail(str(exc), code=2) from exc
+        job = ImportJob(client, header)
+        _step(job.open, job=None)
+        committing = False
+        try:
             try:
-                response = httpx.post(
-                    url, json={"customers": [r for _, r in chunk]}, timeout=60, headers=auth_headers()
+                every = upload_with_progress(
+                    job, chunks(reader, line_num, rows=batch_size, local=local), total, done=done
                 )
-            except httpx.HTTPError as exc:
-                raise fail(f"cannot reach the gateway at {url} ({exc})") from exc
-            if response.status_code == 422:
-                detail = response.json().get("detail")
-                for error in detail if isinstance(detail, list) else []:
-                    loc = error.get("loc", [])
-                    # ["body", "customers", <index in the batch>, "phone"]: name the CSV line.
-                    row = str(chunk[loc[2]][0]) if len(loc) > 2 and isinstance(loc[2], int) else "?"
-                    err.print(f"{file}:{row}: {error.get('msg')}")
-                if not isinstance(detail, list):
-                    err.print(json.dumps(detail, indent=2))
-                raise fail(f"{imported} imported; the batch with the rows above was rejected", code=2)
-            if response.status_code >= 400:
-                progress.stop()
-                check_answer(response)
-            imported += len(chunk)
-            progress.advance(task, len(chunk))
-    console.print(f"imported {imported} customers")
+            except GatewayRefused as exc:
+                _abandon(job, "the gateway refused a chunk")
+                raise _refusal(exc) from exc
+            every = sorted([*every, *local], key=lambda r: r.line)
+            if every:
+                write_rejects(rejects_path, header, every)
+                list_rejects(file, every)
+            if strict and every:
+                _step(job.abort, job=job)
+                raise fail(
+                    f"--strict: {_many(len(every), 'row')} rejected, so nothing was imported "
+                    f"(written to {rejects_path})",
+                    code=2,
+                )
+            committing = True
+            with console.status(f"importing {_many(done.staged, 'staged row')} in one transaction..."):
+                committed = _step(job.commit, job=job)
+        except KeyboardInterrupt:
+            _abandon(job, "interrupted during the commit" if committing else "interrupted")
+            raise typer.Exit(130) from None
+    created, updated = committed["created"], committed["updated"]
+    console.print(
+        f"imported {_many(created + updated, 'customer')} ({created} new, {updated} updated); "
+        f"consent recorded for {committed['consents']}"
+    )
+    if every:
+        err.print(
+            f"[yellow]{_many(len(every), 'row')} rejected[/] and not imported: written to {rejects_path}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+
+
+def _many(count: int, thing: str) -> str:
+    return f"{count} {thing}" if count == 1 else f"{count} {thing}s"
+
+
+def _step(call: Callable[[], Any], *, job: ImportJob | None) -> Any:
+    """One request of the import; a refusal exits (aborting the job, if one is open)."""
+    try:
+        return call()
+    except GatewayRefused as exc:
+        if job is not None:
+            _abandon(job, "the gateway refused a step")
+        raise _refusal(exc) from exc
+
+
+def _refusal(exc: GatewayRefused) -> typer.Exit:
+    """Exit as ``check_answer`` does: 2 with the reason for a 4xx, 1 for a 5xx or no answer."""
+    if exc.response is None:
+        return fail(f"{exc}; is `make run` up?")
+    try:
+        check_answer(exc.response)
+    except typer.Exit as refused:
+        return refused
+    return fail(str(exc))
+
+
+def _abandon(job: ImportJob, why: str) -> None:
+    """Abort the job after Ctrl-C or a refusal, and say what became of the rows."""
+    try:
+        job.abort()
+    except GatewayRefused as exc:
+        if exc.response is not None and exc.response.status_code == 409:
+            err.print(f"{why}: the import {job.id} had already been committed: its rows are imported")
+            return
+        err.print(
+            f"{why}: could not abort the import {job.id} ({exc}); nothing was imported, and its staged "
+            "rows are discarded within an hour"
+        )
+        return
+    except KeyboardInterrupt:
+        err.print(f"{why}: nothing was imported; the staged rows are discarded within an hour")
+        return
+    err.print(f"{why}: the import was aborted and nothing was imported")
 
 
 @customers_app.command("add")
