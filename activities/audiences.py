@@ -40,6 +40,18 @@ class UnknownAudience(NotFound):
         super().__init__(f"unknown audience {name!r}", kind="audience", name=name)
 
 
+async def audience_named(session: AsyncSession, name: str) -> Audience:
+    """The saved audience ``name``.
+
+    Raises:
+        UnknownAudience: no audience has this name.
+    """
+    audience = await session.get(Audience, name)
+    if audience is None:
+        raise UnknownAudience(name)
+    return audience
+
+
 @dataclass(frozen=True)
 class _Source:
     """An audience as SQL: the id column its keyset runs on, and the select of its members."""
@@ -64,9 +76,7 @@ class Audiences:
         self._clock = clock
 
     async def _source(self, session: AsyncSession, name: str) -> _Source:
-        audience = await session.get(Audience, name)
-        if audience is None:
-            raise UnknownAudience(name)
+        audience = await audience_named(session, name)
         alive = col(Customer.erased_at).is_(None)
         if audience.kind == AudienceKind.LIST:
             key = col(AudienceMember.customer_id)

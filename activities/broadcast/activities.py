@@ -7,7 +7,8 @@ breakers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, update
@@ -28,6 +29,7 @@ from activities.send.ledger import Ledger
 from activities.send.outcome import DEFERRED
 from activities.send.reconcile import Reconciler
 from activities.send.refusal import Refusals
+from activities.send.walk import RouteWalk
 from nudge.broadcasts import (
     BatchReport,
     BatchRequest,
@@ -47,8 +49,9 @@ from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.sinks import StreamSink
 from nudge.store import Message, read_sessions, utcnow
 
-from .batch import EXPIRED, BatchSender
+from .batch import BatchSender
 from .dispatch import BatchDispatcher
+from .gate import EXPIRED
 from .rows import TABLE, BatchRows
 
 log = get_logger(__name__)
@@ -88,9 +91,7 @@ class BroadcastActivities:
             gate=Gate(ledger=ledger, pauses=pauses, quiet_hours=quiet_hours, caps=caps, clock=clock),
             reconciler=Reconciler(router=router, composer=composer, ledger=ledger, clock=clock),
             dispatcher=BatchDispatcher(
-                router=router,
-                registry=registry,
-                pauses=pauses,
+                walk=RouteWalk(router=router, registry=registry, pauses=pauses),
                 composer=composer,
                 rows=rows,
                 refusals=refusals,
@@ -103,17 +104,13 @@ class BroadcastActivities:
     @activity.defn(name="broadcast_page")
     async def broadcast_page(self, request: PageRequest) -> Page:
         if request.pass_no == 0:
-            try:
+            with audience_must_exist():
                 bounds, done = await self._audiences.bounds(
                     request.audience,
                     after=request.after,
                     batches=request.batches,
                     batch_size=request.batch_size,
                 )
-            except UnknownAudience as exc:
-                raise ApplicationError(
-                    str(exc), type=error_type(UnknownAudience), non_retryable=True
-                ) from exc
             return Page(bounds=bounds, done=done)
         now = request.now or self._clock()
         async with self._sessions() as session:
@@ -155,14 +152,10 @@ class BroadcastActivities:
     @activity.defn(name="send_broadcast_batch")
     async def send_broadcast_batch(self, request: BatchRequest) -> BatchReport:
         if request.pass_no == 0:
-            try:
+            with audience_must_exist():
                 members = await self._audiences.members(
                     request.spec.audience, after=request.after, upto=request.upto
                 )
-            except UnknownAudience as exc:
-                raise ApplicationError(
-                    str(exc), type=error_type(UnknownAudience), non_retryable=True
-                ) from exc
         else:
             members = await self._stamped(request)
         if not members:
@@ -214,10 +207,8 @@ class BroadcastActivities:
 
     @activity.defn(name="broadcast_counts")
     async def broadcast_counts(self, request: CountRequest) -> BroadcastCounts:
-        try:
+        with audience_must_exist():
             audience = await self._audiences.count(request.audience)
-        except UnknownAudience as exc:
-            raise ApplicationError(str(exc), type=error_type(UnknownAudience), non_retryable=True) from exc
         async with self._reads() as session:
             delivered = await session.exec(
                 select(func.count()).where(
@@ -226,3 +217,13 @@ class BroadcastActivities:
                 )
             )
         return BroadcastCounts(audience=audience, delivered=int(delivered.one()))
+
+
+@contextmanager
+def audience_must_exist() -> Iterator[None]:
+    """An unknown audience (never saved, or deleted since) fails the activity for good: no retry
+    brings it back, so the workflow fails at once with ``UnknownAudience``."""
+    try:
+        yield
+    except UnknownAudience as exc:
+        raise ApplicationError(str(exc), type=error_type(UnknownAudience), non_retryable=True) from exc

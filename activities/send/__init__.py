@@ -6,6 +6,7 @@
 - ``reconcile``: ask the route an earlier attempt called before sending again;
 - ``gate``: the ordered checks, each a reason to block or defer;
 - ``dispatch``: the best usable route, failover, and the provider's answer;
+- ``walk``: which candidate routes may carry a message now (a broadcast's batches walk them too);
 - ``refusal``: a provider's permanent refusal: failed, suppression, the complaint breaker;
 - ``outcome``: the reasons, and the row as the journey's ``SendResult``.
 """

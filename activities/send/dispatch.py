@@ -3,7 +3,8 @@
 The candidates are the routes whose rules match the recipient, best first. A route whose signature
 is not approved in the registry is skipped, and so is one whose circuit breaker is open; for
 marketing, so is a route or signature paused (``nudge pause``, the complaint-rate breaker), and
-when every candidate is paused the message is blocked ``paused:route=<name>``.
+when every candidate is paused the message is blocked ``paused:route=<name>``. That walk over the
+candidates is ``walk.py``'s, which a broadcast's batches take too.
 
 A route is claimed on the row before it is called, so that a retry knows where to look. Then the
 provider's answer decides: accepted (submitted); refused for the account (balance, suspension: the
@@ -33,14 +34,14 @@ from nudge.logging import get_logger
 from nudge.metrics import PROVIDER_SECONDS, SENDS
 from nudge.models import Category, SendRequest
 from nudge.phone import mask
-from nudge.store import Message, Pause
+from nudge.store import Message
 from nudge.templates import Template
 
-from .compose import Composer, is_marketing, signature
-from .gate import find_pause
+from .compose import Composer
 from .ledger import Ledger
 from .outcome import NO_ROUTE, NOT_SENT, SIGNATURE_NOT_APPROVED
 from .refusal import Refusals
+from .walk import Rider, RouteWalk
 
 log = get_logger(__name__)
 
@@ -56,10 +57,8 @@ class Dispatcher:
         ledger: Ledger,
         refusals: Refusals,
     ) -> None:
-        self._router = router
+        self._walk = RouteWalk(router=router, registry=registry, pauses=pauses)
         self._refusals = refusals
-        self._registry = registry
-        self._pauses = pauses
         self._composer = composer
         self._ledger = ledger
 
@@ -68,14 +67,14 @@ class Dispatcher:
     ) -> Message:
         """The message's row after its route answered (or after it was blocked or deferred)."""
         try:
-            candidates = self._router.candidates(recipient, template, request.category, forced=request.route)
+            candidates = self._walk.candidates(recipient, template, request.category, forced=request.route)
         except NoRoute as exc:
             return await self._ledger.block(message.id, f"{NO_ROUTE}{exc}")
-        signatures = {r.name: signature(request, template, r, recipient.language) for r in candidates}
-        usable = [r for r in candidates if await self._registry.signature_approved(signatures[r.name])]
+        rider = Rider(request, message, template, recipient.language)
+        usable = [r for r in candidates if await self._walk.approved(r, rider)]
         if not usable:
             return await self._ledger.block(
-                message.id, f"{SIGNATURE_NOT_APPROVED}{signatures[candidates[0].name]}"
+                message.id, f"{SIGNATURE_NOT_APPROVED}{rider.signatures[candidates[0].name]}"
             )
         if len(usable) < len(candidates):
             log.info(
@@ -85,24 +84,18 @@ class Dispatcher:
                 routes=[r.name for r in candidates if r not in usable],
             )
         priority = request.category is Category.TRANSACTIONAL
-        marketing = is_marketing(request, template)
-        held: dict[str, Pause] = {}
         for route in usable:
-            if marketing:
-                paused = await find_pause(
-                    self._pauses, message, route=route.name, signature=signatures[route.name]
-                )
-                if paused is not None:
-                    held[route.name] = paused
-                    continue  # like an open breaker, except that it lasts until resumed
-            if not route.breaker.allow():
+            ready, _ = await self._walk.board(route, [rider])
+            if not ready:
                 continue
             if route.name != message.route or message.reason is not None:
                 # Claim the route before calling it: a later attempt must know where to look.
-                message = await self._ledger.claim_route(message, route, signatures[route.name])
+                message = await self._ledger.claim_route(message, route, rider.signatures[route.name])
+                rider.message = message
             answered = await self._call(route, message, template, priority=priority)
             if answered is not None:
                 return answered
+        held = rider.held
         if len(held) == len(usable):
             return await self._ledger.block(message.id, paused_reason(held[usable[0].name]))
         unavailable = ", ".join(

@@ -22,7 +22,7 @@ from sqlmodel import col
 from sqlmodel import select as select_rows
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.audiences import UnknownAudience
+from activities.audiences import audience_named
 from nudge.audiences import AudienceIn, AudienceKind
 from nudge.errors import InvalidInput
 from nudge.logging import get_logger
@@ -88,9 +88,7 @@ async def upload(
     """
     wanted = list(dict.fromkeys(ids))
     async with sessions() as session:
-        audience = await session.get(Audience, name)
-        if audience is None:
-            raise UnknownAudience(name)
+        audience = await audience_named(session, name)
         if audience.kind != AudienceKind.LIST:
             raise NotAList(name)
         known: set[str] = set()
@@ -152,10 +150,7 @@ async def read(sessions: async_sessionmaker[AsyncSession], name: str) -> Audienc
         UnknownAudience: no audience has this name.
     """
     async with read_sessions(sessions)() as session:
-        audience = await session.get(Audience, name)
-    if audience is None:
-        raise UnknownAudience(name)
-    return audience
+        return await audience_named(session, name)
 
 
 async def remove(sessions: async_sessionmaker[AsyncSession], name: str, *, by: str) -> Audience:
@@ -165,9 +160,7 @@ async def remove(sessions: async_sessionmaker[AsyncSession], name: str, *, by: s
         UnknownAudience: no audience has this name.
     """
     async with sessions() as session:
-        audience = await session.get(Audience, name)
-        if audience is None:
-            raise UnknownAudience(name)
+        audience = await audience_named(session, name)
         await _execute(session, delete(AudienceMember).where(col(AudienceMember.audience) == name))
         await session.delete(audience)
         await session.commit()
