@@ -243,10 +243,9 @@ async def query_send_details(
     biz_id = call.params.get("BizId")
     found = [
         entry
-        for entry in carrier.ledger
+        for entry in carrier.sent_to("+86" + national)
         if entry.provider == "aliyun"
         and entry.account == call.access_key_id
-        and entry.to == "+86" + national
         and entry.received_at.astimezone(CHINA_TIME).strftime("%Y%m%d") == send_date
         and (not biz_id or entry.provider_id == biz_id)
     ]

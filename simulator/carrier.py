@@ -15,12 +15,13 @@ from urllib.parse import urlencode
 
 import httpx
 from fastapi import Depends, Request
+from httpx_aiohttp import AiohttpTransport
 
 from nudge.logging import get_logger
 from nudge.phone import mask
 from simulator.config import Fault, SimConfig
 from simulator.ledger import LedgerEntry, now
-from simulator.numbers import same_number
+from simulator.numbers import e164, same_number
 
 log = get_logger("simulator")
 HANDSET_BROWSER = (
@@ -32,6 +33,8 @@ _LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_\-]+")
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 5.0
 """Redelivery backs off from 0.2 s, doubling, to every 5 s, for ``receipt_retry_s`` in all."""
+CALLBACK_CONCURRENCY = 32
+"""Callbacks (receipts, replies) posted at once, at most; the rest wait their turn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,16 @@ class Carrier:
         self._receipted: dict[str, asyncio.Event] = {}
         """Set once a clicking customer's message has its receipts posted (the click waits for it)."""
         self.by_ref: dict[str, LedgerEntry] = {}
+        self._by_number: dict[str, list[LedgerEntry]] = {}
+        """The ledger by recipient (E.164), for the lookups by number: a broadcast's reconciliation
+        asks for hundreds of numbers at once, and a scan of the whole ledger each stalls the carrier."""
         self._nonces: set[tuple[str, str]] = set()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client = httpx.AsyncClient(timeout=10, trust_env=False)
+        # aiohttp under httpx's API: httpcore's pool spends most of the carrier's CPU once a
+        # broadcast's receipts are in flight, and the posts at once are bounded for the same reason.
+        self._client = httpx.AsyncClient(transport=AiohttpTransport(), timeout=10, trust_env=False)
+        self._posting = asyncio.Semaphore(CALLBACK_CONCURRENCY)
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -113,9 +122,14 @@ class Carrier:
         self.ledger.clear()
         self._receipted.clear()
         self.by_ref.clear()
+        self._by_number.clear()
         self._nonces.clear()
         self._buckets.clear()
         return dropped
+
+    def sent_to(self, number: str) -> list[LedgerEntry]:
+        """The messages to ``number`` (any form ``e164`` reads), in the order they were accepted."""
+        return self._by_number.get(e164(number), [])
 
     # ----- request handling ---------------------------------------------------------------------
 
@@ -187,6 +201,7 @@ class Carrier:
         """
         for entry in entries:
             self.ledger.append(entry)
+            self._by_number.setdefault(entry.to, []).append(entry)
             if entry.provider == "native":
                 self.by_ref.setdefault(entry.client_ref, entry)
             if any(same_number(entry.to, n) for n in self.config.click_numbers) or self.chance(
@@ -249,9 +264,10 @@ class Carrier:
 
     async def _attempt(self, entry: LedgerEntry | None, callback: Callback) -> bool:
         try:
-            response = await self._client.post(
-                callback.url, content=callback.content, headers=callback.headers
-            )
+            async with self._posting:
+                response = await self._client.post(
+                    callback.url, content=callback.content, headers=callback.headers
+                )
         except httpx.HTTPError as exc:
             log.warning("callback_failed", url=callback.url, error=str(exc))
             return False

@@ -256,10 +256,9 @@ async def pull_status(
     apps = {sid for sid, a in carrier.config.tencent_accounts.items() if a.sdk_app_id == account.sdk_app_id}
     found = [
         e
-        for e in carrier.ledger
+        for e in carrier.sent_to(number)
         if e.provider == "tencent"
         and e.account in apps
-        and same_number(e.to, number)
         and e.received_at.timestamp() >= begin
         and (end is None or e.received_at.timestamp() <= end)
     ]

@@ -24,6 +24,10 @@ from starter.testing import time_skipping_environment
 from tests.faults import CLIENT_TIMEOUT_S, FaultyTransport
 from tests.servers import serve
 
+# The CLI sizes its tables to the terminal: one width for every run, whether its output is a
+# terminal, a pipe or an xdist worker's.
+os.environ["COLUMNS"] = "160"
+
 POSTGRES_URL = os.environ.get("NUDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -55,10 +55,10 @@ def start(
     rate: RateOpt = None,
     deadline: Annotated[
         str | None,
-        typer.Option("--deadline", help="Deferred recipients still waiting then expire [default: +48h]."),
+        typer.Option("--deadline", help="Deferred recipients still waiting then expire \\[default: +48h]."),
     ] = None,
     broadcast_id: Annotated[
-        str | None, typer.Option("--id", help="Its id [default: <template>-<time>].")
+        str | None, typer.Option("--id", help="Its id \\[default: <template>-<time>].")
     ] = None,
     param: ParamOpt = None,
     batch_size: BatchOpt = 100,

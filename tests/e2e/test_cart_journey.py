@@ -165,7 +165,8 @@ async def test_cli_event_and_journeys_show_a_journey_to_its_end(stack: Stack) ->
     out = await _journeys_until(env, customer, workflow_id)
     assert workflow_id in [line.strip() for line in out.splitlines()], "the id is cut or wrapped"
     assert re.search(r"^\s+journey\s+onboarding\s*$", out, re.M), out
-    assert "Onboarding" not in out and "running" in out
+    # Running, unless a slow machine's first listing came after the journey's quick end.
+    assert "Onboarding" not in out and re.search(r"^\s+status\s+(running|completed)\s*$", out, re.M), out
 
     # The gate's decision shows per message (an event made this customer, with no phone), and the
     # journey's end shows with its reason, from its result.

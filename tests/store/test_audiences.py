@@ -263,3 +263,21 @@ async def test_unknown_audience_is_refused_by_every_read(sessions: async_session
     ):
         with pytest.raises(UnknownAudience, match="unknown audience 'nope'"):
             await read
+
+
+@pytest.mark.parametrize(("members", "done"), [(12, True), (13, False), (11, True)])
+async def test_bounds_says_done_exactly_when_no_member_follows(
+    sessions: async_sessionmaker[AsyncSession], members: int, done: bool
+) -> None:
+    """A window of 3 batches of 4 over 11, 12 and 13 members: the last bound ends a shorter batch
+    at the end, and `done` is true exactly when nothing follows it (no extra empty call needed)."""
+    async with sessions() as session:
+        session.add_all(Customer(id=f"m{i:02d}") for i in range(members))
+        await session.commit()
+    await service.save(sessions, AudienceIn(name="edge", where=cond("lifecycle_stage", "eq", "new")), by="t")
+    bounds = await Audiences(sessions).bounds("edge", after=None, batches=3, batch_size=4)
+    expected = ["m03", "m07", "m11"] if members >= 12 else ["m03", "m07", "m10"]
+    assert bounds == (expected, done)
+    assert await Audiences(sessions).bounds("edge", after="m11", batches=3, batch_size=4) == (
+        (["m12"], True) if members == 13 else ([], True)
+    )
