@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -18,6 +18,7 @@ from nudge.models import MessageUpdate
 log = get_logger(__name__)
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
+Result = TypeVar("Result")
 
 
 def signalled(workflow_id: str | None, broadcast_id: str | None) -> bool:
@@ -44,6 +45,19 @@ async def count_complaint(counting: Awaitable[object]) -> None:
         await counting
     except Exception:  # noqa: BLE001 - logged; the receipt or reply is stored either way
         log.exception("complaint_not_recorded")
+
+
+_FINISHING: set[asyncio.Future[Any]] = set()
+
+
+async def finish_anyway(work: Awaitable[Result]) -> Result:
+    """``work``'s result, and ``work`` run to its end even when the caller is cancelled (a client
+    that hung up): what a request stores is stored either way (``GroupCommit``), and so must be
+    what follows from it, the journey's signal and the complaint count."""
+    task = asyncio.ensure_future(work)
+    _FINISHING.add(task)
+    task.add_done_callback(_FINISHING.discard)
+    return await asyncio.shield(task)
 
 
 class GroupCommit(Generic[Item, Outcome]):

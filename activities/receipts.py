@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from activities.compliance.complaints import ComplaintRecorder
-from activities.feedback import GroupCommit, count_complaint, signal_journey, signalled
+from activities.feedback import GroupCommit, count_complaint, finish_anyway, signal_journey, signalled
 from activities.receipt_batch import Matched, Receipt, forward_moves, match_receipts, write_receipts
 from nudge.logging import get_logger
 from nudge.metrics import RECEIPTS
@@ -173,9 +173,15 @@ class Receipts:
 
     async def receive_many(self, receipts: Sequence[Receipt]) -> list[bool]:
         """Store a request's receipts as ``receive`` does each, in one transaction (shared with
-        the requests that arrive meanwhile), in order. Returns whether each was applied."""
+        the requests that arrive meanwhile), in order. Returns whether each was applied.
+
+        A request cancelled meanwhile (its client hung up) still ends: its receipts are stored,
+        and the journeys signalled, since the provider's redelivery would find them applied."""
         if not receipts:
             return []
+        return await finish_anyway(self._receive_many(receipts))
+
+    async def _receive_many(self, receipts: Sequence[Receipt]) -> list[bool]:
         stored = await self._batches.submit(receipts)
         counts = Counter(
             (r.provider, r.status.value, str(s.applied).lower())
@@ -229,7 +235,12 @@ class Receipts:
         ]
         late = [i for i, message in enumerate(matched) if message is None and receipts[i].provider_message_id]
         if late:
-            await self._attach_late(receipts, late, stored)
+            try:
+                await self._attach_late(receipts, late, stored)
+            except Exception:  # noqa: BLE001 - the batch is committed: retrying it would store it twice
+                # The receipts are stored, unmatched; the send's own record or the receipt sweep
+                # attaches them later.
+                log.exception("receipt_late_attach_failed", receipts=len(late))
         _log_stored(receipts, stored)
         return stored
 
@@ -272,16 +283,21 @@ class Receipts:
                 .where(col(Message.provider_message_id).in_({pid for _, pid in keys}))
                 .order_by(col(Message.id))
             )
-            found: dict[tuple[str | None, str | None], str] = {}
+            sharing: dict[tuple[str | None, str | None], list[str]] = {}
             for message_id, provider, provider_message_id in rows.all():
                 if (provider, provider_message_id) in keys:
-                    found.setdefault((provider, provider_message_id), message_id)
+                    sharing.setdefault((provider, provider_message_id), []).append(message_id)
+        # An id several messages share (an Aliyun batch's BizId) cannot say which number a stored
+        # receipt is for: those wait for the receipt sweep, which asks by id and number.
+        found = {key: ids[0] for key, ids in sharing.items() if len(ids) == 1}
         if not found:
             return
         attached: dict[tuple[str | None, str | None], tuple[Message, MessageStatus | None]] = {}
         async with self._sessions() as session:
-            for key, message_id in found.items():
-                if (message := await session.get(Message, message_id)) is not None:
+            # Locked, in id order as the receipt batches lock: one that moves a message meanwhile
+            # must not be overwritten.
+            for key, message_id in sorted(found.items(), key=lambda item: item[1]):
+                if (message := await session.get(Message, message_id, with_for_update=True)) is not None:
                     attached[key] = (message, await attach_unmatched(session, message, sinks=self._sinks))
             await session.commit()
         for index in late:

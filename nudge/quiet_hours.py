@@ -49,7 +49,7 @@ ALWAYS_OPEN: dict[str, Window] = {"*": Window(start=time(0), end=time(0))}
 def _known_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 
@@ -68,7 +68,7 @@ def _zones(number: phonenumbers.PhoneNumber, window: Window, profile_zone: str |
     for name in names:
         try:
             zones.append(ZoneInfo(name))
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             continue
     return zones or [ZoneInfo("UTC")]
 

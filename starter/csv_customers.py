@@ -79,7 +79,7 @@ def known_zone(name: str) -> bool:
     """Is ``name`` an IANA time zone (``Asia/Shanghai``)? Cached: a file has a handful of them."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # `Asia` is a folder; a long name, too long
         return False
     return True
 

@@ -116,7 +116,8 @@ class CallRows(RowStore):
             early = [unique[key] for key in {(p, i) for p, i in rows.all()} if key in unique]
         for message_id in early:
             async with self._sessions() as session:
-                row = await session.get(Message, message_id)
+                # Locked: a receipt batch that moves it meanwhile must not be overwritten.
+                row = await session.get(Message, message_id, with_for_update=True)
                 if row is not None:
                     await attach_unmatched(session, row, sinks=self._sinks)
                     await session.commit()

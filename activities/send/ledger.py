@@ -309,7 +309,8 @@ class Ledger:
             )
         if early:
             async with self._sessions() as session:
-                message = await session.get(Message, message_id)
+                # Locked: a receipt batch that moves it meanwhile must not be overwritten.
+                message = await session.get(Message, message_id, with_for_update=True)
                 assert message is not None
                 await attach_unmatched(session, message, sinks=self._sinks)
                 await session.commit()

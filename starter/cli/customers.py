@@ -75,11 +75,12 @@ def import_customers(
     rejected rows are listed and written, with their line and reason, to [bold]--rejects[/].
 
     The rows are staged on the gateway first and imported in one transaction at the end, so an
-    error or Ctrl-C before then imports nothing.
+    error or Ctrl-C before then imports nothing (Ctrl-C during that transaction cannot stop it:
+    the message says so, and how to see its outcome).
 
     Exit status: 0 when every row was imported; 2 when rows were rejected (without --strict the
     others were imported), or the file or a request was refused; 1 when the gateway failed;
-    130 when interrupted (nothing imported).
+    130 when interrupted.
     """
     rejects_path = rejects or file.with_name(f"{file.stem}.rejects.csv")
     total = count_rows(file)
@@ -119,7 +120,9 @@ def import_customers(
             with console.status(f"importing {_many(done.staged, 'staged row')} in one transaction..."):
                 committed = _step(job.commit, job=job)
         except KeyboardInterrupt:
-            _abandon(job, "interrupted during the commit" if committing else "interrupted")
+            _abandon(
+                job, "interrupted during the commit" if committing else "interrupted", committing=committing
+            )
             raise typer.Exit(130) from None
     created, updated = committed["created"], committed["updated"]
     console.print(
@@ -159,13 +162,22 @@ def _refusal(exc: GatewayRefused) -> typer.Exit:
     return fail(str(exc))
 
 
-def _abandon(job: ImportJob, why: str) -> None:
-    """Abort the job after Ctrl-C or a refusal, and say what became of the rows."""
+def _abandon(job: ImportJob, why: str, *, committing: bool = False) -> None:
+    """Abort the job after Ctrl-C or a refusal, and say what became of the rows. Once its commit
+    was asked for, the gateway finishes it whatever the CLI does: an abort that gets no answer
+    leaves the outcome unknown, and the message says where to read it."""
+    unknown = (
+        f"{why}: the gateway may still be importing {job.id}; see GET /v1/customer-imports/{job.id} "
+        "for whether it was committed"
+    )
     try:
         job.abort()
     except GatewayRefused as exc:
         if exc.response is not None and exc.response.status_code == 409:
             err.print(f"{why}: the import {job.id} had already been committed: its rows are imported")
+            return
+        if committing:
+            err.print(unknown)
             return
         err.print(
             f"{why}: could not abort the import {job.id} ({exc}); nothing was imported, and its staged "
@@ -173,7 +185,11 @@ def _abandon(job: ImportJob, why: str) -> None:
         )
         return
     except KeyboardInterrupt:
-        err.print(f"{why}: nothing was imported; the staged rows are discarded within an hour")
+        err.print(
+            unknown
+            if committing
+            else f"{why}: nothing was imported; the staged rows are discarded within an hour"
+        )
         return
     err.print(f"{why}: the import was aborted and nothing was imported")
 
@@ -224,7 +240,7 @@ def add_customer(
     if timezone:
         try:
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # `Asia` is a folder; a long name, too long
             raise fail(
                 f"--timezone {timezone!r} is not an IANA time zone, e.g. Asia/Shanghai", code=2
             ) from None

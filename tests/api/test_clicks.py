@@ -200,3 +200,23 @@ async def test_a_bots_request_before_a_persons_in_one_batch_leaves_the_first_cli
     assert [c.bot for c in recorded] == ["user_agent", None]
     assert row is not None and row.clicked
     assert signals.sent == [("wf-click", "message")]
+
+
+async def test_an_erased_customers_link_is_not_found_and_marks_nothing_clicked(engine: AsyncEngine) -> None:
+    """Erasure blanks a link's target: a person's request for it is a 404 (None here), records no
+    click, leaves the message unclicked and signals nobody, so funnels count no click after it."""
+    sessions = session_factory(engine)
+    message, code = await _delivered(sessions, workflow_id="journey:j1")
+    async with sessions() as session:
+        link = await session.get(Link, code)
+        assert link is not None
+        link.target_url = ""  # as starter/api/services/erasure.py leaves it
+        session.add(link)
+        await session.commit()
+    signals = Signals()
+    clicks = Clicks(client=cast(Client, signals), sessions=sessions)
+    assert await clicks.follow(code, ClickRequest(user_agent=HANDSET_BROWSER)) is None
+    async with sessions() as session:
+        row = await session.get(Message, message.id)
+        recorded = (await session.exec(select(Click).where(Click.code == code))).all()
+    assert row is not None and row.clicked is False and not recorded and signals.sent == []

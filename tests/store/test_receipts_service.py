@@ -347,3 +347,84 @@ async def test_concurrent_requests_are_stored_in_one_transaction(engine: AsyncEn
     assert applied == [True] * 20 and len(commits) == 1
     assert {(await row(sessions, m.id)).status for m in messages} == {"delivered"}
     assert len(await changes(sessions)) == 20
+
+
+class LateAttachFails(RacedReceipts):
+    """The read misses the messages, and the second look, after the commit, fails."""
+
+    async def _attach_late(self, *args: Any) -> None:
+        raise RuntimeError("database is locked")
+
+
+async def test_a_failing_second_look_after_the_commit_stores_each_receipt_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two requests stored in one transaction, then the look for late sends fails: the batch is
+    committed, so it is not stored again request by request; each receipt is kept once, unmatched,
+    for the send's record or the sweep to attach."""
+    service = LateAttachFails(client=await Client.connect("127.0.0.1:1", lazy=True), sessions=sessions)
+    await add(sessions, provider_message_id="biz-a")
+    await add(sessions, provider_message_id="biz-b")
+    applied = await asyncio.gather(
+        service.receive(**receipt(provider_message_id="biz-a")),
+        service.receive(**receipt(provider_message_id="biz-b")),
+    )
+    assert applied == [False, False]
+    assert sorted(c.provider_message_id or "" for c in await changes(sessions)) == ["biz-a", "biz-b"]
+
+
+async def test_late_receipts_of_a_shared_batch_id_are_left_to_the_sweep(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two numbers of one SendBatchSms share its BizId; their receipts were stored before the send
+    was recorded. The second look cannot tell which receipt is whose (no number is kept with a
+    stored receipt), so it attaches neither: both messages stay as they were, not one of them
+    taking the other's status."""
+    raced = RacedReceipts(client=await Client.connect("127.0.0.1:1", lazy=True), sessions=sessions)
+    first = await add(sessions, provider_message_id="biz-shared", to="+8613900000001")
+    second = await add(sessions, provider_message_id="biz-shared", to="+8613900000002")
+    applied = await raced.receive_many(
+        [
+            Receipt("aliyun", None, "biz-shared", S.DELIVERED, None, None, {}, "+8613900000001"),
+            Receipt("aliyun", None, "biz-shared", S.UNDELIVERED, "DELIVRD_FAIL", None, {}, "+8613900000002"),
+        ]
+    )
+    assert applied == [False, False]
+    assert [(await row(sessions, m.id)).status for m in (first, second)] == ["submitted", "submitted"]
+    assert [c.message_id for c in await changes(sessions)] == [None, None]
+
+
+class SlowStore(Receipts):
+    """Holds every store until ``release`` is set."""
+
+    release: asyncio.Event
+
+    async def _store(self, receipts: list[Receipt]) -> Any:
+        await self.release.wait()
+        return await super()._store(receipts)
+
+
+async def test_a_request_cancelled_while_stored_still_signals_its_journey(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The provider hangs up while its receipt is being stored: the receipt is stored all the same,
+    and so the journey that waits for it is signalled all the same (the redelivery would find it
+    applied and signal nobody)."""
+    signals = Signals()
+    service = SlowStore(client=cast(Client, signals), sessions=sessions)
+    service.release = asyncio.Event()
+    message = await add(sessions, workflow_id="journey:j2", notify_receipt=True)
+    request = asyncio.create_task(service.receive(**receipt(message_id=message.id)))
+    await asyncio.sleep(0.05)
+    request.cancel()
+    service.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    for _ in range(100):
+        if signals.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert (await row(sessions, message.id)).status == "delivered"
+    assert signals.sent == [
+        ("journey:j2", MessageUpdate(message_id=message.id, kind="receipt", status=S.DELIVERED))
+    ]

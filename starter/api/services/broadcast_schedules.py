@@ -85,7 +85,7 @@ class BroadcastSchedules:
         check_name(name)
         try:
             ZoneInfo(time_zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise InvalidBroadcast(f"unknown time zone {time_zone!r}", field="time_zone") from exc
         await self._broadcasts.check(body, recurring=True)
         spec = spec_of(body, name)

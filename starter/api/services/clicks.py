@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from activities.feedback import GroupCommit, signal_journey, signalled
+from activities.feedback import GroupCommit, finish_anyway, signal_journey, signalled
 from nudge.clicks import BotReason, bot_reason, ip_hash
 from nudge.logging import get_logger
 from nudge.metrics import CLICKS
@@ -80,7 +80,11 @@ class Clicks:
         self._batches = GroupCommit(self._store, limit=batch_limit)
 
     async def follow(self, code: str, request: Request) -> str | None:
-        """Record the request and return the link's target, or None for an unknown code."""
+        """Record the request and return the link's target, or None for an unknown code. A
+        request cancelled meanwhile still ends: its click is stored and its journey signalled."""
+        return await finish_anyway(self._follow(code, request))
+
+    async def _follow(self, code: str, request: Request) -> str | None:
         [followed] = await self._batches.submit([_Arrival(code, request, utcnow())])
         if followed.target is None:
             return None
@@ -120,7 +124,9 @@ class Clicks:
                 bots.append(
                     bot_reason(head=request.head, user_agent=request.user_agent, since_delivery=since)
                 )
-                if link is not None and link.found and not link.clicked and bots[-1] is None:
+                # An erased customer's link has no target: a 404, and nothing about it counts.
+                counts = link is not None and link.found and bool(link.target_url) and bots[-1] is None
+                if counts and link is not None and not link.clicked:
                     unclicked.add(link.message_id)
             moved: set[str] = set()
             if unclicked:
