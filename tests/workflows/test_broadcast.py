@@ -36,6 +36,7 @@ from nudge.broadcasts import (
 )
 from nudge.contracts import CANCEL, PAUSE, PROGRESS, RESUME, SA_BROADCAST
 from nudge.temporal import sealed_converter
+from starter.testing import time_skipping_environment
 from tests.workflows.broadcast_fakes import FakeAudience
 from tests.workflows.record_histories import RECORDING_KEYS
 from workflows.broadcast import Broadcast
@@ -45,6 +46,16 @@ from workflows.broadcast.tally import add_report
 from workflows.broadcast.window import Window
 
 HISTORY = Path(__file__).parent / "histories" / "broadcast__deferred_then_swept.json"
+
+
+@pytest.fixture(scope="module")
+async def env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own. The server skips to the next timer of any
+    workflow it holds: one another module left running with a short timer (a poll, a sweep) makes
+    a broadcast's day of waves thousands of small skips, which under pytest-xdist's file order
+    outlasted the test's timeout."""
+    async with time_skipping_environment(codec_keys=codec_keys) as environment:
+        yield environment
 
 
 @dataclass
