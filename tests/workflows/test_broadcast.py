@@ -48,12 +48,12 @@ from workflows.broadcast.window import Window
 HISTORY = Path(__file__).parent / "histories" / "broadcast__deferred_then_swept.json"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of this module's own. The server skips to the next timer of any
-    workflow it holds: one another module left running with a short timer (a poll, a sweep) makes
-    a broadcast's day of waves thousands of small skips, which under pytest-xdist's file order
-    outlasted the test's timeout."""
+    """A time-skipping server of each test's own (half a second to start). Sharing the session's,
+    two of these tests (hours or a day of waves) sometimes waited, idle, for a time skip that never
+    came until their timeout, under pytest-xdist's order of files: whatever an earlier test left on
+    a shared server, none is left here."""
     async with time_skipping_environment(codec_keys=codec_keys) as environment:
         yield environment
 
