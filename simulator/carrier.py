@@ -33,6 +33,7 @@ _LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_\-]+")
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 5.0
 """Redelivery backs off from 0.2 s, doubling, to every 5 s, for ``receipt_retry_s`` in all."""
+CLICK_TIMEOUT_S = 30.0
 CALLBACK_CONCURRENCY = 32
 """Callbacks (receipts, replies) posted at once, at most; the rest wait their turn."""
 
@@ -313,8 +314,12 @@ class Carrier:
         await asyncio.sleep(self.config.click_delay_ms / 1000)
         for url in _LINK.findall(entry.body):
             try:
+                # A person's browser waits half a minute for a slow page, not the callbacks' 10 s.
                 response = await self._client.get(
-                    url, follow_redirects=False, headers={"user-agent": HANDSET_BROWSER}
+                    url,
+                    follow_redirects=False,
+                    headers={"user-agent": HANDSET_BROWSER},
+                    timeout=CLICK_TIMEOUT_S,
                 )
                 if response.status_code in (301, 302, 303, 307):
                     entry.clicked.append(url)
