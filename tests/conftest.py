@@ -37,9 +37,16 @@ def codec_keys() -> str:
     return new_key("test-1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
-    """One time-skipping Temporal test server for the whole run; its payloads sealed."""
+    """A time-skipping Temporal test server for each test module (half a second to start); its
+    payloads sealed.
+
+    Not one for the whole run: under pytest-xdist one process runs dozens of modules on it, the
+    workflows their tests leave behind pile up (sleeping journeys, broadcasts), and twice in CI
+    the long-lived server stopped answering mid-run (``h2 protocol error``, then ``Timeout
+    expired`` on every time skip), failing whichever module came next on that process.
+    """
     async with time_skipping_environment(codec_keys=codec_keys) as environment:
         yield environment
 
