@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import statistics
 import tempfile
@@ -45,6 +46,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from activities.providers.aliyun import AliyunProvider
 from activities.providers.base import OutboundSms
 from bench.journeys import report
+from bench.pyspy import Recorder, print_costs, top_costs
 from nudge.broadcasts import BroadcastSpec, broadcast_workflow_id
 from nudge.contracts import SA_BROADCAST
 from nudge.routes import DEV_ALIYUN_KEYS
@@ -54,6 +56,7 @@ from nudge.temporal import connect
 from starter.demo import PLAYGROUND_ENV
 from starter.stack import Ports, Stack
 
+RESULTS = Path("bench/results")
 BATCH = 100
 WINDOW = 8
 TEMPLATE = "welcome_back"
@@ -132,6 +135,36 @@ def database_url(stack: Stack) -> str:
     return stack.client_settings.model_copy(update={"database_url": url or ""}).sqlalchemy_url
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its children (threads included), so far."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    ticks = 0
+    for one in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuAccount:
+    """The CPU seconds each part of the stack (and this script) spent within the block: what
+    shared the machine's cores with the worker."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._parts = {name: proc.pid for name, proc in stack.children} | {"bench": os.getpid()}
+        self._start: dict[str, float] = {}
+        self.spent: dict[str, float] = {}
+
+    def __enter__(self) -> CpuAccount:
+        self._start = {name: cpu_seconds(pid) for name, pid in self._parts.items()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.spent = {name: cpu_seconds(pid) - self._start[name] for name, pid in self._parts.items()}
+
+
 class RssSampler:
     """The worker's resident memory (its process tree), sampled until stopped: the peak."""
 
@@ -175,7 +208,9 @@ async def carrier_stats(http: httpx.AsyncClient, carrier: str) -> dict[str, Any]
     return stats
 
 
-async def run_nudge(stack: Stack, n: int, console: Console, *, latency_ms: float) -> dict[str, float]:
+async def run_nudge(
+    stack: Stack, n: int, console: Console, *, latency_ms: float, profile: Path | None = None
+) -> dict[str, float]:
     settings = stack.client_settings
     client = await connect(settings)
     engine = create_engine(database_url(stack))
@@ -191,7 +226,12 @@ async def run_nudge(stack: Stack, n: int, console: Console, *, latency_ms: float
     worker = next(proc for name, proc in stack.children if name == "worker")
     async with httpx.AsyncClient(timeout=60, trust_env=False) as http:
         before = (await carrier_stats(http, stack.simulator_url))["accepted"]
-        with RssSampler(worker.pid) as rss:
+        recorders = contextlib.ExitStack()
+        if profile is not None:
+            for name, proc in stack.children:
+                if name in ("worker", "gateway"):
+                    recorders.enter_context(Recorder(proc.pid, profile / f"{name}.txt"))
+        with RssSampler(worker.pid) as rss, recorders, CpuAccount(stack) as cpu:
             started = time.perf_counter()
             started_at = datetime.now(UTC)
             handle = await client.start_workflow(
@@ -249,6 +289,7 @@ async def run_nudge(stack: Stack, n: int, console: Console, *, latency_ms: float
         "delivered_by_workflow_end": float(delivered),
         "numbers_sent_twice": float(repeated),
         "worker_peak_rss_mb": rss.peak / 2**20,
+        **{f"cpu_s_{name}": spent for name, spent in cpu.spent.items()},
         "history_events_per_1000": events / n * 1000,
         **batches.figures(),
     }
@@ -362,6 +403,11 @@ def main() -> None:
     )
     parser.add_argument("--floor-sample", type=int, default=1000)
     parser.add_argument("--database", default="", help="NUDGE_DATABASE_URL for the stack (default: SQLite)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy on the worker and the gateway: their top costs"
+    )
+    parser.add_argument("--top", type=int, default=25, help="functions the profile lists")
+    parser.add_argument("--skip-ceilings", action="store_true", help="measure Nudge only (profiling)")
     args = parser.parse_args()
     console = Console()
     state_dir = Path(tempfile.mkdtemp(prefix="nudge-bench-"))
@@ -381,7 +427,16 @@ def main() -> None:
         with console.status(f"storing {args.recipients:,} customers..."):
             engine = create_engine(database_url(stack))
             asyncio.run(_seed(engine, args.recipients))
-        figures = asyncio.run(run_nudge(stack, args.recipients, console, latency_ms=args.latency_ms))
+        profile = RESULTS / f"broadcast-profile-{time.strftime('%H%M%S')}" if args.profile else None
+        figures = asyncio.run(
+            run_nudge(stack, args.recipients, console, latency_ms=args.latency_ms, profile=profile)
+        )
+        if profile is not None:
+            for name in ("worker", "gateway"):
+                print_costs(top_costs(profile / f"{name}.txt", args.top), title=name, console=console)
+        if args.skip_ceilings:
+            console.print(figures)
+            return
         with console.status("the raw loops on the same simulator..."):
             figures |= asyncio.run(ceilings(stack, args.recipients, args.floor_sample))
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import case, update
+from sqlalchemy import case, insert, update
 from sqlmodel import col, select
 
 from activities.providers.base import Submission
@@ -16,7 +16,7 @@ from nudge.models import MessageStatus
 from nudge.sinks import EventKind
 from nudge.store import Message, MessageStatusChange, publish, utcnow
 
-from .table import PENDING, TABLE, RowStore, update_each
+from .table import CHANGES, PENDING, TABLE, RowStore, update_each
 
 
 class CallRows(RowStore):
@@ -75,17 +75,22 @@ class CallRows(RowStore):
                 updated_at=utcnow(),
                 status=case((PENDING, MessageStatus.SUBMITTED.value), else_=TABLE.c.status),
             )
-            session.add_all(
-                [
-                    MessageStatusChange(
-                        message_id=message.id,
-                        provider=submission.provider,
-                        provider_message_id=submission.provider_message_id,
-                        status=MessageStatus.SUBMITTED,
-                        applied=True,
-                    )
+            at = utcnow()
+            await session.exec(
+                insert(CHANGES),
+                params=[
+                    {
+                        "message_id": message.id,
+                        "provider": submission.provider,
+                        "provider_message_id": submission.provider_message_id,
+                        "status": MessageStatus.SUBMITTED.value,
+                        "error_code": None,
+                        "applied": True,
+                        "at": at,
+                        "raw": {},
+                    }
                     for message, _, submission in sent
-                ]
+                ],
             )
             if self._sinks:
                 for message, route, submission in sent:

@@ -11,12 +11,12 @@ from activities.send.outcome import CONSENT_WITHDRAWN, DEFERRED, NO_CONSENT, SUP
 from nudge.broadcasts import WAITING, BatchReport, Outcome
 from nudge.caps import CAPPED
 from nudge.models import MessageStatus
-from nudge.store import Message
 
 from .gate import EXPIRED
+from .table import Settled
 
 
-def report(final: Sequence[Message], *, throttled: float) -> BatchReport:
+def report(final: Sequence[Settled], *, throttled: float) -> BatchReport:
     """The batch's counters, and when its first waiting recipient is due.
 
     Raises:
@@ -46,7 +46,7 @@ def report(final: Sequence[Message], *, throttled: float) -> BatchReport:
     return batch
 
 
-def outcome_of(message: Message) -> Outcome | None:
+def outcome_of(message: Settled) -> Outcome | None:
     """Which counter a recipient's row is in; None while it is undecided (pending, not waiting)."""
     status = MessageStatus(message.status)
     reason = message.reason or ""

@@ -20,7 +20,7 @@ from nudge.store import Consent, Customer, Message, Suppression
 
 from .call_rows import CallRows
 from .gate_rows import GateRows
-from .table import TABLE, Decision
+from .table import TABLE, Decision, Settled
 
 __all__ = ["TABLE", "BatchRows", "Decision"]
 
@@ -81,8 +81,12 @@ class BatchRows(GateRows, CallRows):
         }
         return existing, standing
 
-    async def final(self, keys: Iterable[str]) -> list[Message]:
+    async def final(self, keys: Iterable[str]) -> list[Settled]:
         """The rows as they stand now, for the batch's report."""
         async with self._reads() as session:
-            found = await session.exec(select(Message).where(col(Message.idempotency_key).in_(list(keys))))
-            return list(found.all())
+            found = await session.exec(
+                select(TABLE.c.status, TABLE.c.reason, TABLE.c.defer_until).where(
+                    TABLE.c.idempotency_key.in_(list(keys))
+                )
+            )
+            return [Settled(*row) for row in found.all()]

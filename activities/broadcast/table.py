@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, bindparam, update
+from sqlalchemy import ColumnElement, Table, bindparam, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.models import MessageStatus
 from nudge.sinks import StreamSink
-from nudge.store import Message, read_sessions
+from nudge.store import Link, Message, MessageStatusChange, read_sessions
 
-TABLE = Message.__table__  # type: ignore[attr-defined]
+TABLE: Table = Message.__table__  # type: ignore[attr-defined]
+LINKS: Table = Link.__table__  # type: ignore[attr-defined]
+CHANGES: Table = MessageStatusChange.__table__  # type: ignore[attr-defined]
 PENDING = TABLE.c.status == MessageStatus.PENDING.value
 """Only a row still pending changes: one a concurrent attempt decided keeps its decision."""
 
@@ -28,6 +31,14 @@ class Decision:
     message: Message
     reason: str
     until: datetime | None = None
+
+
+class Settled(NamedTuple):
+    """What the report reads of a recipient's row (three columns, not the whole row)."""
+
+    status: str
+    reason: str | None
+    defer_until: datetime | None
 
 
 class RowStore:
@@ -64,3 +75,8 @@ async def update_each(
     await session.exec(
         statement, params=[{f"_{column}": value for column, value in row.items()} for row in rows]
     )
+
+
+def column_values(table: Table, row: SQLModel) -> dict[str, Any]:
+    """A model's values by column, for a plain ``insert`` (its defaults were set when it was made)."""
+    return {column.key: getattr(row, column.key) for column in table.columns}
