@@ -29,7 +29,15 @@ from nudge.store.erasures import Erasure, ErasureBase
 from nudge.store.events import EventRecord, JourneyEntry
 from nudge.store.imports import CustomerImport, CustomerImportBase, CustomerImportRow, ImportStatus
 from nudge.store.keys import ApiKey, ApiKeyBase
-from nudge.store.messages import Click, InboundMessage, Link, Message, MessageStatusChange
+from nudge.store.messages import (
+    Click,
+    InboundMessage,
+    Link,
+    Message,
+    MessageStatusChange,
+    new_link_code,
+    new_message_id,
+)
 from nudge.store.pauses import Complaint, Pause, PauseBase, PauseEvent, PauseEventBase
 from nudge.store.registry import SmsSignature, SmsTemplate
 from nudge.store.stream import StreamEvent, publish
@@ -83,5 +91,7 @@ __all__ = [
     "read_sessions",
     "session_factory",
     "suppress",
+    "new_link_code",
+    "new_message_id",
     "utcnow",
 ]

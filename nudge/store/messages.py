@@ -14,11 +14,21 @@ from sqlmodel import Field, SQLModel, col
 from nudge.store.columns import optional_timestamp, timestamp
 
 
+def new_message_id() -> str:
+    """A new message's id (random hex)."""
+    return uuid.uuid4().hex
+
+
+def new_link_code() -> str:
+    """A new short link's code (8 URL-safe characters)."""
+    return secrets.token_urlsafe(6)
+
+
 class Message(SQLModel, table=True):
     """One outbound message; ``idempotency_key`` makes a retried send a no-op."""
 
     __table_args__ = (UniqueConstraint("idempotency_key"),)
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True)
+    id: str = Field(default_factory=new_message_id, primary_key=True)
     idempotency_key: str = Field(max_length=400)
     workflow_id: str = Field(index=True)
     journey: str
@@ -96,7 +106,7 @@ class MessageStatusChange(SQLModel, table=True):
 class Link(SQLModel, table=True):
     """A tracked short link in a message."""
 
-    code: str = Field(default_factory=lambda: secrets.token_urlsafe(6), primary_key=True)
+    code: str = Field(default_factory=new_link_code, primary_key=True)
     message_id: str = Field(index=True)
     target_url: str
     created_at: datetime = timestamp(nullable=False)
