@@ -55,7 +55,8 @@ class Stored:
     message_id: str | None = None
     """The message it was matched to; None when kept unmatched."""
     workflow_id: str | None = None
-    """The journey to signal: it applied, the send asked for it, and it is not a broadcast's."""
+    """The journey to signal: it applied (or repeats the status the message has: ``redelivered``),
+    the send asked for it, and it is not a broadcast's."""
 
 
 def publish_receipt(
@@ -228,10 +229,10 @@ class Receipts:
             await self._publish(session, receipts, matched, applied)
             await session.commit()
         stored = [
-            Stored(moved, message.id, message.workflow_id if moved and _notified(message) else None)
+            Stored(moved, message.id, message.workflow_id if _signals(receipt, message, moved) else None)
             if message is not None
             else Stored(False)
-            for message, moved in zip(matched, applied, strict=True)
+            for receipt, message, moved in zip(receipts, matched, applied, strict=True)
         ]
         late = [i for i, message in enumerate(matched) if message is None and receipts[i].provider_message_id]
         if late:
@@ -342,6 +343,16 @@ def _log_stored(receipts: Sequence[Receipt], stored: Sequence[Stored]) -> None:
         applied=sum(outcome.applied for outcome in stored),
         unmatched=sum(outcome.message_id is None for outcome in stored),
     )
+
+
+def _signals(receipt: Receipt, message: Matched, moved: bool) -> bool:
+    """Does the receipt go to the message's journey: it moved the message, or it repeats the
+    status the message had (the provider sending it again), for a journey that waits?
+
+    A repeat is signalled again: its first delivery may have been stored but never signalled
+    (Temporal out of reach, answered 500), and a journey takes a status it has as a no-op.
+    """
+    return (moved or receipt.status is MessageStatus(message.status)) and _notified(message)
 
 
 def _notified(message: Matched | Message) -> bool:

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import workflow
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -428,3 +429,53 @@ async def test_a_request_cancelled_while_stored_still_signals_its_journey(
     assert signals.sent == [
         ("journey:j2", MessageUpdate(message_id=message.id, kind="receipt", status=S.DELIVERED))
     ]
+
+
+class SignalsDown(Signals):
+    """A Temporal client out of reach for its first ``down`` signals."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+
+    def get_workflow_handle(self, workflow_id: str) -> Any:
+        handle = super().get_workflow_handle(workflow_id)
+        outer = self
+
+        class Handle:
+            async def signal(self, name: str, update: MessageUpdate) -> None:
+                if outer.down > 0:
+                    outer.down -= 1
+                    raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+                await handle.signal(name, update)
+
+        return Handle()
+
+
+async def test_a_receipt_stored_but_not_signalled_is_signalled_when_the_provider_sends_it_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Temporal is out of reach when the receipt comes: it is stored and applied, the request
+    fails (the provider will send it again), and the redelivery, which applies nothing, signals
+    the journey that waits (a journey takes a status it has as a no-op)."""
+    signals = SignalsDown(down=1)
+    service = Receipts(client=cast(Client, signals), sessions=sessions)
+    message = await add(sessions, workflow_id="journey:j3", notify_receipt=True)
+    with pytest.raises(RPCError):
+        await service.receive(**receipt(message_id=message.id))
+    assert (await row(sessions, message.id)).status == "delivered"
+    assert signals.sent == []
+    assert not await service.receive(**receipt(message_id=message.id))
+    update = MessageUpdate(message_id=message.id, kind="receipt", status=S.DELIVERED)
+    assert signals.sent == [("journey:j3", update)]
+
+
+async def test_a_receipt_that_moves_nothing_and_repeats_nothing_signals_nobody(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A late ``sent`` after ``delivered`` neither applies nor repeats the message's status."""
+    signals = Signals()
+    service = Receipts(client=cast(Client, signals), sessions=sessions)
+    message = await add(sessions, workflow_id="journey:j4", notify_receipt=True, status="delivered")
+    assert not await service.receive(**receipt(message_id=message.id, status=S.SENT))
+    assert signals.sent == []
