@@ -46,6 +46,7 @@ from starter.api.routes import (
 )
 from starter.api.routes.webhooks import aliyun, simulator, tencent, twilio
 from starter.api.routes.webhooks.common import check_callback_token
+from starter.api.services.imports import shutdown_pools
 from starter.dashboard import mount as mount_dashboard
 from starter.stream import StreamDispatcher
 from workflows import JOURNEYS
@@ -111,6 +112,7 @@ def create_app(
         if stream:
             await stream.aclose()
         await services.aclose()
+        await shutdown_pools()
         await engine.dispose()
 
     app = FastAPI(

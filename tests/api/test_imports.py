@@ -17,7 +17,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from nudge.store import Customer, CustomerImport, CustomerImportRow, utcnow
-from starter.api.services.imports import ABANDONED_AFTER, Imports
+from starter.api.services.imports import _POOLS, ABANDONED_AFTER, Imports, shutdown_pools
 from starter.csv_customers import customer_record
 from tests.api.conftest import Gateway
 
@@ -251,3 +251,16 @@ async def test_import_stores_what_the_batch_stores(gateway: Gateway, tmp_path: P
         ]
         shown = [[(c["granted"], c["source"], c["text"]) for c in current] for current in consents]
         assert shown[0] == shown[1], row[0]
+
+
+async def test_the_checking_processes_end_with_the_gateway(gateway: Gateway) -> None:
+    """The processes that check rows are stopped when the gateway's lifespan ends
+    (``shutdown_pools``): none is left behind as an orphan, and the next import starts anew."""
+    imports = Imports(gateway.sessions, default_region="CN", workers=1)
+    checked = await imports._check(HEADER, [2], [["c-pool", "Ann", "+8613800000000", None]])
+    assert len(checked.staged) == 1
+    processes = [p for pool in _POOLS.values() for p in (pool._processes or {}).values()]
+    assert processes and all(p.is_alive() for p in processes)
+    await shutdown_pools()
+    assert not _POOLS
+    assert not any(p.is_alive() for p in processes)

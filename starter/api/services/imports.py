@@ -79,6 +79,15 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
+async def shutdown_pools() -> None:
+    """Stop the checking processes (the gateway's lifespan, at its end): left running, they
+    outlive the gateway as orphans."""
+    pools = list(_POOLS.values())
+    _POOLS.clear()
+    for pool in pools:
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
 class Imports:
     """The import jobs on one store; ``default_region`` reads national phone numbers, and
     ``workers`` processes check the rows (0: a thread)."""
