@@ -192,6 +192,10 @@ async def build_workers(
                 max_concurrent_activities=slots,
                 max_concurrent_local_activities=slots,
                 workflow_runner=WORKFLOW_RUNNER,
+                # Off, a broadcast's batches go to any process polling the queue, not only its own.
+                disable_eager_activity_execution=(
+                    task_queue == settings.task_queue and not settings.worker_eager_activities
+                ),
             )
         )
     return workers

@@ -209,7 +209,13 @@ async def carrier_stats(http: httpx.AsyncClient, carrier: str) -> dict[str, Any]
 
 
 async def run_nudge(
-    stack: Stack, n: int, console: Console, *, latency_ms: float, profile: Path | None = None
+    stack: Stack,
+    n: int,
+    console: Console,
+    *,
+    latency_ms: float,
+    window: int = WINDOW,
+    profile: Path | None = None,
 ) -> dict[str, float]:
     settings = stack.client_settings
     client = await connect(settings)
@@ -221,7 +227,7 @@ async def run_nudge(
         template=TEMPLATE,
         params=PARAMS,
         batch_size=BATCH,
-        window=WINDOW,
+        window=window,
     )
     worker = next(proc for name, proc in stack.children if name == "worker")
     async with httpx.AsyncClient(timeout=60, trust_env=False) as http:
@@ -342,7 +348,9 @@ class BatchTimes:
         }
 
 
-async def raw_loop(carrier: str, n: int, *, engine: AsyncEngine | None, sequential: bool = False) -> float:
+async def raw_loop(
+    carrier: str, n: int, *, engine: AsyncEngine | None, sequential: bool = False, window: int = WINDOW
+) -> float:
     """Recipients per second of the same requests sent raw: a window of SendBatchSms calls of
     ``BATCH`` numbers (or, ``sequential``, one awaited SendSms after another), each batch's rows
     written to the database in one statement when an ``engine`` is given."""
@@ -377,18 +385,18 @@ async def raw_loop(carrier: str, n: int, *, engine: AsyncEngine | None, sequenti
                     async with engine.begin() as conn:
                         await conn.execute(insert(RAW), [{"id": s.message_id, "to": s.to} for s in batch])
 
-        await asyncio.gather(*(lane() for _ in range(WINDOW)))
+        await asyncio.gather(*(lane() for _ in range(window)))
         return n / (time.perf_counter() - started)
 
 
-async def ceilings(stack: Stack, n: int, floor_sample: int) -> dict[str, float]:
+async def ceilings(stack: Stack, n: int, floor_sample: int, *, window: int) -> dict[str, float]:
     engine = create_engine(database_url(stack))
     async with engine.begin() as conn:
         await conn.run_sync(RAW.metadata.create_all)
     try:
         return {
-            "durable_ceiling_per_s": await raw_loop(stack.simulator_url, n, engine=engine),
-            "transport_ceiling_per_s": await raw_loop(stack.simulator_url, n, engine=None),
+            "durable_ceiling_per_s": await raw_loop(stack.simulator_url, n, engine=engine, window=window),
+            "transport_ceiling_per_s": await raw_loop(stack.simulator_url, n, engine=None, window=window),
             "floor_per_s": await raw_loop(stack.simulator_url, floor_sample, engine=None, sequential=True),
         }
     finally:
@@ -407,6 +415,15 @@ def main() -> None:
         "--profile", action="store_true", help="py-spy on the worker and the gateway: their top costs"
     )
     parser.add_argument("--top", type=int, default=25, help="functions the profile lists")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (each with its own rate limiters and breakers, as issue 14 has it)",
+    )
+    parser.add_argument(
+        "--window", type=int, default=WINDOW, help="batches in flight, for Nudge and the raw loops alike"
+    )
     parser.add_argument("--skip-ceilings", action="store_true", help="measure Nudge only (profiling)")
     args = parser.parse_args()
     console = Console()
@@ -418,10 +435,14 @@ def main() -> None:
     }
     if args.database:
         env["NUDGE_DATABASE_URL"] = args.database
+    if args.workers > 1:
+        env["NUDGE_WORKER_EAGER_ACTIVITIES"] = "false"  # the batches go to every process
     stack = Stack(state_dir=state_dir, ports=Ports.free(), ui=False, env_overrides=env)
     try:
         with console.status("starting a throwaway stack..."):
             stack.start()
+            for _ in range(args.workers - 1):
+                stack.add_worker()
         config = {"latency_ms": args.latency_ms, "latency_distribution": "fixed", "receipt_delay_ms": 1000}
         httpx.post(f"{stack.simulator_url}/_sim/config", json=config, timeout=10).raise_for_status()
         with console.status(f"storing {args.recipients:,} customers..."):
@@ -429,7 +450,14 @@ def main() -> None:
             asyncio.run(_seed(engine, args.recipients))
         profile = RESULTS / f"broadcast-profile-{time.strftime('%H%M%S')}" if args.profile else None
         figures = asyncio.run(
-            run_nudge(stack, args.recipients, console, latency_ms=args.latency_ms, profile=profile)
+            run_nudge(
+                stack,
+                args.recipients,
+                console,
+                latency_ms=args.latency_ms,
+                window=args.window,
+                profile=profile,
+            )
         )
         if profile is not None:
             for name in ("worker", "gateway"):
@@ -438,11 +466,13 @@ def main() -> None:
             console.print(figures)
             return
         with console.status("the raw loops on the same simulator..."):
-            figures |= asyncio.run(ceilings(stack, args.recipients, args.floor_sample))
+            figures |= asyncio.run(ceilings(stack, args.recipients, args.floor_sample, window=args.window))
     finally:
         stack.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
     figures["recipients"] = float(args.recipients)
+    figures["worker_processes"] = float(args.workers)
+    figures["window"] = float(args.window)
     figures["of_durable_ceiling"] = figures["nudge_recipients_per_s"] / figures["durable_ceiling_per_s"]
     figures["times_the_floor"] = figures["nudge_recipients_per_s"] / figures["floor_per_s"]
     report(figures, title=f"A broadcast to {args.recipients:,} recipients", name="broadcast", console=console)

@@ -168,6 +168,14 @@ class Stack:
             self.stop()
             raise
 
+    def add_worker(self) -> str:
+        """Start one more worker process on the same task queues, without metrics (the first
+        has their port); its name. Each process keeps its own rate limiters and breakers; start the
+        stack with ``NUDGE_WORKER_EAGER_ACTIVITIES=false`` for a broadcast's batches to spread."""
+        name = f"worker-{sum(1 for child, _ in self.children if child.startswith('worker')) + 1}"
+        self._spawn(name, self._nudge_command("worker"), NUDGE_WORKER_METRICS_PORT="0")
+        return name
+
     def check_ports_free(self, *parts: str) -> None:
         """Refuse to start when a port the stack needs is taken, naming the port and its part
         (else the child dies and the error names whatever it was waiting for)."""
@@ -220,11 +228,11 @@ class Stack:
     def _nudge_command(name: str) -> list[str]:
         return [sys.executable, "-m", "starter.cli", name]
 
-    def _spawn(self, name: str, cmd: list[str]) -> None:
+    def _spawn(self, name: str, cmd: list[str], **env: str) -> None:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         proc = subprocess.Popen(
-            cmd, env=self.child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, env=self.child_env() | env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.children.append((name, proc))
 
