@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import case, insert, update
 from sqlmodel import col, select
 
+from activities.early_receipts import attach_unmatched
 from activities.providers.base import Submission
-from activities.receipts import attach_unmatched
 from activities.routing import Route
 from nudge.models import MessageStatus
 from nudge.sinks import EventKind

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from activities.early_receipts import attach_unmatched, has_unmatched
 from activities.providers.base import Submission
-from activities.receipts import attach_unmatched, has_unmatched
 from activities.routing import Route
 from nudge.caps import Reservation, full_cap
 from nudge.logging import get_logger

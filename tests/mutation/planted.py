@@ -33,7 +33,7 @@ class Planted:
 PLANTED = (
     Planted(
         "receipt status machine: an equal-rank receipt moves a delivered message (early receipt)",
-        "activities/receipts.py",
+        "activities/early_receipts.py",
         "if received.rank > status.rank:",
         "if received.rank >= status.rank:",
         ("tests/store/test_receipt_ordering.py",),

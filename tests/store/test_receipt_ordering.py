@@ -18,7 +18,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from activities.receipts import Receipt, Receipts, attach_unmatched, has_unmatched
+from activities.early_receipts import attach_unmatched, has_unmatched
+from activities.receipts import Receipt, Receipts
 from nudge.models import MessageStatus
 from nudge.store import Message, MessageStatusChange, session_factory
 

@@ -6,6 +6,8 @@ the rows a chunk rejects are answered with their line and reason and are not imp
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Self
 
@@ -92,13 +94,23 @@ async def open_import(body: ImportOpen, sessions: SessionsDep, settings: Setting
         raise invalid(str(exc), loc=("body", "header")) from exc
 
 
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """An import step's refusals as the answers ``STEP_ERRORS`` declares: 404 for an unknown
+    import, 409 for a step its state refuses (closed, or lines given twice)."""
+    try:
+        yield
+    except UnknownImport as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
+    except (ImportClosed, InvalidImport) as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
+
+
 @router.get("/v1/customer-imports/{import_id}", response_model=CustomerImportPublic, responses=NOT_FOUND)
 async def read_import(import_id: ImportId, sessions: SessionsDep, settings: SettingsDep) -> CustomerImport:
     """The import's state and counts (and, once committed, what the commit did)."""
-    try:
+    with _refusals():
         return await _imports(sessions, settings).read(import_id)
-    except UnknownImport as exc:
-        raise HTTPException(404, detail=str(exc)) from exc
 
 
 @router.post(
@@ -112,12 +124,8 @@ async def stage_rows(
     """Upload a chunk of rows: each is checked (id, phone to E.164 in its country or
     NUDGE_DEFAULT_REGION, time zone, consent) and staged, or rejected with its reason. Nothing is
     imported until the commit."""
-    try:
+    with _refusals():
         staged = await _imports(sessions, settings).stage(import_id, body.lines, body.rows)
-    except UnknownImport as exc:
-        raise HTTPException(404, detail=str(exc)) from exc
-    except (ImportClosed, InvalidImport) as exc:
-        raise HTTPException(409, detail=str(exc)) from exc
     return {"staged": staged.staged, "rejected": [vars(reject) for reject in staged.rejects]}
 
 
@@ -128,12 +136,8 @@ async def commit_import(import_id: ImportId, sessions: SessionsDep, settings: Se
     """Import every staged row in one transaction: create or replace the profiles (the last line
     of an id wins) and record the consent given with them for customers with none on record.
     Committing again answers the same."""
-    try:
+    with _refusals():
         return await _imports(sessions, settings).commit(import_id)
-    except UnknownImport as exc:
-        raise HTTPException(404, detail=str(exc)) from exc
-    except ImportClosed as exc:
-        raise HTTPException(409, detail=str(exc)) from exc
 
 
 @router.post(
@@ -142,9 +146,5 @@ async def commit_import(import_id: ImportId, sessions: SessionsDep, settings: Se
 async def abort_import(import_id: ImportId, sessions: SessionsDep, settings: SettingsDep) -> CustomerImport:
     """Give the import up: its staged rows are deleted and nothing is imported. Idempotent; 409
     once it was committed."""
-    try:
+    with _refusals():
         return await _imports(sessions, settings).abort(import_id)
-    except UnknownImport as exc:
-        raise HTTPException(404, detail=str(exc)) from exc
-    except ImportClosed as exc:
-        raise HTTPException(409, detail=str(exc)) from exc
