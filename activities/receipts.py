@@ -1,5 +1,5 @@
-"""Delivery receipts: the status machine (a message only moves forward), and receipts that arrive
-before their send is recorded ("early" receipts).
+"""Delivery receipts: the status machine (a message only moves forward); the receipts that arrive
+before their send is recorded ("early" receipts) are attached by ``activities/early_receipts.py``.
 
 ``Receipts`` stores every receipt, applies one when it moves the message forward, then signals the
 journey that waits for it; the gateway's webhooks and the worker's receipt sweep both use it. The
@@ -50,7 +50,7 @@ class Stored:
     message_id: str | None = None
     """The message it was matched to; None when kept unmatched."""
     workflow_id: str | None = None
-    """The journey to signal: it applied (or repeats the status the message has: ``redelivered``),
+    """The journey to signal: it applied (or repeats the final status the message has: ``_signals``),
     the send asked for it, and it is not a broadcast's."""
 
 
@@ -105,7 +105,8 @@ class Receipts:
         the requests that arrive meanwhile), in order. Returns whether each was applied.
 
         A request cancelled meanwhile (its client hung up) still ends: its receipts are stored,
-        and the journeys signalled, since the provider's redelivery would find them applied."""
+        and the journeys signalled: the provider, seeing no answer, would send them again, and a
+        journey signalled only then would have waited for nothing meanwhile."""
         if not receipts:
             return []
         return await finish_anyway(self._receive_many(receipts))
@@ -275,12 +276,16 @@ def _log_stored(receipts: Sequence[Receipt], stored: Sequence[Stored]) -> None:
 
 def _signals(receipt: Receipt, message: Matched, moved: bool) -> bool:
     """Does the receipt go to the message's journey: it moved the message, or it repeats the
-    status the message had (the provider sending it again), for a journey that waits?
+    final status the message had (the provider sending it again), for a journey that waits?
 
-    A repeat is signalled again: its first delivery may have been stored but never signalled
-    (Temporal out of reach, answered 500), and a journey takes a status it has as a no-op.
+    A repeated final status is signalled again: its first delivery may have been stored but never
+    signalled (Temporal out of reach, answered 500), and a journey takes a status it has as a
+    no-op. Only a final one: a journey waits for nothing else, and the intermediate statuses a
+    provider repeats in its own words (Twilio's ``queued`` and ``accepted``, both ``submitted``)
+    would each cost the journey a signal.
     """
-    return (moved or receipt.status is MessageStatus(message.status)) and _notified(message)
+    repeated = receipt.status.terminal and receipt.status is MessageStatus(message.status)
+    return (moved or repeated) and _notified(message)
 
 
 def _notified(message: Matched | Message) -> bool:

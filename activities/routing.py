@@ -15,7 +15,6 @@ State is per worker process; each worker paces and guards its own share of the t
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,20 +52,18 @@ class Recipient:
 
     @classmethod
     def of(cls, to: str, *, tier: str | None = None, language: str | None = None) -> Recipient:
-        region, carrier = _place(to)
-        return cls(to=to, region=region, carrier=carrier, tier=tier, language=language)
-
-
-@functools.lru_cache(maxsize=4096)
-def _place(to: str) -> tuple[str | None, str | None]:
-    """A number's region and carrier (None, None when it does not parse). Cached: a broadcast's
-    batch asks twice for each of its numbers (to price the row, then to route it), and parsing
-    was a twentieth of the worker's time per recipient."""
-    try:
-        number = phonenumbers.parse(to, None)
-    except phonenumbers.NumberParseException:
-        return None, None
-    return phonenumbers.region_code_for_number(number), pn_carrier.name_for_number(number, "en") or None
+        try:
+            number = phonenumbers.parse(to, None)
+        except phonenumbers.NumberParseException:
+            return cls(to=to, tier=tier, language=language)
+        region = phonenumbers.region_code_for_number(number)
+        return cls(
+            to=to,
+            region=region,
+            carrier=pn_carrier.name_for_number(number, "en") or None,
+            tier=tier,
+            language=language,
+        )
 
 
 def matches(config: RouteConfig, recipient: Recipient, category: Category) -> bool:

@@ -149,8 +149,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuAccount:
-    """The CPU seconds each part of the stack (and this script) spent within the block: what
-    shared the machine's cores with the worker."""
+    """The CPU seconds each part of the stack (and this script, its children included) spent
+    within the block: what shared the machine's cores with the worker. A part's processes are
+    its own and its main thread's children (the dev server's, a worker's spawned helpers)."""
 
     def __init__(self, stack: Stack) -> None:
         self._parts = {name: proc.pid for name, proc in stack.children} | {"bench": os.getpid()}
@@ -237,7 +238,8 @@ async def run_nudge(
             for name, proc in stack.children:
                 if name in ("worker", "gateway"):
                     recorders.enter_context(Recorder(proc.pid, profile / f"{name}.txt"))
-        with RssSampler(worker.pid) as rss, recorders, CpuAccount(stack) as cpu:
+        # The CPU account closes after py-spy's recorders: their sampling is the bench's own CPU.
+        with CpuAccount(stack) as cpu, RssSampler(worker.pid) as rss, recorders:
             started = time.perf_counter()
             started_at = datetime.now(UTC)
             handle = await client.start_workflow(

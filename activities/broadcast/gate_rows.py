@@ -51,7 +51,7 @@ class GateRows(RowStore):
 
     async def _add(self, session: AsyncSession, rows: list[tuple[Message, list[Link]]]) -> None:
         # Plain inserts of the rows' values, one executemany per table: the ORM's unit of work
-        # (a flush, an identity map to expire at commit) cost more than the rows' writing.
+        # (a flush, and objects tracked in the session) cost more than the rows' writing.
         await session.exec(insert(TABLE), params=[column_values(TABLE, m) for m, _ in rows])
         links = [column_values(LINKS, link) for _, found in rows for link in found]
         if links:

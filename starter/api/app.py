@@ -108,12 +108,15 @@ def create_app(
         # The stream out, only when a sink is configured: it delivers what every process recorded.
         if stream := StreamDispatcher.from_settings(settings, services.sessions):
             stream.start()
-        yield
-        if stream:
-            await stream.aclose()
-        await services.aclose()
-        await shutdown_pools()
-        await engine.dispose()
+        try:
+            yield
+        finally:
+            if stream:
+                await stream.aclose()
+            await services.aclose()
+            # The import pools are the process's (one gateway app a process): stopped with it.
+            await shutdown_pools()
+            await engine.dispose()
 
     app = FastAPI(
         title="Nudge gateway",

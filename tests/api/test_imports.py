@@ -13,13 +13,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from temporalio.testing import WorkflowEnvironment
 
-from nudge.store import Customer, CustomerImport, CustomerImportRow, utcnow
+from nudge.apikeys import Scope
+from nudge.settings import Settings
+from nudge.store import Customer, CustomerImport, CustomerImportRow, session_factory, utcnow
+from starter.api import create_app
 from starter.api.services.imports import _POOLS, ABANDONED_AFTER, Imports, shutdown_pools
+from starter.api.services.keys import ApiKeys
 from starter.csv_customers import customer_record
 from tests.api.conftest import Gateway
+from tests.servers import serve
 
 HEADER = ["id", "name", "phone", "tier"]
 
@@ -253,14 +261,30 @@ async def test_import_stores_what_the_batch_stores(gateway: Gateway, tmp_path: P
         assert shown[0] == shown[1], row[0]
 
 
-async def test_the_checking_processes_end_with_the_gateway(gateway: Gateway) -> None:
-    """The processes that check rows are stopped when the gateway's lifespan ends
-    (``shutdown_pools``): none is left behind as an orphan, and the next import starts anew."""
-    imports = Imports(gateway.sessions, default_region="CN", workers=1)
-    checked = await imports._check(HEADER, [2], [["c-pool", "Ann", "+8613800000000", None]])
-    assert len(checked.staged) == 1
-    processes = [p for pool in _POOLS.values() for p in (pool._processes or {}).values()]
-    assert processes and all(p.is_alive() for p in processes)
-    await shutdown_pools()
+async def test_the_checking_processes_end_with_the_gateway(
+    env: WorkflowEnvironment, engine: AsyncEngine, gateway_settings: Settings
+) -> None:
+    """Rows staged through a gateway checked in processes of their own (``import_workers``): when
+    its lifespan ends they are stopped, none left behind as an orphan, and the next check starts
+    a pool anew."""
+    app = create_app(gateway_settings.model_copy(update={"import_workers": 1}), client=env.client)
+    sessions = session_factory(engine)
+    admin, _ = await ApiKeys(sessions, cache_ttl=timedelta(0)).create("tests", [Scope.ADMIN], by="test")
+    async with (
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=30) as http,
+    ):
+        opened = await http.post("/v1/customer-imports", json={"header": HEADER})
+        rows = {"lines": [2], "rows": [["c-pool", "Ann", "+8613800000000", None]]}
+        staged = await http.post(f"/v1/customer-imports/{opened.json()['id']}/rows", json=rows)
+        assert staged.status_code == 200, staged.text
+        assert staged.json()["staged"] == 1
+        processes = [p for pool in _POOLS.values() for p in (pool._processes or {}).values()]
+        assert processes and all(p.is_alive() for p in processes)
     assert not _POOLS
     assert not any(p.is_alive() for p in processes)
+    checked = await Imports(sessions, default_region="CN", workers=1)._check(
+        HEADER, [2], [["c-pool", "Ann", "+8613800000000", None]]
+    )
+    assert len(checked.staged) == 1
+    await shutdown_pools()

@@ -479,3 +479,30 @@ async def test_a_receipt_that_moves_nothing_and_repeats_nothing_signals_nobody(
     message = await add(sessions, workflow_id="journey:j4", notify_receipt=True, status="delivered")
     assert not await service.receive(**receipt(message_id=message.id, status=S.SENT))
     assert signals.sent == []
+
+
+async def test_only_a_repeated_final_status_for_a_waiting_journey_signals_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A provider's ``queued`` after the send's own ``submitted`` repeats no final status, and a
+    broadcast's message or one sent without ``notify_receipt`` waits for nobody: none signals."""
+    signals = Signals()
+    service = Receipts(client=cast(Client, signals), sessions=sessions)
+    queued = await add(sessions, workflow_id="journey:j5", notify_receipt=True)
+    broadcast = await add(
+        sessions,
+        workflow_id="broadcast:b2",
+        broadcast_id="b2",
+        journey="broadcast",
+        notify_receipt=True,
+        status="delivered",
+    )
+    unasked = await add(sessions, workflow_id="journey:j6", status="delivered")
+    assert await service.receive_many(
+        [
+            Receipt("aliyun", queued.id, None, S.SUBMITTED, None, None, {}),
+            Receipt("aliyun", broadcast.id, None, S.DELIVERED, None, None, {}),
+            Receipt("aliyun", unasked.id, None, S.DELIVERED, None, None, {}),
+        ]
+    ) == [False, False, False]
+    assert signals.sent == []

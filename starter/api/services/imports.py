@@ -68,7 +68,9 @@ class Staged:
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
-"""The processes that check rows, by size: started at the first import, kept for the next ones."""
+"""The processes that check rows, by size: started at the first import, kept for the next ones
+until the gateway's lifespan ends (``shutdown_pools``). One set per process, as a process serves
+one gateway app."""
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

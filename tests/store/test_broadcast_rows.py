@@ -1,0 +1,59 @@
+"""A broadcast batch's new rows, stored in one plain insert: a retried batch whose rows an earlier
+attempt stored in part keeps those (reported ``lost``, to be read again) and stores the rest with
+their links, one row per (broadcast, customer) and no link twice."""
+
+from __future__ import annotations
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+
+from activities.broadcast.rows import BatchRows
+from nudge.broadcasts import broadcast_idempotency_key
+from nudge.store import Link, Message, session_factory
+
+
+def composed(customer_id: str) -> tuple[Message, list[Link]]:
+    """A row as an attempt composes it: a fresh id and link code each time."""
+    message = Message(
+        idempotency_key=broadcast_idempotency_key("b-rows", customer_id),
+        workflow_id="broadcast:b-rows",
+        journey="broadcast",
+        step="b-rows",
+        customer_id=customer_id,
+        template="welcome_back",
+        category="marketing",
+        to="+8613800000000",
+        body="hi",
+        params={"start_url": "https://s.example/x"},
+        broadcast_id="b-rows",
+        broadcast_pass=0,
+    )
+    return message, [Link(message_id=message.id, target_url="https://shop.example/new")]
+
+
+async def test_a_retry_keeps_the_rows_stored_before_and_stores_the_rest(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    rows = BatchRows(sessions)
+    first = [composed(c) for c in ("c1", "c2")]
+    assert await rows.insert(first) == ([m for m, _ in first], [])
+    retry = [composed(c) for c in ("c1", "c2", "c3", "c4")]
+    stored, lost = await rows.insert(retry)
+    assert sorted(m.customer_id for m in stored) == ["c3", "c4"]
+    assert sorted(lost) == ["c1", "c2"]
+    async with sessions() as session:
+        messages = (await session.exec(select(Message.customer_id, Message.id, Message.params))).all()
+        links = (await session.exec(select(Link.message_id))).all()
+        count = (await session.exec(select(func.count()).select_from(Link))).one()
+    ids = {customer: message_id for customer, message_id, _ in messages}
+    assert sorted(ids) == ["c1", "c2", "c3", "c4"]
+    # c1 and c2 keep the first attempt's rows; every row has its one link, and no other.
+    assert ids["c1"] == first[0][0].id and ids["c2"] == first[1][0].id
+    assert sorted(links) == sorted(ids.values()) and count == 4
+    assert all(params == {"start_url": "https://s.example/x"} for _, _, params in messages)
+    async with sessions() as session:
+        row = await session.get(Message, ids["c3"])
+        assert row is not None and row.created_at.tzinfo is not None and row.status == "pending"
+        assert (
+            await session.exec(select(col(Message.broadcast_pass)).where(Message.id == ids["c4"]))
+        ).one() == 0
