@@ -41,14 +41,12 @@ from rich.console import Console
 from sqlalchemy import Column, MetaData, String, Table, insert, select
 from sqlalchemy import func as sql_func
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from activities.providers.aliyun import AliyunProvider
 from activities.providers.base import OutboundSms
 from bench.journeys import report
 from bench.pyspy import Recorder, print_costs, top_costs
 from nudge.broadcasts import BroadcastSpec, broadcast_workflow_id
-from nudge.contracts import SA_BROADCAST
 from nudge.routes import DEV_ALIYUN_KEYS
 from nudge.store import Consent, ConsentEvent, Customer, Message, create_engine, init_db
 from nudge.store.audiences import Audience, AudienceMember
@@ -242,13 +240,7 @@ async def run_nudge(
         with CpuAccount(stack) as cpu, RssSampler(worker.pid) as rss, recorders:
             started = time.perf_counter()
             started_at = datetime.now(UTC)
-            handle = await client.start_workflow(
-                "Broadcast",
-                spec,
-                id=broadcast_workflow_id(broadcast_id),
-                task_queue=settings.task_queue,
-                search_attributes=TypedSearchAttributes([SearchAttributePair(SA_BROADCAST, broadcast_id)]),
-            )
+            handle = client.get_workflow_handle(await stack.start_broadcast(spec))
             with console.status("broadcasting...") as status:
                 while True:
                     stats = await carrier_stats(http, stack.simulator_url)

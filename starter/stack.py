@@ -21,6 +21,7 @@ from typing import IO
 import httpx
 
 from nudge.binaries import find_binary
+from nudge.broadcasts import BroadcastSpec
 from nudge.codec import new_key
 from nudge.contracts import SEARCH_ATTRIBUTES
 from nudge.errors import NudgeError
@@ -167,6 +168,18 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    async def start_broadcast(self, spec: BroadcastSpec) -> str:
+        """Start ``spec`` through the gateway's ``POST /v1/broadcasts``, as ``nudge broadcast
+        start`` does (the gate's checks of audience, template and route included); its workflow id."""
+        async with httpx.AsyncClient(
+            base_url=self.gateway_url, headers=self.gateway_headers, timeout=30
+        ) as http:
+            response = await http.post("/v1/broadcasts", json=spec.model_dump(mode="json"))
+        if response.status_code != 201:
+            raise StackError(f"the gateway refused the broadcast ({response.status_code}): {response.text}")
+        workflow_id: str = response.json()["workflow_id"]
+        return workflow_id
 
     def add_worker(self) -> str:
         """Start one more worker process on the same task queues, without metrics (the first

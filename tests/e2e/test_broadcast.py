@@ -18,10 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import insert
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from nudge.broadcasts import BroadcastSpec, Outcome, Progress, broadcast_workflow_id
-from nudge.contracts import SA_BROADCAST
+from nudge.broadcasts import BroadcastSpec, Outcome, Progress
 from nudge.phone import phone_hash
 from nudge.store import Suppression, create_engine
 from nudge.store.audiences import Audience, AudienceMember
@@ -126,14 +124,8 @@ async def test_a_broadcast_survives_two_worker_kills_with_exactly_one_message_pe
             params={"name": "friend", "start_url": "https://shop.example/new"},
             rate=300,
         )
-        handle = await client.start_workflow(
-            "Broadcast",
-            spec,
-            id=broadcast_workflow_id(tag),
-            task_queue=settings.task_queue,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(SA_BROADCAST, tag)]),
-            result_type=Progress,
-        )
+        workflow_id = await stack.start_broadcast(spec)
+        handle = client.get_workflow_handle(workflow_id, result_type=Progress)
         async with httpx.AsyncClient(base_url=stack.simulator_url, timeout=30) as sim:
             for mark in (1000, 3000):
                 await wait_until(lambda mark=mark: _at_least(sim, mark), timeout=180)
