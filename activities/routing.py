@@ -34,6 +34,7 @@ from activities.providers.twilio import TwilioProvider
 from nudge.errors import NudgeError
 from nudge.logging import get_logger
 from nudge.models import Category
+from nudge.phone import parse_number
 from nudge.routes import RouteConfig
 from nudge.templates import Template
 
@@ -52,9 +53,8 @@ class Recipient:
 
     @classmethod
     def of(cls, to: str, *, tier: str | None = None, language: str | None = None) -> Recipient:
-        try:
-            number = phonenumbers.parse(to, None)
-        except phonenumbers.NumberParseException:
+        number = parse_number(to)
+        if number is None:
             return cls(to=to, tier=tier, language=language)
         region = phonenumbers.region_code_for_number(number)
         return cls(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import phonenumbers
 
@@ -18,6 +21,40 @@ _DIGITS = re.compile(
 run joined to letters or digits by ``-``, ``_`` or ``.`` (a run id's last group,
 ``o-20261201123456``, ``cust-0001234567``). After ``/`` or ``:`` it is masked: a customer id that is
 a phone number shows in paths and workflow ids (``journey:cart_abandonment:13800138000:k1``)."""
+
+
+_PARSED: ContextVar[dict[str, phonenumbers.PhoneNumber | None] | None] = ContextVar(
+    "nudge_parsed_numbers", default=None
+)
+
+
+def parse_number(to: str) -> phonenumbers.PhoneNumber | None:
+    """``to`` (E.164) parsed, or None when it is no number at all. Inside ``parsing_once()``,
+    each number is parsed only the first time (the caller must not change what it gets)."""
+    memo = _PARSED.get()
+    if memo is not None and to in memo:
+        return memo[to]
+    try:
+        number: phonenumbers.PhoneNumber | None = phonenumbers.parse(to, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if memo is not None:
+        memo[to] = number
+    return number
+
+
+@contextmanager
+def parsing_once() -> Iterator[None]:
+    """Within this block (and the tasks it starts), ``parse_number`` parses each number once.
+
+    A broadcast's batch routes, times and dispatches each of its numbers: parsing one costs about
+    50 µs, so three parses were a sixth of a recipient's CPU. The numbers are kept for the block
+    only (one batch), never for the worker's life."""
+    token = _PARSED.set({})
+    try:
+        yield
+    finally:
+        _PARSED.reset(token)
 
 
 def to_e164(raw: str, *, default_region: str = "CN") -> str:

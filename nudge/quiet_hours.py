@@ -16,6 +16,8 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 from pydantic import BaseModel, ConfigDict
 
+from nudge.phone import parse_number
+
 
 class Window(BaseModel):
     """Marketing may go out from ``start`` (inclusive) to ``end`` (exclusive), local time."""
@@ -82,10 +84,7 @@ def next_allowed(
 ) -> datetime | None:
     """None when a marketing message to ``to`` may go out at ``now``; else the earliest moment
     (to the minute) when it may, in every zone the recipient may be in."""
-    try:
-        number: phonenumbers.PhoneNumber | None = phonenumbers.parse(to, None)
-    except phonenumbers.NumberParseException:
-        number = None  # the provider will refuse it; judge it by the default window, in UTC
+    number = parse_number(to)  # None: the provider will refuse it; judged by the default window, in UTC
     code = str(number.country_code) if number is not None else "*"
     window = windows.get(code) or windows.get("*") or Window()
     zones = _zones(number, window, profile_zone) if number is not None else [ZoneInfo("UTC")]
@@ -113,9 +112,8 @@ def recipient_zone(to: str, *, profile_zone: str | None = None) -> ZoneInfo:
     number's first zone, else UTC (what ``--local-time`` delivers by)."""
     if profile_zone and _known_zone(profile_zone):
         return ZoneInfo(profile_zone)
-    try:
-        number = phonenumbers.parse(to, None)
-    except phonenumbers.NumberParseException:
+    number = parse_number(to)
+    if number is None:
         return ZoneInfo("UTC")
     for name in pn_timezone.time_zones_for_number(number):
         if name != "Etc/Unknown" and _known_zone(name):

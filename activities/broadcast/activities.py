@@ -45,6 +45,7 @@ from nudge.caps import CAPPED, DEFAULT_CAPS
 from nudge.contracts import error_type
 from nudge.logging import get_logger
 from nudge.models import FrequencyCap, MessageStatus
+from nudge.phone import parsing_once
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
 from nudge.sinks import StreamSink
 from nudge.store import Message, read_sessions, utcnow
@@ -160,7 +161,8 @@ class BroadcastActivities:
             members = await self._stamped(request)
         if not members:
             return BatchReport()
-        return await self._sender.send(request, members)
+        with parsing_once():  # each number is routed, timed and dispatched: parsed once
+            return await self._sender.send(request, members)
 
     async def _stamped(self, request: BatchRequest) -> list[str]:
         """The customers of a later pass's batch: the rows stamped with it, in its range."""

@@ -53,18 +53,36 @@ class RowStore:
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
 
 
+GROUPED_UPDATES = 4
+"""At most this many distinct sets of values: one ``UPDATE ... WHERE id IN`` each, else one
+executemany. A batch's rows mostly share theirs (a route, a signature, an Aliyun batch's BizId),
+and a statement per set costs far less than one parameter set per row."""
+
+
 async def update_each(
     session: AsyncSession, rows: Sequence[Mapping[str, Any]], *where: ColumnElement[bool], **every: Any
 ) -> None:
-    """Update many message rows in one statement (an executemany: one prepared statement).
+    """Update many message rows in a few statements.
 
     Args:
         session: the transaction it runs in.
-        rows: each row's ``id`` and its own new values, by column (the same columns for all).
+        rows: each row's ``id`` and its own new values (scalars), by column (the same columns
+            for all).
         where: what a row must be to change, besides its id (``PENDING``).
         every: the values every row gets.
     """
     own = [column for column in rows[0] if column != "id"]
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for row in rows:
+        key = tuple(row[column] for column in own)
+        groups.setdefault(key, []).append(row["id"])
+        if len(groups) > GROUPED_UPDATES:
+            break
+    else:
+        for key, ids in groups.items():
+            values = dict(zip(own, key, strict=True))
+            await session.exec(update(TABLE).where(TABLE.c.id.in_(ids), *where).values(**values, **every))
+        return
     # The parameters are named apart from the columns: SQLAlchemy keeps a column's own name
     # for the SET clause's automatic parameters.
     statement = (
@@ -78,5 +96,9 @@ async def update_each(
 
 
 def column_values(table: Table, row: SQLModel) -> dict[str, Any]:
-    """A model's values by column, for a plain ``insert`` (its defaults were set when it was made)."""
-    return {column.key: getattr(row, column.key) for column in table.columns}
+    """A model's values by column, for a plain ``insert`` (its defaults were set when it was made).
+
+    Read from the instance's dict where they are (a row just built has them all), which is a
+    tenth of the cost of the instrumented attributes."""
+    state = row.__dict__
+    return {key: state[key] if key in state else getattr(row, key) for key in (c.key for c in table.columns)}

@@ -21,7 +21,7 @@ One module per concern, by what reads and writes the tables; import from here:
 
 from nudge.store.analytics import Assignment, Conversion, Experiment
 from nudge.store.audiences import Audience, AudienceBase, AudienceMember
-from nudge.store.columns import UTCDateTime, utcnow
+from nudge.store.columns import RowBuilder, UTCDateTime, utcnow
 from nudge.store.consent import Consent, ConsentBase, ConsentEvent, ConsentIn, consent_key
 from nudge.store.customers import Customer, CustomerBase, CustomerCreate, CustomerPublic
 from nudge.store.engine import create_engine, init_db, read_sessions, session_factory
@@ -83,6 +83,7 @@ __all__ = [
     "SmsTemplate",
     "StreamEvent",
     "Suppression",
+    "RowBuilder",
     "UTCDateTime",
     "consent_key",
     "create_engine",

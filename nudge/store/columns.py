@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, DateTime, TypeDecorator
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
+
+M = TypeVar("M", bound=SQLModel)
 
 
 def utcnow() -> datetime:
@@ -39,3 +41,39 @@ def timestamp(**column: Any) -> Any:
 def optional_timestamp() -> Any:
     """A nullable timestamp with no default (when something happened, if it has)."""
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class RowBuilder(Generic[M]):
+    """Builds new (transient) rows of one table as SQLAlchemy's loader builds fetched ones: the
+    values go straight into the instance's dict, with the model's defaults for those not given.
+
+    A table model's own constructor sets each field through SQLAlchemy's instrumentation and
+    pydantic's ``__setattr__`` (about 60 µs a message row), which cost more than everything else
+    in a broadcast's batch. The row it builds is the same: ``session.add`` inserts it, and an
+    assignment to it afterwards is tracked as usual. No validation runs, as with the constructor
+    of a table model."""
+
+    def __init__(self, model: type[M]) -> None:
+        self._model = model
+        self._manager = model._sa_class_manager  # type: ignore[attr-defined]
+        self._factories: dict[str, Any] = {}
+        self._defaults: dict[str, Any] = {}
+        self._fields = frozenset(model.model_fields)
+        for name, field in model.model_fields.items():
+            if field.default_factory is not None:
+                self._factories[name] = field.default_factory
+            elif not field.is_required():
+                self._defaults[name] = field.default
+
+    def __call__(self, **values: Any) -> M:
+        row: M = self._manager.new_instance()
+        given = set(values)
+        if not given <= self._fields:
+            raise TypeError(f"{self._model.__name__} has no field {sorted(given - self._fields)[0]!r}")
+        state = self._defaults | values
+        for name, factory in self._factories.items():
+            if name not in given:
+                state[name] = factory()
+        row.__dict__.update(state)
+        object.__setattr__(row, "__pydantic_fields_set__", given)
+        return row

@@ -1,14 +1,18 @@
 """A broadcast batch's new rows, stored in one plain insert: a retried batch whose rows an earlier
 attempt stored in part keeps those (reported ``lost``, to be read again) and stores the rest with
-their links, one row per (broadcast, customer) and no link twice."""
+their links, one row per (broadcast, customer) and no link twice. And the batch's updates of many
+rows at once: each row gets its own values."""
 
 from __future__ import annotations
 
-from sqlalchemy import func
+from typing import Any
+
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from activities.broadcast.rows import BatchRows
+from activities.broadcast.table import GROUPED_UPDATES, PENDING, TABLE, update_each
 from nudge.broadcasts import broadcast_idempotency_key
 from nudge.store import Link, Message, session_factory
 
@@ -57,3 +61,59 @@ async def test_a_retry_keeps_the_rows_stored_before_and_stores_the_rest(engine: 
         assert (
             await session.exec(select(col(Message.broadcast_pass)).where(Message.id == ids["c4"]))
         ).one() == 0
+
+
+async def stored_rows(sessions: Any, count: int) -> list[str]:
+    """``count`` pending rows ``c0``...; their ids."""
+    rows = [composed(f"c{i}")[0] for i in range(count)]
+    await BatchRows(sessions).insert([(m, []) for m in rows])
+    return [m.id for m in rows]
+
+
+async def block(sessions: Any, message_id: str) -> None:
+    async with sessions() as session:
+        await session.exec(update(TABLE).where(TABLE.c.id == message_id).values(status="blocked"))
+        await session.commit()
+
+
+async def columns(sessions: Any) -> dict[str, tuple[str | None, str | None, str]]:
+    """Each row's (route, batch_ref, status), by id."""
+    async with sessions() as session:
+        found = await session.exec(select(Message.id, Message.route, Message.batch_ref, Message.status))
+        return {i: (route, ref, status) for i, route, ref, status in found.all()}
+
+
+async def test_rows_that_share_their_values_each_get_their_own(engine: AsyncEngine) -> None:
+    """A few sets of values: one statement each, and each row gets its set, not its neighbour's;
+    a row that is no longer pending keeps what it has."""
+    sessions = session_factory(engine)
+    ids = await stored_rows(sessions, 5)
+    await block(sessions, ids[4])
+    refs = ["a", "b", "a", "c", "a"]
+    async with sessions() as session:
+        await update_each(
+            session,
+            [{"id": i, "route": f"r-{ref}", "batch_ref": ref} for i, ref in zip(ids, refs, strict=True)],
+            PENDING,
+            status="submitted",
+        )
+        await session.commit()
+    found = await columns(sessions)
+    assert [found[i] for i in ids[:4]] == [(f"r-{ref}", ref, "submitted") for ref in refs[:4]]
+    assert found[ids[4]] == (None, None, "blocked")
+
+
+async def test_rows_with_many_sets_of_values_each_get_their_own(engine: AsyncEngine) -> None:
+    """More sets than ``GROUPED_UPDATES``: one executemany, still each row its own values, and
+    still none for a row that is no longer pending."""
+    sessions = session_factory(engine)
+    ids = await stored_rows(sessions, GROUPED_UPDATES + 3)
+    await block(sessions, ids[-1])
+    async with sessions() as session:
+        await update_each(
+            session, [{"id": i, "route": f"r{n}", "batch_ref": f"ref{n}"} for n, i in enumerate(ids)], PENDING
+        )
+        await session.commit()
+    found = await columns(sessions)
+    assert [found[i] for i in ids[:-1]] == [(f"r{n}", f"ref{n}", "pending") for n in range(len(ids) - 1)]
+    assert found[ids[-1]] == (None, None, "blocked")

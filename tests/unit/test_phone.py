@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import phonenumbers
 import pytest
 
 from nudge.errors import InvalidPhoneNumber
-from nudge.phone import mask, mask_in_text, phone_hash, to_e164
+from nudge.phone import mask, mask_in_text, parse_number, parsing_once, phone_hash, to_e164
 
 
 @pytest.mark.parametrize(
@@ -151,3 +152,65 @@ def test_mask_in_text_still_masks_numbers_in_sentences(text: str, masked: str) -
     """A number ending a sentence, after a colon, in a comma list, in a path or in a workflow id (a
     customer whose id is their number) is still masked."""
     assert mask_in_text(text) == masked
+
+
+class CountedParse:
+    """``phonenumbers.parse``, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._parse = phonenumbers.parse
+
+    def __call__(self, *args: object, **kwargs: object) -> phonenumbers.PhoneNumber:
+        self.calls += 1
+        return self._parse(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> CountedParse:
+    counter = CountedParse()
+    monkeypatch.setattr(phonenumbers, "parse", counter)
+    return counter
+
+
+def test_a_number_is_parsed_every_time_outside_a_block(counted: CountedParse) -> None:
+    for _ in range(3):
+        number = parse_number("+8613800138000")
+        assert number is not None and (number.country_code, number.national_number) == (86, 13800138000)
+    assert counted.calls == 3
+    assert parse_number("not a number") is None
+
+
+async def test_inside_a_block_each_number_is_parsed_once_by_every_task(counted: CountedParse) -> None:
+    """The tasks a batch starts share its numbers; what was not a number stays None; the numbers
+    are gone after the block."""
+    with parsing_once():
+
+        async def route_and_time(to: str) -> tuple[int | None, int | None]:
+            first, second = parse_number(to), parse_number(to)
+            return (first.country_code if first else None, second.country_code if second else None)
+
+        found = await asyncio.gather(
+            *(route_and_time(to) for to in ("+8613800138000", "+16502530000", "x") * 3)
+        )
+        assert found == [(86, 86), (1, 1), (None, None)] * 3
+        assert counted.calls == 3
+    parse_number("+8613800138000")
+    assert counted.calls == 4
+
+
+async def test_blocks_apart_do_not_share_their_numbers(counted: CountedParse) -> None:
+    """Two batches at once: each parses its own (a block is its task's, not the worker's)."""
+    entered = asyncio.Event()
+
+    async def batch(to: str, wait: bool) -> None:
+        with parsing_once():
+            parse_number(to)
+            if wait:
+                entered.set()
+            else:
+                await entered.wait()
+            parse_number(to)
+
+    await asyncio.gather(batch("+8613800138000", True), batch("+8613800138000", False))
+    assert counted.calls == 2
