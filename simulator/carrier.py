@@ -8,7 +8,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -22,6 +22,7 @@ from nudge.phone import mask
 from simulator.config import Fault, SimConfig
 from simulator.ledger import LedgerEntry, now
 from simulator.numbers import e164, same_number
+from simulator.receipt_batch import ReceiptBatches
 
 log = get_logger("simulator")
 HANDSET_BROWSER = (
@@ -45,11 +46,14 @@ class Callback:
     url: str
     content: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    items: list[Any] | None = None
+    """A JSON array's items (a receipt that may share its POST with others)."""
 
     @classmethod
     def json(cls, url: str, payload: Any) -> Callback:
         body = json.dumps(payload, ensure_ascii=False).encode()
-        return cls(url, body, {"content-type": "application/json; charset=utf-8"})
+        items = payload if isinstance(payload, list) else None
+        return cls(url, body, {"content-type": "application/json; charset=utf-8"}, items)
 
     @classmethod
     def form(cls, url: str, pairs: list[tuple[str, str]], headers: dict[str, str] | None = None) -> Callback:
@@ -99,6 +103,10 @@ class Carrier:
         # broadcast's receipts are in flight, and the posts at once are bounded for the same reason.
         self._client = httpx.AsyncClient(transport=AiohttpTransport(), timeout=10, trust_env=False)
         self._posting = asyncio.Semaphore(CALLBACK_CONCURRENCY)
+        self._arrays = ReceiptBatches(
+            send=lambda entries, url, items: self._deliver(entries, Callback.json(url, items)),
+            spawn=self.spawn,
+        )
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -256,14 +264,18 @@ class Carrier:
             callbacks.append(callbacks[-1])
         if reverse:
             callbacks.reverse()
+        batch = self.config.receipt_batch
         for callback in callbacks:
-            if delay:
-                await self._deliver(entry, callback)
-            elif not await self._attempt(entry, callback):
+            if delay and batch > 1 and callback.items is not None:
+                linger_s = self.config.receipt_batch_linger_ms / 1000
+                await self._arrays.post(entry, callback.url, callback.items, size=batch, linger_s=linger_s)
+            elif delay:
+                await self._deliver([entry], callback)
+            elif not await self._attempt([entry], callback):
                 # Answering the send must not wait for the receiver's retries.
-                self.spawn(self._deliver(entry, callback, attempt=1))
+                self.spawn(self._deliver([entry], callback, attempt=1))
 
-    async def _attempt(self, entry: LedgerEntry | None, callback: Callback) -> bool:
+    async def _attempt(self, entries: Sequence[LedgerEntry], callback: Callback) -> bool:
         try:
             async with self._posting:
                 response = await self._client.post(
@@ -273,13 +285,13 @@ class Carrier:
             log.warning("callback_failed", url=callback.url, error=str(exc))
             return False
         if response.is_success:
-            if entry is not None:
+            for entry in entries:
                 entry.receipts_posted += 1
             return True
         log.warning("callback_refused", url=callback.url, status=response.status_code)
         return False
 
-    async def _deliver(self, entry: LedgerEntry, callback: Callback, *, attempt: int = 0) -> None:
+    async def _deliver(self, entries: Sequence[LedgerEntry], callback: Callback, *, attempt: int = 0) -> None:
         """Post until the receiver takes it, backing off, for ``receipt_retry_s`` (providers redeliver
         a receipt the customer's server did not take)."""
         deadline = asyncio.get_running_loop().time() + self.config.receipt_retry_s
@@ -289,12 +301,12 @@ class Carrier:
                 if asyncio.get_running_loop().time() + wait > deadline:
                     break
                 await asyncio.sleep(wait)
-            if await self._attempt(entry, callback):
+            if await self._attempt(entries, callback):
                 if attempt:
-                    log.info("receipt_redelivered", message_id=entry.id, attempts=attempt + 1)
+                    log.info("receipt_redelivered", message_ids=_ids(entries), attempts=attempt + 1)
                 return
             attempt += 1
-        log.warning("receipt_undeliverable", message_id=entry.id, attempts=attempt)
+        log.warning("receipt_undeliverable", message_ids=_ids(entries), attempts=attempt)
 
     async def post_once(self, callback: Callback) -> int:
         """POST a reply once; the receiver's HTTP status (httpx errors propagate)."""
@@ -334,3 +346,9 @@ def get_carrier(request: Request) -> Carrier:
 
 
 CarrierDep = Annotated[Carrier, Depends(get_carrier)]
+
+
+def _ids(entries: Sequence[LedgerEntry]) -> str:
+    """The messages of a callback, for its log line (an array's first few)."""
+    shown = ",".join(e.id for e in entries[:3])
+    return shown + (f",+{len(entries) - 3}" if len(entries) > 3 else "")

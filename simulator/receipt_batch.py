@@ -1,0 +1,70 @@
+"""Receipts pushed in arrays, as Aliyun's and Tencent's HTTP push sends them: the receipts bound for
+one URL within a short while go out together, up to a size, in one POST.
+
+One receipt per request is what the simulator posts by default (and what tests of redelivery and
+ordering rely on); ``receipt_batch`` > 1 turns this on for the providers whose receipts are JSON
+arrays (SmsReport, Tencent's status callback). Twilio's are one form post per message, always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.ledger import LedgerEntry
+
+Send = Callable[[list[LedgerEntry], str, list[Any]], Awaitable[None]]
+"""Deliver one array (``entries``, ``url``, ``items``) until taken or given up."""
+
+
+@dataclass(slots=True)
+class _Open:
+    """An array still taking items, and the future its senders wait on."""
+
+    done: asyncio.Future[None]
+    entries: list[LedgerEntry] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+
+
+class ReceiptBatches:
+    """Arrays of receipts per URL, each sent when full or when its first item has waited
+    ``linger_s``."""
+
+    def __init__(self, *, send: Send, spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+        self._send = send
+        self._spawn = spawn
+        self._open: dict[str, _Open] = {}
+
+    async def post(
+        self, entry: LedgerEntry, url: str, items: list[Any], *, size: int, linger_s: float
+    ) -> None:
+        """Add ``entry``'s items to the URL's open array (sent at ``size`` items, or ``linger_s``
+        after its first); returns once that array was delivered or given up on, so that what
+        follows a receipt (a click) still comes after it."""
+        batch = self._open.get(url)
+        if batch is None:
+            batch = self._open[url] = _Open(asyncio.get_running_loop().create_future())
+            self._spawn(self._linger(url, batch, linger_s))
+        batch.entries.append(entry)
+        batch.items.extend(items)
+        if len(batch.items) >= size:
+            self._close(url, batch)
+        await asyncio.shield(batch.done)
+
+    async def _linger(self, url: str, batch: _Open, linger_s: float) -> None:
+        await asyncio.sleep(linger_s)
+        if self._open.get(url) is batch:
+            self._close(url, batch)
+
+    def _close(self, url: str, batch: _Open) -> None:
+        del self._open[url]
+        self._spawn(self._deliver(url, batch))
+
+    async def _deliver(self, url: str, batch: _Open) -> None:
+        try:
+            await self._send(batch.entries, url, batch.items)
+        finally:
+            if not batch.done.done():
+                batch.done.set_result(None)
