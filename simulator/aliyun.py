@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from nudge.errors import TemplateError
 from nudge.templates import Template
 from simulator.aliyun_auth import AliyunError, Call, authenticate, missing, request_id
-from simulator.carrier import Callback, Carrier, CarrierDep
+from simulator.callbacks import Callback
+from simulator.carrier import Carrier, CarrierDep
 from simulator.config import SimConfig
 from simulator.ledger import CHINA_TIME, LedgerEntry, china_time, new_id, now
 from simulator.numbers import mainland_national

@@ -4,64 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import httpx
 from fastapi import Depends, Request
 from httpx_aiohttp import AiohttpTransport
 
 from nudge.logging import get_logger
-from nudge.phone import mask
+from simulator.callbacks import Callback, ReceiptBatches
 from simulator.config import Fault, SimConfig
+from simulator.customer import click_rate, follow_links
 from simulator.ledger import LedgerEntry, now
 from simulator.numbers import e164, same_number
-from simulator.receipt_batch import ReceiptBatches
 
 log = get_logger("simulator")
-HANDSET_BROWSER = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/18.1 Mobile/15E148 Safari/604.1"
-)
-"""The simulated customer's browser (a person's user agent: the gateway does not count a bot's click)."""
-_LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_\-]+")
 RETRY_BASE_S = 0.2
 RETRY_MAX_S = 5.0
 """Redelivery backs off from 0.2 s, doubling, to every 5 s, for ``receipt_retry_s`` in all."""
-CLICK_TIMEOUT_S = 30.0
 CALLBACK_CONCURRENCY = 32
 """Callbacks (receipts, replies) posted at once, at most; the rest wait their turn."""
-
-
-@dataclass(frozen=True, slots=True)
-class Callback:
-    """One HTTP POST the carrier makes to the sender: a receipt or a reply."""
-
-    url: str
-    content: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    items: list[Any] | None = None
-    """A JSON array's items (a receipt that may share its POST with others)."""
-
-    @classmethod
-    def json(cls, url: str, payload: Any) -> Callback:
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        items = payload if isinstance(payload, list) else None
-        return cls(url, body, {"content-type": "application/json; charset=utf-8"}, items)
-
-    @classmethod
-    def form(cls, url: str, pairs: list[tuple[str, str]], headers: dict[str, str] | None = None) -> Callback:
-        return cls(
-            url,
-            urlencode(pairs).encode(),
-            {"content-type": "application/x-www-form-urlencoded", **(headers or {})},
-        )
 
 
 ReceiptBuilder = Callable[[LedgerEntry, SimConfig], list[Callback]]
@@ -228,10 +193,7 @@ class Carrier:
 
     def click_rate(self, entry: LedgerEntry) -> float:
         """How likely the simulated customer is to click this message's links."""
-        for text, rate in self.config.click_rates_by_text.items():
-            if text in entry.body:
-                return rate
-        return self.config.click_rate
+        return click_rate(self.config, entry.body)
 
     # ----- receipts and replies -----------------------------------------------------------------
 
@@ -324,20 +286,7 @@ class Carrier:
             await asyncio.wait_for(receipted.wait(), timeout=bound)
         self._receipted.pop(entry.id, None)
         await asyncio.sleep(self.config.click_delay_ms / 1000)
-        for url in _LINK.findall(entry.body):
-            try:
-                # A person's browser waits half a minute for a slow page, not the callbacks' 10 s.
-                response = await self._client.get(
-                    url,
-                    follow_redirects=False,
-                    headers={"user-agent": HANDSET_BROWSER},
-                    timeout=CLICK_TIMEOUT_S,
-                )
-                if response.status_code in (301, 302, 303, 307):
-                    entry.clicked.append(url)
-                    log.info("link_clicked", message_id=entry.id, to=mask(entry.to))
-            except httpx.HTTPError as exc:
-                log.warning("click_failed", message_id=entry.id, error=str(exc))
+        await follow_links(self._client, entry)
 
 
 def get_carrier(request: Request) -> Carrier:

@@ -13,7 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from nudge.segments import count_segments
-from simulator.carrier import Callback, CarrierDep
+from simulator.callbacks import Callback
+from simulator.carrier import CarrierDep
 from simulator.config import SimConfig
 from simulator.ledger import LedgerEntry, new_id, now
 

@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse
 from nudge.segments import count_segments
 from nudge.signing import parse_tc3_authorization, tencent_tc3_signature
 from nudge.templates import Template
-from simulator.carrier import Callback, Carrier, CarrierDep
+from simulator.callbacks import Callback
+from simulator.carrier import Carrier, CarrierDep
 from simulator.codes import TENCENT_MESSAGES, CarrierError, tencent_per_number
 from simulator.config import Fault, SimConfig, TencentAccount
 from simulator.ledger import LedgerEntry, china_time, new_id, now

@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse
 
 from nudge.segments import count_segments
 from nudge.signing import twilio_signature
-from simulator.carrier import Callback, Carrier, CarrierDep
+from simulator.callbacks import Callback
+from simulator.carrier import Carrier, CarrierDep
 from simulator.codes import TWILIO_MESSAGES, CarrierError, twilio_http_status
 from simulator.config import SimConfig, TwilioAccount
 from simulator.ledger import LedgerEntry, new_id, now

@@ -47,8 +47,8 @@ from nudge.logging import get_logger
 from nudge.models import FrequencyCap, MessageStatus
 from nudge.phone import parsing_once
 from nudge.quiet_hours import DEFAULT_WINDOWS, Window
-from nudge.sinks import StreamSink
-from nudge.store import Message, read_sessions, utcnow
+from nudge.sinks import EventKind, StreamSink
+from nudge.store import Message, publish, read_sessions, utcnow
 
 from .batch import BatchSender
 from .dispatch import BatchDispatcher
@@ -56,6 +56,8 @@ from .gate import EXPIRED
 from .rows import TABLE, BatchRows
 
 log = get_logger(__name__)
+EXPIRE_CHUNK = 1000
+"""Waiting rows expired (and published) per transaction."""
 
 
 class BroadcastActivities:
@@ -77,6 +79,7 @@ class BroadcastActivities:
     ) -> None:
         pauses = pauses or PauseCache(sessions)
         self._sessions = sessions
+        self._sinks = sinks
         self._reads = read_sessions(sessions)
         self._clock = clock
         self._audiences = audiences or Audiences(sessions)
@@ -186,19 +189,32 @@ class BroadcastActivities:
             TABLE.c.defer_until.is_not(None),
         )
         capped = TABLE.c.reason.like(f"{DEFERRED}{CAPPED}%")
-        async with self._sessions() as session:
-            rows = await session.exec(select(capped, func.count()).where(waiting).group_by(capped))
-            counts = {(Outcome.CAPPED if is_capped else Outcome.DEFERRED): n for is_capped, n in rows.all()}
-            await session.exec(
-                update(TABLE)
-                .where(waiting)
-                .values(
-                    status=MessageStatus.BLOCKED.value,
-                    reason=f"{EXPIRED}{request.reason}",
-                    updated_at=utcnow(),
+        reason = f"{EXPIRED}{request.reason}"
+        counts: dict[Outcome, int] = {}
+        while True:
+            # A chunk at a time, each expired and published in one transaction: a retry after a
+            # crash picks up the rows still waiting, and no transaction holds a million rows.
+            async with self._sessions() as session:
+                found = await session.exec(
+                    select(TABLE.c.id, capped).where(waiting).order_by(TABLE.c.id).limit(EXPIRE_CHUNK)
                 )
-            )
-            await session.commit()
+                rows = found.all()
+                if not rows:
+                    break
+                ids = [message_id for message_id, _ in rows]
+                for _, is_capped in rows:
+                    outcome = Outcome.CAPPED if is_capped else Outcome.DEFERRED
+                    counts[outcome] = counts.get(outcome, 0) + 1
+                await session.exec(
+                    update(TABLE)
+                    .where(TABLE.c.id.in_(ids), waiting)
+                    .values(status=MessageStatus.BLOCKED.value, reason=reason, updated_at=utcnow())
+                )
+                if self._sinks:
+                    expired = await session.exec(select(Message).where(col(Message.id).in_(ids)))
+                    for message in expired.all():
+                        publish(session, self._sinks, EventKind.BLOCKED, message=message, reason=reason)
+                await session.commit()
         log.info(
             "broadcast_expired",
             broadcast_id=request.broadcast_id,

@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.broadcast import BroadcastActivities
+from activities.broadcast import activities as broadcast_activities
 from activities.compliance.pauses import PauseCache, Scope, Source, pause
 from activities.compliance.registry import Registry
 from activities.routing import Router, build_router
@@ -38,9 +39,10 @@ from nudge.broadcasts import (
 from nudge.models import FrequencyCap
 from nudge.quiet_hours import ALWAYS_OPEN
 from nudge.routes import RouteConfig, local_routes
-from nudge.store import Customer, Message, suppress
+from nudge.store import Customer, Message, StreamEvent, suppress
 from nudge.store.audiences import Audience, AudienceMember
 from tests.activities.conftest import SENDER
+from tests.activities.test_send_stream import SINK
 from tests.carrier import configure, ledger
 from tests.customers import add_customers, new_customer
 from tests.faults import FaultyTransport
@@ -384,6 +386,27 @@ async def test_expiry_ends_the_waiting_recipients_and_counts_them_by_what_they_w
     assert await run(acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale")) == type(report)()
     assert {(m.status, m.reason) for m in await world.rows()} == {("blocked", "expired:deadline")}
     assert await world.ledger() == []
+
+
+async def test_expiry_publishes_each_expired_recipient_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a stream sink, every expired row is published ``blocked`` with its reason, once, in
+    chunks (here of four rows); a second expiry publishes nothing more."""
+    monkeypatch.setattr(broadcast_activities, "EXPIRE_CHUNK", 4)
+    numbers = await world.people(6, timezone="America/New_York")
+    acts = await world.broadcasting_to(numbers, sinks=[SINK])
+    await run_pass(acts, spec(local_time=time(10)))
+    report = await run(acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale", reason="deadline"))
+    assert report.counts == {Outcome.DEFERRED: 6}
+    await run(acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale"))
+    async with world.sessions() as session:
+        events = (await session.exec(select(StreamEvent))).all()
+    rows = {m.id: m.customer_id for m in await world.rows()}
+    assert sorted((e.kind, e.body["message_id"], e.body["reason"]) for e in events) == sorted(
+        ("blocked", message_id, "expired:deadline") for message_id in rows
+    )
+    assert sorted(e.customer_id for e in events) == sorted(numbers)
 
 
 async def test_throttled_calls_are_waited_out_and_reported(world: World) -> None:

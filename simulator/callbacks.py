@@ -1,4 +1,6 @@
-"""Receipts pushed in arrays, as Aliyun's and Tencent's HTTP push sends them: the receipts bound for
+"""The carrier's callbacks (receipts, replies) and the arrays receipts can share.
+
+Receipts pushed in arrays, as Aliyun's and Tencent's HTTP push sends them: the receipts bound for
 one URL within a short while go out together, up to a size, in one POST.
 
 One receipt per request is what the simulator posts by default (and what tests of redelivery and
@@ -9,11 +11,39 @@ arrays (SmsReport, Tencent's status callback). Twilio's are one form post per me
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from simulator.ledger import LedgerEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """One HTTP POST the carrier makes to the sender: a receipt or a reply."""
+
+    url: str
+    content: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    items: list[Any] | None = None
+    """A JSON array's items (a receipt that may share its POST with others)."""
+
+    @classmethod
+    def json(cls, url: str, payload: Any) -> Callback:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        items = payload if isinstance(payload, list) else None
+        return cls(url, body, {"content-type": "application/json; charset=utf-8"}, items)
+
+    @classmethod
+    def form(cls, url: str, pairs: list[tuple[str, str]], headers: dict[str, str] | None = None) -> Callback:
+        return cls(
+            url,
+            urlencode(pairs).encode(),
+            {"content-type": "application/x-www-form-urlencoded", **(headers or {})},
+        )
+
 
 Send = Callable[[list[LedgerEntry], str, list[Any]], Awaitable[None]]
 """Deliver one array (``entries``, ``url``, ``items``) until taken or given up."""
