@@ -21,8 +21,9 @@ from typing import Any
 from nudge.routes import DEV_TWILIO_ACCOUNTS, DEV_TWILIO_NUMBER
 from nudge.settings import DEV_CALLBACK_TOKEN
 from simulator import aliyun, native, tencent, twilio
-from simulator.carrier import HANDSET_BROWSER, Callback
+from simulator.callbacks import Callback
 from simulator.config import SimConfig
+from simulator.customer import HANDSET_BROWSER
 from simulator.ledger import LedgerEntry
 
 ((TWILIO_SID, _),) = DEV_TWILIO_ACCOUNTS.items()

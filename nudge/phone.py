@@ -30,7 +30,7 @@ _PARSED: ContextVar[dict[str, phonenumbers.PhoneNumber | None] | None] = Context
 
 def parse_number(to: str) -> phonenumbers.PhoneNumber | None:
     """``to`` (E.164) parsed, or None when it is no number at all. Inside ``parsing_once()``,
-    each number is parsed only the first time (the caller must not change what it gets)."""
+    each number is parsed only the first time (and given out frozen)."""
     memo = _PARSED.get()
     if memo is not None and to in memo:
         return memo[to]
@@ -39,7 +39,8 @@ def parse_number(to: str) -> phonenumbers.PhoneNumber | None:
     except phonenumbers.NumberParseException:
         number = None
     if memo is not None:
-        memo[to] = number
+        # Frozen: each caller gets the same object, so a change to it would fail, not spread.
+        memo[to] = number = phonenumbers.FrozenPhoneNumber(number) if number is not None else None
     return number
 
 

@@ -83,6 +83,18 @@ class ReceiptBatches:
             self._close(url, batch)
         await asyncio.shield(batch.done)
 
+    @property
+    def waiting(self) -> int:
+        """Receipts in arrays not yet sent."""
+        return sum(len(batch.items) for batch in self._open.values())
+
+    def clear(self) -> None:
+        """Drop the open arrays (the carrier forgot their messages); their senders stop waiting."""
+        for batch in self._open.values():
+            if not batch.done.done():
+                batch.done.set_result(None)
+        self._open.clear()
+
     async def _linger(self, url: str, batch: _Open, linger_s: float) -> None:
         await asyncio.sleep(linger_s)
         if self._open.get(url) is batch:

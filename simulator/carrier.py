@@ -83,6 +83,7 @@ class Carrier:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        self._arrays.clear()
         await self._client.aclose()
 
     def reset(self) -> int:
@@ -92,6 +93,7 @@ class Carrier:
         """
         for task in list(self._tasks):
             task.cancel()
+        self._arrays.clear()
         dropped = len(self.ledger)
         self.ledger.clear()
         self._receipted.clear()
@@ -100,6 +102,11 @@ class Carrier:
         self._nonces.clear()
         self._buckets.clear()
         return dropped
+
+    @property
+    def receipts_waiting(self) -> int:
+        """Receipts held in an open array (``receipt_batch``), not yet posted."""
+        return self._arrays.waiting
 
     def sent_to(self, number: str) -> list[LedgerEntry]:
         """The messages to ``number`` (any form ``e164`` reads), in the order they were accepted."""
@@ -265,10 +272,10 @@ class Carrier:
                 await asyncio.sleep(wait)
             if await self._attempt(entries, callback):
                 if attempt:
-                    log.info("receipt_redelivered", message_ids=_ids(entries), attempts=attempt + 1)
+                    log.info("receipt_redelivered", **_ids(entries), attempts=attempt + 1)
                 return
             attempt += 1
-        log.warning("receipt_undeliverable", message_ids=_ids(entries), attempts=attempt)
+        log.warning("receipt_undeliverable", **_ids(entries), attempts=attempt)
 
     async def post_once(self, callback: Callback) -> int:
         """POST a reply once; the receiver's HTTP status (httpx errors propagate)."""
@@ -297,7 +304,8 @@ def get_carrier(request: Request) -> Carrier:
 CarrierDep = Annotated[Carrier, Depends(get_carrier)]
 
 
-def _ids(entries: Sequence[LedgerEntry]) -> str:
-    """The messages of a callback, for its log line (an array's first few)."""
-    shown = ",".join(e.id for e in entries[:3])
-    return shown + (f",+{len(entries) - 3}" if len(entries) > 3 else "")
+def _ids(entries: Sequence[LedgerEntry]) -> dict[str, Any]:
+    """The messages of a callback, for its log line: ``message_id``, or an array's ``message_ids``."""
+    if len(entries) == 1:
+        return {"message_id": entries[0].id}
+    return {"message_ids": [e.id for e in entries]}

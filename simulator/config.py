@@ -111,7 +111,7 @@ class SimConfig(BaseModel):
     """Numbers whose messages are accepted and then reported undelivered."""
     receipt_batch: int = Field(default=1, ge=1, le=1000)
     """Aliyun and Tencent: up to this many receipts in one pushed JSON array, as their HTTP push
-    sends them (``simulator/receipt_batch.py``); 1 posts each receipt alone."""
+    sends them (``simulator/callbacks.py``); 1 posts each receipt alone."""
     receipt_batch_linger_ms: float = Field(default=200.0, ge=0)
     """How long the first receipt of an array waits for others to join it."""
     receipt_retry_s: float = Field(default=120.0, ge=0)

@@ -57,7 +57,7 @@ from .rows import TABLE, BatchRows
 
 log = get_logger(__name__)
 EXPIRE_CHUNK = 1000
-"""Waiting rows expired (and published) per transaction."""
+"""Expired rows read back at a time to publish them."""
 
 
 class BroadcastActivities:
@@ -191,30 +191,31 @@ class BroadcastActivities:
         capped = TABLE.c.reason.like(f"{DEFERRED}{CAPPED}%")
         reason = f"{EXPIRED}{request.reason}"
         counts: dict[Outcome, int] = {}
-        while True:
-            # A chunk at a time, each expired and published in one transaction: a retry after a
-            # crash picks up the rows still waiting, and no transaction holds a million rows.
-            async with self._sessions() as session:
-                found = await session.exec(
-                    select(TABLE.c.id, capped).where(waiting).order_by(TABLE.c.id).limit(EXPIRE_CHUNK)
-                )
-                rows = found.all()
-                if not rows:
-                    break
-                ids = [message_id for message_id, _ in rows]
-                for _, is_capped in rows:
-                    outcome = Outcome.CAPPED if is_capped else Outcome.DEFERRED
-                    counts[outcome] = counts.get(outcome, 0) + 1
-                await session.exec(
+        expired: list[str] = []
+        # One transaction, so that a retry after a failure finds every row still waiting and counts
+        # them all again; each update returns the rows it changed (on PostgreSQL a row that a
+        # concurrent writer took meanwhile is neither counted nor published).
+        async with self._sessions() as session:
+            for outcome, which in ((Outcome.CAPPED, and_(waiting, capped)), (Outcome.DEFERRED, waiting)):
+                changed = await session.exec(
                     update(TABLE)
-                    .where(TABLE.c.id.in_(ids), waiting)
+                    .where(which)
                     .values(status=MessageStatus.BLOCKED.value, reason=reason, updated_at=utcnow())
+                    .returning(TABLE.c.id)
                 )
-                if self._sinks:
-                    expired = await session.exec(select(Message).where(col(Message.id).in_(ids)))
-                    for message in expired.all():
+                ids = list(changed.scalars().all())
+                if ids:
+                    counts[outcome] = len(ids)
+                    expired += ids
+            if self._sinks:
+                for start in range(0, len(expired), EXPIRE_CHUNK):
+                    chunk = expired[start : start + EXPIRE_CHUNK]
+                    rows = await session.exec(select(Message).where(col(Message.id).in_(chunk)))
+                    for message in rows.all():
                         publish(session, self._sinks, EventKind.BLOCKED, message=message, reason=reason)
-                await session.commit()
+                    await session.flush()  # the chunk's events written, its rows no longer held
+                    session.expunge_all()
+            await session.commit()
         log.info(
             "broadcast_expired",
             broadcast_id=request.broadcast_id,

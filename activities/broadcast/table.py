@@ -72,13 +72,8 @@ async def update_each(
         every: the values every row gets.
     """
     own = [column for column in rows[0] if column != "id"]
-    groups: dict[tuple[Any, ...], list[str]] = {}
-    for row in rows:
-        key = tuple(row[column] for column in own)
-        groups.setdefault(key, []).append(row["id"])
-        if len(groups) > GROUPED_UPDATES:
-            break
-    else:
+    groups = _grouped(rows, own)
+    if groups is not None:
         for key, ids in groups.items():
             values = dict(zip(own, key, strict=True))
             await session.exec(update(TABLE).where(TABLE.c.id.in_(ids), *where).values(**values, **every))
@@ -93,6 +88,22 @@ async def update_each(
     await session.exec(
         statement, params=[{f"_{column}": value for column, value in row.items()} for row in rows]
     )
+
+
+def _grouped(
+    rows: Sequence[Mapping[str, Any]], own: Sequence[str]
+) -> dict[tuple[Any, ...], list[str]] | None:
+    """The ids by their shared values, or None when there are too many sets of values (or a value
+    cannot be compared, a dict or a list): then one executemany."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    try:
+        for row in rows:
+            groups.setdefault(tuple(row[column] for column in own), []).append(row["id"])
+            if len(groups) > GROUPED_UPDATES:
+                return None
+    except TypeError:
+        return None
+    return groups
 
 
 def column_values(table: Table, row: SQLModel) -> dict[str, Any]:

@@ -391,8 +391,8 @@ async def test_expiry_ends_the_waiting_recipients_and_counts_them_by_what_they_w
 async def test_expiry_publishes_each_expired_recipient_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a stream sink, every expired row is published ``blocked`` with its reason, once, in
-    chunks (here of four rows); a second expiry publishes nothing more."""
+    """With a stream sink, every expired row is published ``blocked`` with its reason, once (read
+    back in chunks, here of four rows); a second expiry publishes nothing more."""
     monkeypatch.setattr(broadcast_activities, "EXPIRE_CHUNK", 4)
     numbers = await world.people(6, timezone="America/New_York")
     acts = await world.broadcasting_to(numbers, sinks=[SINK])
@@ -407,6 +407,39 @@ async def test_expiry_publishes_each_expired_recipient_once(
         ("blocked", message_id, "expired:deadline") for message_id in rows
     )
     assert sorted(e.customer_id for e in events) == sorted(numbers)
+
+
+async def test_an_expiry_that_fails_part_way_expires_nothing_and_its_retry_counts_all(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while publishing (the fifth event) rolls the whole expiry back: its retry finds
+    every recipient still waiting, and counts and publishes each once."""
+    monkeypatch.setattr(broadcast_activities, "EXPIRE_CHUNK", 4)
+    numbers = await world.people(6, timezone="America/New_York")
+    acts = await world.broadcasting_to(numbers, sinks=[SINK])
+    await run_pass(acts, spec(local_time=time(10)))
+    published = broadcast_activities.publish
+    calls = 0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise ConnectionError("the database went away")
+        return published(*args, **kwargs)
+
+    monkeypatch.setattr(broadcast_activities, "publish", failing)
+    with pytest.raises(ConnectionError):
+        await run(acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale", reason="deadline"))
+    assert {m.status for m in await world.rows()} == {"pending"}
+    monkeypatch.setattr(broadcast_activities, "publish", published)
+    report = await run(
+        acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale", reason="deadline"), attempt=2
+    )
+    assert report.counts == {Outcome.DEFERRED: 6}
+    async with world.sessions() as session:
+        events = (await session.exec(select(StreamEvent))).all()
+    assert sorted(e.body["message_id"] for e in events) == sorted(m.id for m in await world.rows())
 
 
 async def test_throttled_calls_are_waited_out_and_reported(world: World) -> None:

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from nudge.settings import Settings
 from nudge.sinks import StreamWebhook
 from nudge.store import Click, Link, Message, StreamEvent, session_factory, utcnow
-from simulator.carrier import HANDSET_BROWSER
+from simulator.customer import HANDSET_BROWSER
 from starter.api.services.clicks import Clicks
 from starter.api.services.clicks import Request as ClickRequest
 from tests.api.conftest import Gateway

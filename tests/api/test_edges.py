@@ -195,7 +195,7 @@ async def test_head_of_a_short_link_answers_like_get_without_counting_a_click(ga
     from sqlmodel import col, select
 
     from nudge.store import Click, Link, Message, utcnow
-    from simulator.carrier import HANDSET_BROWSER
+    from simulator.customer import HANDSET_BROWSER
     from tests.api.test_gateway import add_message
 
     code = f"H{uuid.uuid4().hex[:7]}"

@@ -9,7 +9,7 @@ from datetime import timedelta
 from prometheus_client.parser import text_string_to_metric_families
 
 from nudge.store import Link, utcnow
-from simulator.carrier import HANDSET_BROWSER
+from simulator.customer import HANDSET_BROWSER
 from starter.api.metrics import webhook_labels
 from tests.api.conftest import Gateway
 from tests.api.test_gateway import add_message

@@ -23,7 +23,7 @@ from nudge.models import Event, MessageStatus
 from nudge.settings import Settings
 from nudge.sinks import EventKind, StreamWebhook
 from nudge.store import Customer, Link, Message, StreamEvent, create_engine, init_db, session_factory, utcnow
-from simulator.carrier import HANDSET_BROWSER
+from simulator.customer import HANDSET_BROWSER
 from starter.api import create_app
 from starter.api.services.attribution import Attribution, publish_conversion
 from tests.api.conftest import Gateway

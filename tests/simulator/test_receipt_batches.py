@@ -1,12 +1,13 @@
 """Receipts pushed in arrays (``receipt_batch``), as Aliyun's HTTP batch push sends them: every
-receipt arrives once, no array is over the size, a lone receipt still goes after the linger, and
-an array the receiver refused is posted again whole."""
+receipt arrives once, no array is over the size, a lone receipt still goes after the linger, an
+array the receiver refused is posted again whole, and a reset forgets the arrays still open."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from tests.polling import wait_until
 from tests.simulator.conftest import Receiver, Sim
 from tests.simulator.signed import aliyun_send
 
@@ -45,9 +46,23 @@ async def test_a_lone_receipt_goes_after_the_linger(sim: Sim, receiver: Receiver
 
 
 async def test_a_refused_array_is_posted_again_whole(sim: Sim, receiver: Receiver) -> None:
-    await sim.configure(receipt_batch=100, receipt_batch_linger_ms=50)
+    await sim.configure(receipt_batch=100, receipt_batch_linger_ms=200)
     receiver.fail_next = 1
     await aliyun_send(sim.http, ",".join(NUMBERS))
     [report] = await receiver.wait_for("/aliyun/report")
     assert sorted(item["phone_number"] for item in report.json()) == NUMBERS
     assert [e["receipts_posted"] for e in await all_posted(sim)] == [1] * len(NUMBERS)
+
+
+async def test_a_reset_forgets_the_open_arrays(sim: Sim, receiver: Receiver) -> None:
+    """Receipts waiting in an array when the carrier is reset are never posted, and the next
+    message's receipt goes out on its own after its linger (not held by the forgotten array)."""
+    await sim.configure(receipt_batch=10, receipt_batch_linger_ms=60_000)
+    await aliyun_send(sim.http, ",".join(NUMBERS[:3]))
+    await wait_until(lambda: sim.carrier.receipts_waiting == 3, what="three receipts in the open array")
+    assert (await sim.http.post("/_sim/reset")).status_code == 200
+    assert sim.carrier.receipts_waiting == 0
+    await sim.configure(receipt_batch=10, receipt_batch_linger_ms=50)
+    await aliyun_send(sim.http, NUMBERS[5])
+    [report] = await receiver.wait_for("/aliyun/report")
+    assert [item["phone_number"] for item in report.json()] == [NUMBERS[5]]

@@ -117,3 +117,15 @@ async def test_rows_with_many_sets_of_values_each_get_their_own(engine: AsyncEng
     found = await columns(sessions)
     assert [found[i] for i in ids[:-1]] == [(f"r{n}", f"ref{n}", "pending") for n in range(len(ids) - 1)]
     assert found[ids[-1]] == (None, None, "blocked")
+
+
+async def test_rows_with_values_that_cannot_be_grouped_each_get_their_own(engine: AsyncEngine) -> None:
+    """A dict (a JSON column) is no key to group by: the rows go in one executemany."""
+    sessions = session_factory(engine)
+    ids = await stored_rows(sessions, 2)
+    async with sessions() as session:
+        await update_each(session, [{"id": i, "params": {"n": n}} for n, i in enumerate(ids)], PENDING)
+        await session.commit()
+    async with sessions() as session:
+        found = dict((await session.exec(select(Message.id, Message.params))).all())
+    assert [found[i] for i in ids] == [{"n": 0}, {"n": 1}]

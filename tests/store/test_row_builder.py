@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from nudge.store import Link, Message, RowBuilder, session_factory
 
@@ -41,6 +42,16 @@ def test_each_row_gets_its_own_default_from_a_factory() -> None:
     )
     assert first.code and second.code and first.code != second.code
     assert first.created_at.tzinfo is not None
+
+
+def test_a_model_with_a_mutable_default_is_refused() -> None:
+    """Every row would share the one list (the constructor copies it)."""
+
+    class Tagged(SQLModel):
+        tags: list[str] = []
+
+    with pytest.raises(TypeError, match="Tagged.tags has a mutable default"):
+        RowBuilder(Tagged)
 
 
 def test_an_unknown_field_is_refused() -> None:

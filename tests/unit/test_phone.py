@@ -200,17 +200,34 @@ async def test_inside_a_block_each_number_is_parsed_once_by_every_task(counted: 
 
 
 async def test_blocks_apart_do_not_share_their_numbers(counted: CountedParse) -> None:
-    """Two batches at once: each parses its own (a block is its task's, not the worker's)."""
-    entered = asyncio.Event()
+    """Two batches at once, their blocks overlapping: each parses the number once, in its own
+    block, and keeps it while the other enters and leaves (a block is its task's, not the worker's)."""
+    a_in, b_in, a_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    to = "+8613800138000"
 
-    async def batch(to: str, wait: bool) -> None:
+    async def first() -> None:
         with parsing_once():
             parse_number(to)
-            if wait:
-                entered.set()
-            else:
-                await entered.wait()
+            a_in.set()
+            await b_in.wait()
+            parse_number(to)
+        a_out.set()
+
+    async def second() -> None:
+        await a_in.wait()
+        with parsing_once():
+            parse_number(to)
+            b_in.set()
+            await a_out.wait()
             parse_number(to)
 
-    await asyncio.gather(batch("+8613800138000", True), batch("+8613800138000", False))
+    await asyncio.gather(first(), second())
     assert counted.calls == 2
+
+
+def test_a_number_given_out_by_a_block_cannot_be_changed() -> None:
+    with parsing_once():
+        number = parse_number("+8613800138000")
+        assert number is not None
+        with pytest.raises(TypeError, match="immutable"):
+            number.country_code = 1
