@@ -46,6 +46,7 @@ from activities.routing import Router, build_router
 from activities.send import SendActivities
 from activities.telemetry import BreakerCollector, loopback_port, serve_metrics
 from nudge.contracts import ReceiptSweep
+from nudge.gc_tuning import tune_gc
 from nudge.logging import configure_logging, get_logger
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
@@ -253,6 +254,7 @@ async def main() -> None:
             stack.push_async_callback(runner.cleanup)
         workers = await build_workers(client, settings, stack)
         await ensure_schedules(client, settings)
+        tune_gc()  # everything the worker keeps is built: out of the collector's way
         log.info(
             "worker_started",
             task_queues=[w.task_queue for w in workers],

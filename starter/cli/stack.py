@@ -174,8 +174,12 @@ def gateway(
     """Serve the HTTP gateway (events, webhooks, short links) with uvicorn."""
     import uvicorn
 
+    import starter.api.app  # noqa: F401  (imported before the collector is tuned: frozen with the rest)
+    from nudge.gc_tuning import tune_gc
+
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    tune_gc()
     uvicorn.run(
         "starter.api.app:create_app",
         factory=True,
