@@ -25,16 +25,26 @@ class Callback:
     """One HTTP POST the carrier makes to the sender: a receipt or a reply."""
 
     url: str
-    content: bytes
+    body: bytes | None
+    """The form's bytes; None for JSON, serialized from ``payload`` when posted."""
     headers: dict[str, str] = field(default_factory=dict)
-    items: list[Any] | None = None
-    """A JSON array's items (a receipt that may share its POST with others)."""
+    payload: Any = None
+
+    @property
+    def content(self) -> bytes:
+        # JSON is serialized only when posted: a receipt that joins an array never is on its own.
+        if self.body is not None:
+            return self.body
+        return json.dumps(self.payload, ensure_ascii=False).encode()
+
+    @property
+    def items(self) -> list[Any] | None:
+        """A JSON array's items (a receipt that may share its POST with others)."""
+        return self.payload if isinstance(self.payload, list) else None
 
     @classmethod
     def json(cls, url: str, payload: Any) -> Callback:
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        items = payload if isinstance(payload, list) else None
-        return cls(url, body, {"content-type": "application/json; charset=utf-8"}, items)
+        return cls(url, None, {"content-type": "application/json; charset=utf-8"}, payload)
 
     @classmethod
     def form(cls, url: str, pairs: list[tuple[str, str]], headers: dict[str, str] | None = None) -> Callback:
