@@ -195,6 +195,7 @@ async def test_inside_a_block_each_number_is_parsed_once_by_every_task(counted: 
         )
         assert found == [(86, 86), (1, 1), (None, None)] * 3
         assert counted.calls == 3
+        assert parse_number("x") is None
     parse_number("+8613800138000")
     assert counted.calls == 4
 
