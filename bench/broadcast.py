@@ -51,7 +51,7 @@ from nudge.broadcasts import BroadcastSpec, broadcast_workflow_id
 from nudge.routes import DEV_ALIYUN_KEYS
 from nudge.store import Consent, ConsentEvent, Customer, Message, create_engine, init_db
 from nudge.store.audiences import Audience, AudienceMember
-from nudge.temporal import connect
+from nudge.temporal import connect, exit_without_teardown
 from starter.demo import PLAYGROUND_ENV
 from starter.stack import Ports, Stack
 
@@ -489,3 +489,4 @@ async def _seed(engine: AsyncEngine, n: int) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_without_teardown(0)  # it connected: the interpreter's teardown can abort (nudge.temporal)

@@ -4,7 +4,12 @@ by the codec (``nudge.codec``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
+import os
+import sys
+import threading
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
@@ -14,6 +19,9 @@ from nudge.codec import EncryptionCodec, parse_keys
 from nudge.converter import data_converter
 from nudge.errors import ConfigurationError
 from nudge.settings import Settings
+
+# Whether this process has connected a client: its Rust core's threads then outlive the event loop.
+_connected = threading.Event()
 
 
 def sealed_converter(keys: str) -> DataConverter:
@@ -50,7 +58,7 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         try:
-            return await Client.connect(
+            client = await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
@@ -60,3 +68,26 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
             if asyncio.get_running_loop().time() >= deadline:
                 raise
             await asyncio.sleep(0.5)
+        else:
+            _connected.set()
+            return client
+
+
+def exit_without_teardown(code: int) -> None:
+    """End the process with ``code`` at once if it has connected to Temporal; else return.
+
+    The SDK's core threads may call back into Python while the interpreter finalizes, and
+    CPython then aborts the process (``PyGILState_Release: thread state ... must be current``,
+    exit -6, temporalio/sdk-python#300): about one short ``nudge journeys`` in 150 did on a loaded
+    machine. Ending without the teardown cannot race them. Log handlers and standard streams are
+    flushed first, so no line is lost; the work itself is done by then (workers have shut down,
+    sessions are closed).
+    """
+    if not _connected.is_set():
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed pipe (``| head``) or a closed stream: nothing is left to keep.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -69,7 +69,20 @@ app.add_typer(broadcast_app, name="broadcast")
 
 
 def main() -> None:
-    """The ``nudge`` command: a bad setting is one clean line and exit 2, in every command."""
+    """The ``nudge`` command: a bad setting is one clean line and exit 2, in every command. A
+    command that talked to Temporal ends without the interpreter's teardown, which can abort
+    (``nudge.temporal.exit_without_teardown``)."""
+    try:
+        _run()
+    except SystemExit as exc:
+        from nudge.temporal import exit_without_teardown
+
+        if exc.code is None or isinstance(exc.code, int):  # a message instead: Python prints it
+            exit_without_teardown(exc.code or 0)
+        raise
+
+
+def _run() -> None:
     from nudge.errors import ConfigurationError
     from starter.cli.common import err
 
