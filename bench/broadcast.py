@@ -56,6 +56,7 @@ from starter.demo import PLAYGROUND_ENV
 from starter.stack import Ports, Stack
 
 RESULTS = Path("bench/results")
+PROFILED = ("worker", "gateway", "simulator")  # the parts ``--profile`` samples
 BATCH = 100
 WINDOW = 8
 RECEIPT_BATCH = 100
@@ -135,11 +136,12 @@ def database_url(stack: Stack) -> str:
     return stack.client_settings.model_copy(update={"database_url": url or ""}).sqlalchemy_url
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of ``pid`` and its children (threads included), so far."""
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User and system CPU time of ``pid`` (threads included) and of its children, so far."""
     pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    if children:
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     ticks = 0
     for one in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
@@ -149,21 +151,27 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuAccount:
-    """The CPU seconds each part of the stack (and this script, its children included) spent
-    within the block: what shared the machine's cores with the worker. A part's processes are
-    its own and its main thread's children (the dev server's, a worker's spawned helpers)."""
+    """The CPU seconds each part of the stack, and this script, spent within the block: what
+    shared the machine's cores with the worker. A part's processes are its own and its main
+    thread's children (the dev server's, a worker's spawned helpers); this script's are its own
+    only, the stack's parts being its children too (py-spy's sampling counts as the script's)."""
 
     def __init__(self, stack: Stack) -> None:
-        self._parts = {name: proc.pid for name, proc in stack.children} | {"bench": os.getpid()}
+        self._parts = {name: proc.pid for name, proc in stack.children}
         self._start: dict[str, float] = {}
         self.spent: dict[str, float] = {}
 
+    def _now(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self._parts.items()} | {
+            "bench": cpu_seconds(os.getpid(), children=False)
+        }
+
     def __enter__(self) -> CpuAccount:
-        self._start = {name: cpu_seconds(pid) for name, pid in self._parts.items()}
+        self._start = self._now()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.spent = {name: cpu_seconds(pid) - self._start[name] for name, pid in self._parts.items()}
+        self.spent = {name: spent - self._start[name] for name, spent in self._now().items()}
 
 
 class RssSampler:
@@ -236,7 +244,7 @@ async def run_nudge(
         recorders = contextlib.ExitStack()
         if profile is not None:
             for name, proc in stack.children:
-                if name in ("worker", "gateway"):
+                if name in PROFILED:
                     recorders.enter_context(Recorder(proc.pid, profile / f"{name}.txt"))
         # The CPU account closes after py-spy's recorders: their sampling is the bench's own CPU.
         with CpuAccount(stack) as cpu, RssSampler(worker.pid) as rss, recorders:
@@ -408,7 +416,9 @@ def main() -> None:
     parser.add_argument("--floor-sample", type=int, default=1000)
     parser.add_argument("--database", default="", help="NUDGE_DATABASE_URL for the stack (default: SQLite)")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy on the worker and the gateway: their top costs"
+        "--profile",
+        action="store_true",
+        help="py-spy on the worker, gateway and simulator: their top costs",
     )
     parser.add_argument("--top", type=int, default=25, help="functions the profile lists")
     parser.add_argument(
@@ -462,7 +472,7 @@ def main() -> None:
             )
         )
         if profile is not None:
-            for name in ("worker", "gateway"):
+            for name in PROFILED:
                 print_costs(top_costs(profile / f"{name}.txt", args.top), title=name, console=console)
         if args.skip_ceilings:
             console.print(figures)

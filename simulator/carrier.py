@@ -18,7 +18,7 @@ from nudge.logging import get_logger
 from simulator.callbacks import Callback, ReceiptBatches
 from simulator.config import Fault, SimConfig
 from simulator.customer import click_rate, follow_links
-from simulator.ledger import LedgerEntry, now
+from simulator.ledger import LedgerEntry, LedgerTallies, now
 from simulator.numbers import e164, same_number
 
 log = get_logger("simulator")
@@ -55,6 +55,7 @@ class Carrier:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.ledger: list[LedgerEntry] = []
+        self.tallies = LedgerTallies()
         self._receipted: dict[str, asyncio.Event] = {}
         """Set once a clicking customer's message has its receipts posted (the click waits for it)."""
         self.by_ref: dict[str, LedgerEntry] = {}
@@ -96,6 +97,7 @@ class Carrier:
         self._arrays.clear()
         dropped = len(self.ledger)
         self.ledger.clear()
+        self.tallies = LedgerTallies()
         self._receipted.clear()
         self.by_ref.clear()
         self._by_number.clear()
@@ -182,6 +184,7 @@ class Carrier:
         """
         for entry in entries:
             self.ledger.append(entry)
+            self.tallies.add(entry)
             self._by_number.setdefault(entry.to, []).append(entry)
             if entry.provider == "native":
                 self.by_ref.setdefault(entry.client_ref, entry)
@@ -256,6 +259,7 @@ class Carrier:
         if response.is_success:
             for entry in entries:
                 entry.receipts_posted += 1
+                self.tallies.receipt_posted(entry)
             return True
         log.warning("callback_refused", url=callback.url, status=response.status_code)
         return False

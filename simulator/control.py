@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -82,15 +81,14 @@ async def stats(
     carrier: CarrierDep, provider: Literal["native", "aliyun", "twilio", "tencent"] | None = None
 ) -> LedgerStats:
     """How many messages the carrier accepted, to how many numbers, and when."""
-    entries = [e for e in carrier.ledger if provider is None or e.provider == provider]
-    counts = Counter(e.to for e in entries)
+    tally = carrier.tallies.of(provider)
     return LedgerStats(
-        accepted=len(entries),
-        numbers=len(counts),
-        repeated=sum(1 for n in counts.values() if n > 1),
-        receipts_posted=sum(e.receipts_posted for e in entries),
-        first_at=min((e.received_at for e in entries), default=None),
-        last_at=max((e.received_at for e in entries), default=None),
+        accepted=tally.accepted,
+        numbers=tally.numbers,
+        repeated=tally.repeated,
+        receipts_posted=tally.receipts_posted,
+        first_at=tally.first_at,
+        last_at=tally.last_at,
     )
 
 

@@ -57,3 +57,52 @@ def china_time(moment: datetime) -> str:
 def new_id() -> str:
     """The ledger's own id for an entry, unique even when a batch shares one provider id."""
     return "SIM" + uuid.uuid4().hex[:20]
+
+
+class LedgerTally:
+    """The ledger's counts kept as entries arrive, for ``/_sim/stats``: a benchmark polls them
+    twice a second, and counting a 100,000-entry ledger each time took a fifth of the carrier's
+    CPU, more the longer the broadcast."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.receipts_posted = 0
+        self.first_at: datetime | None = None
+        self.last_at: datetime | None = None
+        self._numbers: dict[str, int] = {}
+        self.repeated = 0
+        """Numbers that received more than one message."""
+
+    @property
+    def numbers(self) -> int:
+        return len(self._numbers)
+
+    def add(self, entry: LedgerEntry) -> None:
+        self.accepted += 1
+        seen = self._numbers.get(entry.to, 0) + 1
+        self._numbers[entry.to] = seen
+        if seen == 2:
+            self.repeated += 1
+        at = entry.received_at
+        self.first_at = at if self.first_at is None else min(self.first_at, at)
+        self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+
+class LedgerTallies:
+    """A tally of the whole ledger and one per provider API."""
+
+    def __init__(self) -> None:
+        self.all = LedgerTally()
+        self.by_provider: dict[str, LedgerTally] = {}
+
+    def of(self, provider: str | None) -> LedgerTally:
+        return self.all if provider is None else self.by_provider.get(provider, LedgerTally())
+
+    def add(self, entry: LedgerEntry) -> None:
+        self.all.add(entry)
+        self.by_provider.setdefault(entry.provider, LedgerTally()).add(entry)
+
+    def receipt_posted(self, entry: LedgerEntry) -> None:
+        """Count a receipt of ``entry`` the receiver acknowledged (``entry`` counts it itself)."""
+        self.all.receipts_posted += 1
+        self.by_provider[entry.provider].receipts_posted += 1

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
 import pytest
 
 from nudge.signing import twilio_signature_valid
+from tests.polling import wait_until
 from tests.simulator.conftest import Receiver, Sim
 from tests.simulator.signed import (
     ALI_BACKUP_KEY,
@@ -131,3 +136,54 @@ async def test_config_update_is_partial(sim: Sim) -> None:
     assert {k: v for k, v in after.items() if k != "faults"} == {
         k: v for k, v in before.items() if k != "faults"
     }
+
+
+def counted(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """``/_sim/stats``'s figures counted from the ledger's own entries: the oracle."""
+    per_number = Counter(e["to"] for e in entries)
+    times = sorted(datetime.fromisoformat(e["received_at"]) for e in entries)
+    return {
+        "accepted": len(entries),
+        "numbers": len(per_number),
+        "repeated": sum(1 for n in per_number.values() if n > 1),
+        "receipts_posted": sum(e["receipts_posted"] for e in entries),
+        "first_at": times[0] if times else None,
+        "last_at": times[-1] if times else None,
+    }
+
+
+async def stats(sim: Sim, provider: str | None = None) -> dict[str, Any]:
+    params = {"provider": provider} if provider else {}
+    figures: dict[str, Any] = (await sim.http.get("/_sim/stats", params=params)).json()
+    for name in ("first_at", "last_at"):
+        figures[name] = figures[name] and datetime.fromisoformat(figures[name])
+    return figures
+
+
+async def test_stats_agree_with_the_ledger_per_provider_and_after_a_reset(
+    sim: Sim, receiver: Receiver
+) -> None:
+    """The running counts say what counting the ledger says: messages, numbers, numbers sent
+    twice, receipts acknowledged, first and last arrival; for each provider API; and nothing
+    once the carrier was reset."""
+    await aliyun_send(sim.http, "13800138001,13800138002,13800138003")
+    await aliyun_send(sim.http, "13800138002")
+    await aliyun_send(sim.http, "13800138002")  # a third time: still one number sent twice or more
+    await twilio_send(sim.http, "+14155550100")  # no StatusCallback: no receipt
+    await twilio_send(sim.http, "+14155550101")
+
+    async def receipts_all_posted() -> bool:
+        entries = await sim.ledger(provider="aliyun")
+        return len(entries) == 5 and all(e["receipts_posted"] for e in entries)
+
+    await wait_until(receipts_all_posted, what="every Aliyun receipt acknowledged")
+    for provider in (None, "aliyun", "twilio", "tencent"):
+        entries = await sim.ledger(**({"provider": provider} if provider else {}))
+        assert await stats(sim, provider) == counted(entries), provider
+    assert (await stats(sim))["repeated"] == 1
+    assert (await stats(sim, "twilio"))["numbers"] == 2
+
+    await sim.http.post("/_sim/reset")
+    assert await stats(sim) == counted([])
+    await twilio_send(sim.http, "+14155550100")
+    assert (await stats(sim))["repeated"] == 0, "a reset forgets the numbers seen before"
