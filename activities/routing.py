@@ -47,23 +47,23 @@ class Recipient:
 
     to: str
     region: str | None = None
-    carrier: str | None = None
     tier: str | None = None
     language: str | None = None
+    number: phonenumbers.PhoneNumber | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, to: str, *, tier: str | None = None, language: str | None = None) -> Recipient:
         number = parse_number(to)
-        if number is None:
-            return cls(to=to, tier=tier, language=language)
-        region = phonenumbers.region_code_for_number(number)
-        return cls(
-            to=to,
-            region=region,
-            carrier=pn_carrier.name_for_number(number, "en") or None,
-            tier=tier,
-            language=language,
-        )
+        region = phonenumbers.region_code_for_number(number) if number is not None else None
+        return cls(to=to, region=region, tier=tier, language=language, number=number)
+
+    @property
+    def carrier(self) -> str | None:
+        """The number's carrier (None where phonenumbers knows none), looked up only for a route
+        that has carrier rules: it was a quarter of ``Recipient.of``'s cost in a broadcast."""
+        if self.number is None:
+            return None
+        return pn_carrier.name_for_number(self.number, "en") or None
 
 
 def matches(config: RouteConfig, recipient: Recipient, category: Category) -> bool:
