@@ -7,8 +7,9 @@ measured on a batch of 100 recipients, the collector took 15 % of the batch's CP
 exists once the process has started takes those objects out of every later collection, and a
 larger first threshold makes the young collections rarer. Measured side by side: the batch alone
 went from 0.98 to 0.71 ms of CPU a recipient, and the worker under ``bench/broadcast.py`` (20,000
-recipients) from 18.3-19.0 to 14.6-16.7 CPU-seconds, for 15 MB more RSS (at 100,000 recipients
-the gain did not show: see the README's figures).
+recipients) from 18.3-19.0 to 14.6-16.7 CPU-seconds, for 15 MB more RSS. (At 100,000 recipients it
+seemed not to show; the benchmark's own polling of the simulator was then growing with the
+broadcast's size, see the README's figures.)
 
 Reference cycles are still collected, only less often: the young generation is collected every
 ``GEN0_THRESHOLD`` allocations instead of 700.
