@@ -50,7 +50,7 @@ from nudge.gc_tuning import tune_gc
 from nudge.logging import configure_logging, get_logger
 from nudge.settings import Settings, get_settings
 from nudge.store import create_engine, init_db, session_factory
-from nudge.temporal import connect, exit_without_teardown
+from nudge.temporal import connect
 from workflows import JOURNEYS
 from workflows.broadcast import Broadcast
 from workflows.journey import Journey
@@ -266,4 +266,3 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
-    exit_without_teardown(0)

@@ -136,10 +136,11 @@ def database_url(stack: Stack) -> str:
     return stack.client_settings.model_copy(update={"database_url": url or ""}).sqlalchemy_url
 
 
-def cpu_seconds(pid: int, *, children: bool = True) -> float:
-    """User and system CPU time of ``pid`` (threads included) and of its children, so far."""
+def cpu_seconds(pid: int, *, running_children: bool = True) -> float:
+    """User and system CPU time of ``pid`` (threads included), so far: with ``running_children``
+    that of its running children too, else that of the children it has waited for."""
     pids = [pid]
-    if children:
+    if running_children:
         with contextlib.suppress(OSError):
             pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     ticks = 0
@@ -147,14 +148,17 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            if not running_children:
+                ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: the waited-for children
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class CpuAccount:
     """The CPU seconds each part of the stack, and this script, spent within the block: what
     shared the machine's cores with the worker. A part's processes are its own and its main
-    thread's children (the dev server's, a worker's spawned helpers); this script's are its own
-    only, the stack's parts being its children too (py-spy's sampling counts as the script's)."""
+    thread's children (the dev server's, a worker's spawned helpers). This script's are its own and
+    the children it has waited for (py-spy's recorders, stopped before the block ends), not the
+    running ones: those are the stack's parts, counted each on its own."""
 
     def __init__(self, stack: Stack) -> None:
         self._parts = {name: proc.pid for name, proc in stack.children}
@@ -163,7 +167,7 @@ class CpuAccount:
 
     def _now(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) for name, pid in self._parts.items()} | {
-            "bench": cpu_seconds(os.getpid(), children=False)
+            "bench": cpu_seconds(os.getpid(), running_children=False)
         }
 
     def __enter__(self) -> CpuAccount:

@@ -20,7 +20,7 @@ from nudge.converter import data_converter
 from nudge.errors import ConfigurationError
 from nudge.settings import Settings
 
-# Whether this process has connected a client: its Rust core's threads then outlive the event loop.
+# Whether this process has tried to connect a client: the SDK's core threads then outlive the loop.
 _connected = threading.Event()
 
 
@@ -56,6 +56,7 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
     ``runtime`` of its own carries the SDK's telemetry (the worker's Prometheus metrics)."""
     converter = converter_for(settings)
     deadline = asyncio.get_running_loop().time() + wait
+    _connected.set()  # an attempt starts the SDK's runtime and its threads, connected or not
     while True:
         try:
             client = await Client.connect(
@@ -69,12 +70,16 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
                 raise
             await asyncio.sleep(0.5)
         else:
-            _connected.set()
             return client
 
 
+def tried_to_connect() -> bool:
+    """Whether this process has tried to connect to Temporal (see ``exit_without_teardown``)."""
+    return _connected.is_set()
+
+
 def exit_without_teardown(code: int) -> None:
-    """End the process with ``code`` at once if it has connected to Temporal; else return.
+    """End the process with ``code`` at once if it has tried to connect to Temporal; else return.
 
     The SDK's core threads may call back into Python while the interpreter finalizes, and
     CPython then aborts the process (``PyGILState_Release: thread state ... must be current``,
@@ -83,7 +88,7 @@ def exit_without_teardown(code: int) -> None:
     flushed first, so no line is lost; the work itself is done by then (workers have shut down,
     sessions are closed).
     """
-    if not _connected.is_set():
+    if not tried_to_connect():
         return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -105,6 +105,10 @@ class Carrier:
         self._buckets.clear()
         return dropped
 
+    def holds(self, entry: LedgerEntry) -> bool:
+        """Whether ``entry`` is in the ledger still (not forgotten by a reset)."""
+        return any(held is entry for held in self._by_number.get(entry.to, ()))
+
     @property
     def receipts_waiting(self) -> int:
         """Receipts held in an open array (``receipt_batch``), not yet posted."""
@@ -259,7 +263,8 @@ class Carrier:
         if response.is_success:
             for entry in entries:
                 entry.receipts_posted += 1
-                self.tallies.receipt_posted(entry)
+                if self.holds(entry):  # a reset since may have forgotten it
+                    self.tallies.receipt_posted(entry)
             return True
         log.warning("callback_refused", url=callback.url, status=response.status_code)
         return False

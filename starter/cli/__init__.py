@@ -5,6 +5,7 @@ One module per command group; this one only assembles them into ``app``.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -71,7 +72,7 @@ app.add_typer(broadcast_app, name="broadcast")
 def main() -> None:
     """The ``nudge`` command: a bad setting is one clean line and exit 2, in every command. A
     command that talked to Temporal ends without the interpreter's teardown, which can abort
-    (``nudge.temporal.exit_without_teardown``)."""
+    (``nudge.temporal.exit_without_teardown``), even when it fails with an unexpected error."""
     try:
         _run()
     except SystemExit as exc:
@@ -79,6 +80,14 @@ def main() -> None:
 
         if exc.code is None or isinstance(exc.code, int):  # a message instead: Python prints it
             exit_without_teardown(exc.code or 0)
+        raise
+    except BaseException as exc:
+        from nudge.temporal import exit_without_teardown, tried_to_connect
+
+        if not tried_to_connect():
+            raise
+        sys.excepthook(type(exc), exc, exc.__traceback__)  # as Python reports it, and exit 1
+        exit_without_teardown(1)
         raise
 
 

@@ -32,6 +32,13 @@ held = logging.getLogger("probe")
 held.addHandler(logging.handlers.MemoryHandler(100, target=logging.StreamHandler(sys.stdout)))
 held.warning("held log record")
 """
+# ``nudge journeys`` failing with an error no command expects, once connected.
+PLANT_FAILURE = """\
+import importlib
+async def planted(*args, **kwargs):
+    raise ValueError("planted failure")
+importlib.import_module("starter.cli.journeys").fetch = planted
+"""
 RUN = "from starter.cli import main\nmain()\n"
 TEARDOWN = "interpreter teardown"
 BUFFERED = "buffered line"
@@ -49,11 +56,13 @@ def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.stop()
 
 
-def nudge(stack: Stack, *args: str, hold_log: bool = False) -> subprocess.CompletedProcess[str]:
+def nudge(
+    stack: Stack, *args: str, hold_log: bool = False, plant: str = ""
+) -> subprocess.CompletedProcess[str]:
     # Without PYTHONUNBUFFERED (set on some machines), stdout to a pipe is block-buffered.
     clean = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_") and k != "PYTHONUNBUFFERED"}
     return subprocess.run(
-        [sys.executable, "-c", PROBE + (HOLD_LOG if hold_log else "") + RUN, *args],
+        [sys.executable, "-c", PROBE + (HOLD_LOG if hold_log else "") + plant + RUN, *args],
         env={
             **clean,
             "NUDGE_STATE_DIR": str(stack.state_dir),  # its codec key
@@ -97,10 +106,19 @@ def test_a_command_that_never_connected_ends_as_usual(temporal: Stack) -> None:
     assert TEARDOWN in done.stderr
 
 
-def test_a_command_that_could_not_connect_ends_as_usual(temporal: Stack, tmp_path: Path) -> None:
-    """A Temporal that does not answer: the reason, exit 1, and the usual teardown."""
+def test_an_unexpected_error_after_connecting_is_reported_and_exits_1(temporal: Stack) -> None:
+    """An error no command handles still ends without teardown: its traceback, then exit 1."""
+    done = nudge(temporal, "journeys", "nobody", plant=PLANT_FAILURE)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" in done.stderr and "ValueError: planted failure" in done.stderr
+    assert TEARDOWN not in done.stderr
+
+
+def test_a_command_that_could_not_connect_ends_without_teardown_too(temporal: Stack) -> None:
+    """A Temporal that does not answer: the reason and exit 1. The attempt started the SDK's
+    threads, so the teardown is skipped here as well."""
     stack = Stack(state_dir=temporal.state_dir, ports=Ports.free(), ui=False)  # nothing listens there
     done = nudge(stack, "journeys", "nobody")
     assert done.returncode == 1
     assert "cannot reach Temporal" in done.stderr
-    assert TEARDOWN in done.stderr
+    assert TEARDOWN not in done.stderr

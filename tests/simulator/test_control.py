@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 
 from nudge.signing import twilio_signature_valid
+from simulator.app import Carrier
+from simulator.callbacks import Callback
+from simulator.ledger import LedgerEntry, new_id, now
 from tests.polling import wait_until
-from tests.simulator.conftest import Receiver, Sim
+from tests.simulator.conftest import Receiver, Sim, _config
 from tests.simulator.signed import (
     ALI_BACKUP_KEY,
     ALI_KEY,
@@ -187,3 +190,24 @@ async def test_stats_agree_with_the_ledger_per_provider_and_after_a_reset(
     assert await stats(sim) == counted([])
     await twilio_send(sim.http, "+14155550100")
     assert (await stats(sim))["repeated"] == 0, "a reset forgets the numbers seen before"
+
+
+async def test_a_receipt_acknowledged_after_a_reset_counts_nowhere(receiver: Receiver) -> None:
+    """A receipt in flight when the carrier is reset is acknowledged afterwards: it counts in no
+    tally (the message is forgotten), and the post does not fail."""
+    carrier = Carrier(_config(receiver.url))
+    entry = LedgerEntry(
+        id=new_id(), client_ref="r1", to="+8613800138001", sender="s", body="b", segments=1,
+        received_at=now(), provider="aliyun",
+    )  # fmt: skip
+    try:
+        await carrier.commit(None, [entry], lambda _entry, _config: [])  # type: ignore[arg-type]
+        assert carrier.holds(entry)
+        carrier.reset()
+        assert await carrier._attempt([entry], Callback.json(f"{receiver.url}/aliyun/report", [{}]))
+        assert (carrier.tallies.of(None).receipts_posted, carrier.tallies.of("aliyun").receipts_posted) == (
+            0,
+            0,
+        )
+    finally:
+        await carrier.close()
