@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -120,3 +120,10 @@ class ReceiptBatches:
         finally:
             if not batch.done.done():
                 batch.done.set_result(None)
+
+
+def message_ids(entries: Sequence[LedgerEntry]) -> dict[str, Any]:
+    """The messages of a callback, for its log line: ``message_id``, or an array's ``message_ids``."""
+    if len(entries) == 1:
+        return {"message_id": entries[0].id}
+    return {"message_ids": [e.id for e in entries]}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
@@ -15,10 +13,11 @@ from fastapi import Depends, Request
 from httpx_aiohttp import AiohttpTransport
 
 from nudge.logging import get_logger
-from simulator.callbacks import Callback, ReceiptBatches
+from simulator.callbacks import Callback, ReceiptBatches, message_ids
 from simulator.config import Fault, SimConfig
 from simulator.customer import click_rate, follow_links
 from simulator.ledger import LedgerEntry, LedgerTallies, now
+from simulator.limits import TokenBucket
 from simulator.numbers import e164, same_number
 
 log = get_logger("simulator")
@@ -31,22 +30,6 @@ CALLBACK_CONCURRENCY = 32
 
 ReceiptBuilder = Callable[[LedgerEntry, SimConfig], list[Callback]]
 """The receipts for a settled entry, in the order the provider posts them; [] when none is wanted."""
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    tokens: float
-    updated: float = field(default_factory=time.monotonic)
-
-    def take(self, rate: float) -> bool:
-        burst = max(1.0, rate)
-        moment = time.monotonic()
-        self.tokens = min(burst, self.tokens + (moment - self.updated) * rate)
-        self.updated = moment
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class Carrier:
@@ -281,10 +264,10 @@ class Carrier:
                 await asyncio.sleep(wait)
             if await self._attempt(entries, callback):
                 if attempt:
-                    log.info("receipt_redelivered", **_ids(entries), attempts=attempt + 1)
+                    log.info("receipt_redelivered", **message_ids(entries), attempts=attempt + 1)
                 return
             attempt += 1
-        log.warning("receipt_undeliverable", **_ids(entries), attempts=attempt)
+        log.warning("receipt_undeliverable", **message_ids(entries), attempts=attempt)
 
     async def post_once(self, callback: Callback) -> int:
         """POST a reply once; the receiver's HTTP status (httpx errors propagate)."""
@@ -311,10 +294,3 @@ def get_carrier(request: Request) -> Carrier:
 
 
 CarrierDep = Annotated[Carrier, Depends(get_carrier)]
-
-
-def _ids(entries: Sequence[LedgerEntry]) -> dict[str, Any]:
-    """The messages of a callback, for its log line: ``message_id``, or an array's ``message_ids``."""
-    if len(entries) == 1:
-        return {"message_id": entries[0].id}
-    return {"message_ids": [e.id for e in entries]}
