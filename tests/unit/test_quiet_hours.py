@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.quiet_hours import ALWAYS_OPEN, DEFAULT_WINDOWS, Window, next_allowed
+from nudge.quiet_hours import (
+    ALWAYS_OPEN,
+    DEFAULT_WINDOWS,
+    Window,
+    local_time_after,
+    next_allowed,
+    recipient_zone,
+)
 
 NUMBERS = {
     "+8613800138000": ["Asia/Shanghai"],
@@ -301,3 +308,87 @@ def test_quiet_hours_unknown_profile_zone_falls_back_to_the_numbers_zone(profile
     assert next_allowed(now, "+14155550100", profile_zone=profile_zone) == datetime(
         2026, 1, 15, 16, 0, tzinfo=UTC
     )
+
+
+# A broadcast's --local-time: the zone each recipient is taken to live in, and when its clock
+# next reads the hour. Expected values worked out by hand from the zones' offsets.
+
+
+@pytest.mark.parametrize(
+    ("to", "profile_zone", "zone"),
+    [
+        ("+8613800138000", "America/New_York", "America/New_York"),  # the profile's zone first
+        ("+8613800138000", "Mars/Olympus_Mons", "Asia/Shanghai"),  # a zone that does not exist: the number's
+        ("+8613800138000", None, "Asia/Shanghai"),
+        ("+14155550100", "", "America/Los_Angeles"),
+        ("+4915112345678", None, "Europe/Berlin"),
+        ("+80012345678", None, "UTC"),  # a number phonenumbers reads but places in no zone
+        ("not a number", None, "UTC"),
+    ],
+)
+def test_recipient_zone(to: str, profile_zone: str | None, zone: str) -> None:
+    assert recipient_zone(to, profile_zone=profile_zone).key == zone
+
+
+SHANGHAI, LOS_ANGELES, NEW_YORK = (
+    ZoneInfo(z) for z in ("Asia/Shanghai", "America/Los_Angeles", "America/New_York")
+)
+
+
+@pytest.mark.parametrize(
+    ("start", "at", "zone", "expected"),
+    [
+        # 09:00 in Shanghai: 10:00 comes the same day, at 02:00 UTC.
+        (
+            datetime(2026, 12, 3, 1, 0, tzinfo=UTC),
+            time(10),
+            SHANGHAI,
+            datetime(2026, 12, 3, 2, 0, tzinfo=UTC),
+        ),
+        # 11:00 in Shanghai: 10:00 has passed, so the next day's.
+        (
+            datetime(2026, 12, 3, 3, 0, tzinfo=UTC),
+            time(10),
+            SHANGHAI,
+            datetime(2026, 12, 4, 2, 0, tzinfo=UTC),
+        ),
+        # At 10:00 exactly: now.
+        (
+            datetime(2026, 12, 3, 2, 0, tzinfo=UTC),
+            time(10),
+            SHANGHAI,
+            datetime(2026, 12, 3, 2, 0, tzinfo=UTC),
+        ),
+        # 12:00 in Los Angeles (UTC-8): the next day's 10:00 is 18:00 UTC.
+        (
+            datetime(2026, 12, 3, 20, 0, tzinfo=UTC),
+            time(10),
+            LOS_ANGELES,
+            datetime(2026, 12, 4, 18, 0, tzinfo=UTC),
+        ),
+        # 17:00 in Los Angeles, already the next day in UTC: 20:00 comes the same local day.
+        (
+            datetime(2026, 12, 4, 1, 0, tzinfo=UTC),
+            time(20),
+            LOS_ANGELES,
+            datetime(2026, 12, 4, 4, 0, tzinfo=UTC),
+        ),
+        # New York skips 02:00-03:00 on 2027-03-14: 02:30 is read as 03:30 EDT, 07:30 UTC.
+        (
+            datetime(2027, 3, 14, 5, 0, tzinfo=UTC),
+            time(2, 30),
+            NEW_YORK,
+            datetime(2027, 3, 14, 7, 30, tzinfo=UTC),
+        ),
+    ],
+)
+def test_local_time_after(start: datetime, at: time, zone: ZoneInfo, expected: datetime) -> None:
+    found = local_time_after(start, at, zone)
+    assert found == expected
+    assert found.tzinfo is start.tzinfo, "given back in the start's zone"
+
+
+def test_local_time_after_keeps_the_starts_zone() -> None:
+    start = datetime(2026, 12, 3, 9, 0, tzinfo=SHANGHAI)
+    found = local_time_after(start, time(10), SHANGHAI)
+    assert (found, found.tzinfo) == (datetime(2026, 12, 3, 10, 0, tzinfo=SHANGHAI), SHANGHAI)
