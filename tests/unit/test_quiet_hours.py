@@ -330,6 +330,10 @@ def test_recipient_zone(to: str, profile_zone: str | None, zone: str) -> None:
     assert recipient_zone(to, profile_zone=profile_zone).key == zone
 
 
+def utc(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
 SHANGHAI, LOS_ANGELES, NEW_YORK = (
     ZoneInfo(z) for z in ("Asia/Shanghai", "America/Los_Angeles", "America/New_York")
 )
@@ -339,47 +343,17 @@ SHANGHAI, LOS_ANGELES, NEW_YORK = (
     ("start", "at", "zone", "expected"),
     [
         # 09:00 in Shanghai: 10:00 comes the same day, at 02:00 UTC.
-        (
-            datetime(2026, 12, 3, 1, 0, tzinfo=UTC),
-            time(10),
-            SHANGHAI,
-            datetime(2026, 12, 3, 2, 0, tzinfo=UTC),
-        ),
+        (utc(2026, 12, 3, 1, 0), time(10), SHANGHAI, utc(2026, 12, 3, 2, 0)),
         # 11:00 in Shanghai: 10:00 has passed, so the next day's.
-        (
-            datetime(2026, 12, 3, 3, 0, tzinfo=UTC),
-            time(10),
-            SHANGHAI,
-            datetime(2026, 12, 4, 2, 0, tzinfo=UTC),
-        ),
+        (utc(2026, 12, 3, 3, 0), time(10), SHANGHAI, utc(2026, 12, 4, 2, 0)),
         # At 10:00 exactly: now.
-        (
-            datetime(2026, 12, 3, 2, 0, tzinfo=UTC),
-            time(10),
-            SHANGHAI,
-            datetime(2026, 12, 3, 2, 0, tzinfo=UTC),
-        ),
+        (utc(2026, 12, 3, 2, 0), time(10), SHANGHAI, utc(2026, 12, 3, 2, 0)),
         # 12:00 in Los Angeles (UTC-8): the next day's 10:00 is 18:00 UTC.
-        (
-            datetime(2026, 12, 3, 20, 0, tzinfo=UTC),
-            time(10),
-            LOS_ANGELES,
-            datetime(2026, 12, 4, 18, 0, tzinfo=UTC),
-        ),
+        (utc(2026, 12, 3, 20, 0), time(10), LOS_ANGELES, utc(2026, 12, 4, 18, 0)),
         # 17:00 in Los Angeles, already the next day in UTC: 20:00 comes the same local day.
-        (
-            datetime(2026, 12, 4, 1, 0, tzinfo=UTC),
-            time(20),
-            LOS_ANGELES,
-            datetime(2026, 12, 4, 4, 0, tzinfo=UTC),
-        ),
+        (utc(2026, 12, 4, 1, 0), time(20), LOS_ANGELES, utc(2026, 12, 4, 4, 0)),
         # New York skips 02:00-03:00 on 2027-03-14: 02:30 is read as 03:30 EDT, 07:30 UTC.
-        (
-            datetime(2027, 3, 14, 5, 0, tzinfo=UTC),
-            time(2, 30),
-            NEW_YORK,
-            datetime(2027, 3, 14, 7, 30, tzinfo=UTC),
-        ),
+        (utc(2027, 3, 14, 5, 0), time(2, 30), NEW_YORK, utc(2027, 3, 14, 7, 30)),
     ],
 )
 def test_local_time_after(start: datetime, at: time, zone: ZoneInfo, expected: datetime) -> None:
