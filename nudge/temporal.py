@@ -59,7 +59,7 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
     _connected.set()  # an attempt starts the SDK's runtime and its threads, connected or not
     while True:
         try:
-            client = await Client.connect(
+            return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
@@ -69,8 +69,6 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
             if asyncio.get_running_loop().time() >= deadline:
                 raise
             await asyncio.sleep(0.5)
-        else:
-            return client
 
 
 def tried_to_connect() -> bool:
