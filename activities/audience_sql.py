@@ -51,7 +51,7 @@ from nudge.audiences import (
     duration,
     field_kind,
 )
-from nudge.store import Assignment, Consent, Customer, EventRecord
+from nudge.store import Assignment, Consent, Customer
 from nudge.store.customers import LANGUAGE, TAGS
 
 _TIME = TypeAdapter(datetime)
@@ -186,12 +186,12 @@ def _attribute(key: str, dialect: str, op: str, value: Any) -> ColumnElement[boo
 
 
 def _last_active(op: str, value: Any, now: datetime) -> ColumnElement[bool]:
-    """The customer's events: ``within 30d`` means an event that occurred in the last 30 days."""
-    mine = col(EventRecord.customer_id) == col(Customer.id)
+    """The customer's latest event (``customer.last_active_at``, which the gateway keeps):
+    ``within 30d`` means one that occurred in the last 30 days."""
+    last = col(Customer.last_active_at)
     if op == "exists":
-        any_event = exists().where(mine)
-        return any_event if value else not_(any_event)
-    recent = exists().where(mine, col(EventRecord.occurred_at) >= now - duration(value))
+        return last.is_not(None) if value else last.is_(None)
+    recent = and_(last.is_not(None), last >= now - duration(value))
     return recent if op == "within" else not_(recent)
 
 

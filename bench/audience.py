@@ -105,18 +105,20 @@ def rows(total: int, seed: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
         if rand() < 0.8:
             attributes["age"] = rng.randrange(16, 80)
         created = NOW - timedelta(days=rand() * 720)
+        # About two events each; a customer's activity clusters around their own last visit.
+        last = rand() ** 2 * 180
+        visits = range(rng.choice((0, 1, 1, 2, 2, 3, 5)))
+        events = [NOW - timedelta(days=last + n * rand() * 20) for n in visits]
+        # The last column is last_active_at, which the gateway keeps as it stores the events.
         yield (
             "customer",
             (customer_id, f"Name {number}", f"+86138{number:08d}", stages[index], country,
-             COUNTRIES[country][1], json.dumps(attributes), created, None),
+             COUNTRIES[country][1], json.dumps(attributes), created, None, max(events, default=None)),
         )  # fmt: skip
         if consents[index] is not None:
             granted = consents[index] == "granted"
             yield "consent", (customer_id, "sms", "marketing", "import:crm", "", granted, created, created)
-        # About two events each; a customer's activity clusters around their own last visit.
-        last = rand() ** 2 * 180
-        for n in range(rng.choice((0, 1, 1, 2, 2, 3, 5))):
-            at = NOW - timedelta(days=last + n * rand() * 20)
+        for n, at in enumerate(events):
             yield "event", (f"{customer_id}-e{n}", customer_id, "page_viewed", "{}", at, at, "[]")
         if rand() < 0.3:
             variant = rng.choice("abc")
@@ -127,7 +129,8 @@ def rows(total: int, seed: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
 
 
 COLUMNS = {
-    "customer": "id, name, phone, lifecycle_stage, country, timezone, attributes, created_at, erased_at",
+    "customer": "id, name, phone, lifecycle_stage, country, timezone, attributes, created_at, erased_at,"
+    " last_active_at",
     "consent": "customer_id, channel, purpose, source, text, granted, at, updated_at",
     "event": "event_id, customer_id, name, properties, occurred_at, received_at, workflow_ids",
     "assignment": "experiment, variant, customer_id, workflow_id, journey, reason, allocation, at",

@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, cast, literal_column
+from sqlalchemy import JSON, Index, String, case, cast, literal, literal_column, or_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, col
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.models import IDENTIFIER_PATTERN
-from nudge.store.columns import optional_timestamp, timestamp
+from nudge.store.columns import UTCDateTime, optional_timestamp, timestamp
 from nudge.store.consent import ConsentIn
 
 
@@ -43,12 +44,17 @@ class CustomerCreate(CustomerBase):
 class CustomerPublic(CustomerBase):
     created_at: datetime
     erased_at: datetime | None = None
+    last_active_at: datetime | None = None
 
 
 class Customer(CustomerBase, table=True):
     created_at: datetime = timestamp(nullable=False)
     erased_at: datetime | None = optional_timestamp()
     """When the customer's personal data was removed (``nudge customers forget``)."""
+    last_active_at: datetime | None = optional_timestamp()
+    """When their latest event occurred: the gateway keeps it with every event it stores
+    (``starter/api/services/intake.py``), so that an audience's ``last_active within 30d`` reads
+    the profile alone instead of probing the event table once per customer."""
 
 
 # What audiences select on (``activities/audience_sql.py``). Its conditions are built on these same
@@ -63,3 +69,20 @@ Index("ix_customer_language", LANGUAGE).ddl_if(dialect="postgresql")
 # A cast hides the column from Index, so the table is named.
 _tags_index = Index("ix_customer_tags", TAGS, postgresql_using="gin", _table=Customer.__table__)  # type: ignore[attr-defined]
 _tags_index.ddl_if(dialect="postgresql")
+
+
+async def mark_active(session: AsyncSession, customer_id: str, at: datetime) -> bool:
+    """Move the customer's ``last_active_at`` up to ``at``, never back; whether they exist.
+
+    One statement in place of reading the row: it stays right when two of their events race,
+    whose writes the row's lock (PostgreSQL) or the write lock (SQLite) puts one after the other.
+    """
+    table = Customer.__table__  # type: ignore[attr-defined]
+    last = table.c.last_active_at
+    when = literal(at, UTCDateTime())
+    moved = await session.exec(  # type: ignore[call-overload]
+        update(table)
+        .where(table.c.id == customer_id)
+        .values(last_active_at=case((or_(last.is_(None), last < when), when), else_=last))
+    )
+    return bool(moved.rowcount)

@@ -20,6 +20,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.store.stream import OBSOLETE_INDEXES
 
+BACKFILLS = {
+    ("customer", "last_active_at"): (
+        "UPDATE customer SET last_active_at ="
+        " (SELECT max(event.occurred_at) FROM event WHERE event.customer_id = customer.id)"
+    ),
+}
+"""What a column added later holds on the rows stored before it: filled once, as it is added."""
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -80,7 +88,8 @@ async def init_db(engine: AsyncEngine, *, attempts: int = 5) -> None:
 
 def _add_missing_columns(conn: Any) -> None:
     """A small forward-only migration: columns added to a model later are nullable, so
-    ``ALTER TABLE ... ADD COLUMN`` brings an existing database up to date; indexes added later
+    ``ALTER TABLE ... ADD COLUMN`` brings an existing database up to date (and ``BACKFILLS``
+    fills the ones derived from other tables); indexes added later
     (on new or old columns) are created too, and indexes a new one replaced dropped."""
     inspector = inspect(conn)
     for table in SQLModel.metadata.sorted_tables:
@@ -89,6 +98,8 @@ def _add_missing_columns(conn: Any) -> None:
             if column.name not in existing and column.nullable:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                if (table.name, column.name) in BACKFILLS:
+                    conn.exec_driver_sql(BACKFILLS[table.name, column.name])
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         for name in indexes & set(OBSOLETE_INDEXES):
             conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')

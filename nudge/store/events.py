@@ -38,5 +38,5 @@ class JourneyEntry(SQLModel, table=True):
     closed: bool = False
 
 
-# An audience's ``last_active within 30d``: a customer's latest events, without reading the rest.
+# A customer's latest events first, without reading the rest (their timeline).
 Index("ix_event_customer_occurred", col(EventRecord.customer_id), col(EventRecord.occurred_at))

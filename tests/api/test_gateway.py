@@ -186,6 +186,25 @@ async def test_post_event_unknown_customer_creates_bare_customer(gateway: Gatewa
     assert (await gateway.http.get(f"/v1/customers/{customer_id}")).json()["id"] == customer_id
 
 
+async def test_last_active_at_follows_the_latest_event_whatever_order_they_arrive_in(
+    gateway: Gateway, customer_id: str
+) -> None:
+    """The profile's last_active_at is the latest occurred_at of the customer's events: set when
+    an event creates the customer, moved up by a later one, never back by an older one (a
+    backfill), and kept when the profile is written over."""
+    times = ["2026-05-01T10:00:00+08:00", "2026-05-03T00:00:00+00:00", "2026-04-01T00:00:00+00:00"]
+    seen = []
+    for at in times:
+        body = {**event(customer_id, "page_viewed"), "occurred_at": at}
+        assert (await gateway.http.post("/v1/events", json=body)).status_code == 202
+        seen.append((await gateway.http.get(f"/v1/customers/{customer_id}")).json()["last_active_at"])
+    profile = {"id": customer_id, "name": "Ada", "phone": "13800138000", "attributes": {}}
+    assert (await gateway.http.put(f"/v1/customers/{customer_id}", json=profile)).status_code == 200
+    seen.append((await gateway.http.get(f"/v1/customers/{customer_id}")).json()["last_active_at"])
+    first, latest = "2026-05-01T02:00:00Z", "2026-05-03T00:00:00Z"
+    assert [s.replace("+00:00", "Z") for s in seen] == [first, latest, latest, latest]
+
+
 async def test_post_event_cart_without_cart_id_is_refused(gateway: Gateway, customer_id: str) -> None:
     """cart_abandoned without a cart_id is accepted but starts nothing, and says why."""
     response = await gateway.http.post("/v1/events", json=event(customer_id, "cart_abandoned"))

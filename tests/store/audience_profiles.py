@@ -84,6 +84,7 @@ async def store(sessions: async_sessionmaker[AsyncSession], made: list[Profile])
                 "attributes": p.attributes,
                 "created_at": p.created_at,
                 "erased_at": NOW if p.erased else None,
+                "last_active_at": max(p.events, default=None),  # what the gateway keeps
             }
         )
         if p.consent is not None or p.id.endswith("7"):

@@ -30,6 +30,7 @@ from nudge.metrics import CONVERSIONS, EVENTS
 from nudge.models import Category, Event, JourneyInput
 from nudge.sinks import StreamSink
 from nudge.store import Customer, EventRecord, JourneyEntry, read_sessions, utcnow
+from nudge.store.customers import mark_active
 from starter.api.services.attribution import Attribution, publish_conversion
 from workflows.journey import Journey, Reentry
 
@@ -145,7 +146,8 @@ class EventRouter:
                 # surface at the commit below, not inside a read.
                 if await session.get(EventRecord, event.event_id) is not None:
                     return False
-                known_customer = await session.get(Customer, event.customer_id) is not None
+                occurred = event.occurred_at or utcnow()
+                known_customer = await mark_active(session, event.customer_id, occurred)
                 conversion = await self._attribution.conversion(session, event)
                 rows = {
                     item.workflow_id: await session.get(JourneyEntry, item.workflow_id) for item in entries
@@ -167,7 +169,7 @@ class EventRouter:
                         row.closed = False
                     session.add(row)
                 if not known_customer:
-                    session.add(Customer(id=event.customer_id))
+                    session.add(Customer(id=event.customer_id, last_active_at=occurred))
                 session.add(_event_record(event, workflow_ids))
                 if conversion is not None:
                     session.add(conversion)
