@@ -215,11 +215,25 @@ class BroadcastActivities:
                         publish(session, self._sinks, EventKind.BLOCKED, message=message, reason=reason)
                     await session.flush()  # the chunk's events written, its rows no longer held
                     session.expunge_all()
+            # An earlier attempt that committed and whose answer was lost (its worker killed)
+            # left nothing waiting: the rows it expired still count, once. Its split is not kept
+            # (the workflow adds the total); they are counted as deferred.
+            before = await session.exec(
+                select(func.count()).where(
+                    TABLE.c.broadcast_id == request.broadcast_id,
+                    TABLE.c.status == MessageStatus.BLOCKED.value,
+                    TABLE.c.reason == reason,
+                )
+            )
+            earlier = int(before.one()) - len(expired)
             await session.commit()
+        if earlier:
+            counts[Outcome.DEFERRED] = counts.get(Outcome.DEFERRED, 0) + earlier
         log.info(
             "broadcast_expired",
             broadcast_id=request.broadcast_id,
             reason=request.reason,
+            by_an_earlier_attempt=earlier,
             **{k.value: v for k, v in counts.items()},
         )
         return ExpireReport(counts=counts)

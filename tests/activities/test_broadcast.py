@@ -377,13 +377,16 @@ async def test_expiry_ends_the_waiting_recipients_and_counts_them_by_what_they_w
     world: World,
 ) -> None:
     """At the deadline every recipient still waiting is expired (never sent), counted as capped
-    or deferred; nobody already decided is touched."""
+    or deferred; nobody already decided is touched. The same expiry again (the retry of an
+    attempt whose answer was lost) expires nothing more and still reports them, once."""
     numbers = await world.people(6, timezone="America/New_York")
     acts = await world.broadcasting_to(numbers)
     await run_pass(acts, spec(local_time=time(10)))
     report = await run(acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale", reason="deadline"))
     assert report.counts == {Outcome.DEFERRED: 6}
-    assert await run(acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale")) == type(report)()
+    assert await run(acts.expire_broadcast, ExpireRequest(broadcast_id="winter-sale"), attempt=2) == report
+    cancel = ExpireRequest(broadcast_id="winter-sale", reason="cancelled")
+    assert (await run(acts.expire_broadcast, cancel)).counts == {}  # none were expired for that
     assert {(m.status, m.reason) for m in await world.rows()} == {("blocked", "expired:deadline")}
     assert await world.ledger() == []
 

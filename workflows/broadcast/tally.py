@@ -7,7 +7,8 @@ then) in the counter they end in. So a later pass's batch first takes its recipi
 waiting counters, then adds them where they are now. The total waiting is exact; how it splits
 between ``capped`` and ``deferred`` is the latest known (a later pass takes its recipients from
 ``deferred`` first: quiet hours and local-time waves open before a day's cap does), and an expiry
-reports its own split exactly.
+reports its own split exactly (but for the retry of one whose answer was lost, whose rows all count
+as deferred).
 """
 
 from __future__ import annotations
