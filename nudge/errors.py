@@ -16,7 +16,8 @@ NudgeError
 
 Errors that belong to one layer sit next to their code, under the same root: ``NoRoute``
 (``activities/routing.py``), ``StackError`` (``starter/stack.py``), the API services' ``Unknown*``
-and ``Invalid*`` errors. ``tests/unit/test_errors.py`` finds any exception class outside it.
+and ``Invalid*`` errors, the gateway client's ``ClientError`` (``Refused``, ``Unavailable``:
+``nudge/client``). ``tests/unit/test_errors.py`` finds any exception class outside it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -48,10 +49,12 @@ ALWAYS_OPEN: dict[str, Window] = {"*": Window(start=time(0), end=time(0))}
 """No quiet hours: for the playground (``make run``, ``make demo``), whose delays are seconds."""
 
 
-def _known_zone(name: str) -> bool:
+@lru_cache(maxsize=1024)
+def known_zone(name: str) -> bool:
+    """Is ``name`` an IANA time zone (``Asia/Shanghai``)? Cached: a file or a batch repeats a few."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # `Asia` is a folder; a long name, too long
         return False
     return True
 
@@ -60,7 +63,7 @@ def _zones(number: phonenumbers.PhoneNumber, window: Window, profile_zone: str |
     names: tuple[str, ...]
     if window.zone:
         names = (window.zone,)
-    elif profile_zone and _known_zone(profile_zone):
+    elif profile_zone and known_zone(profile_zone):
         # A profile zone that does not exist (a typo) says nothing: the number's zones judge,
         # rather than UTC, which would let marketing out at night in the Americas.
         names = (profile_zone,)
@@ -110,13 +113,13 @@ def next_allowed(
 def recipient_zone(to: str, *, profile_zone: str | None = None) -> ZoneInfo:
     """The one zone a recipient is taken to live in: the profile's (when it exists), else the
     number's first zone, else UTC (what ``--local-time`` delivers by)."""
-    if profile_zone and _known_zone(profile_zone):
+    if profile_zone and known_zone(profile_zone):
         return ZoneInfo(profile_zone)
     number = parse_number(to)
     if number is None:
         return ZoneInfo("UTC")
     for name in pn_timezone.time_zones_for_number(number):
-        if name != "Etc/Unknown" and _known_zone(name):
+        if name != "Etc/Unknown" and known_zone(name):
             return ZoneInfo(name)
     return ZoneInfo("UTC")
 

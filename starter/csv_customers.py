@@ -16,15 +16,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import TypeAdapter, ValidationError
 
 from nudge.errors import InvalidPhoneNumber
 from nudge.models import IDENTIFIER_PATTERN
 from nudge.phone import to_e164
+from nudge.quiet_hours import known_zone
 
 CUSTOMER_COLUMNS = ("id", "name", "phone", "lifecycle_stage", "country", "timezone")
 CONSENT_COLUMNS = {"consent_source": "source", "consent_text": "text", "consent_at": "at"}
@@ -72,16 +71,6 @@ class Checked:
 
     staged: list[tuple[Any, ...]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
-
-
-@lru_cache(maxsize=1024)
-def known_zone(name: str) -> bool:
-    """Is ``name`` an IANA time zone (``Asia/Shanghai``)? Cached: a file has a handful of them."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # `Asia` is a folder; a long name, too long
-        return False
-    return True
 
 
 class CsvLayout:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import field_validator
 from sqlalchemy import JSON, Index, String, case, cast, literal, literal_column, or_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.models import IDENTIFIER_PATTERN
+from nudge.quiet_hours import known_zone
 from nudge.store.columns import UTCDateTime, optional_timestamp, timestamp
 from nudge.store.consent import ConsentIn
 
@@ -39,6 +41,13 @@ class CustomerCreate(CustomerBase):
     consent: ConsentIn | None = None
     """Marketing consent given with the profile (a sign-up form, a CRM import). Recorded only for
     a customer with no consent on record: changes go through ``/v1/customers/{id}/consent``."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _a_known_zone(cls, value: str | None) -> str | None:
+        if value is not None and not known_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone (Asia/Shanghai, America/New_York)")
+        return value
 
 
 class CustomerPublic(CustomerBase):

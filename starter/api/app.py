@@ -41,6 +41,7 @@ from starter.api.routes import (
     messages,
     pauses,
     reports,
+    segment,
     signatures,
     templates,
 )
@@ -65,6 +66,7 @@ ROUTERS = (
     templates.router,
     signatures.router,
     events.router,
+    segment.router,
     simulator.router,
     links.router,
     customers.router,

@@ -39,6 +39,11 @@ calls the codec server from the browser (behind the codec token in the path)."""
 
 SCOPE_OF = {
     ("POST", "/v1/events"): "events",
+    ("POST", "/v1/events:batch"): "events",
+    ("POST", "/v1/track"): "events",
+    ("POST", "/v1/page"): "events",
+    ("POST", "/v1/identify"): "events",
+    ("POST", "/v1/batch"): "events",
     ("PUT", "/v1/customers/{customer_id}"): "events",
     ("POST", "/v1/customers:batch"): "events",
     ("POST", "/v1/customer-imports"): "events",

@@ -22,7 +22,14 @@ MAY_IMPORT = {
 }
 """First-party packages each layer may import (the simulator stands in for the carriers)."""
 IO_MODULES = {"httpx", "aiohttp", "sqlalchemy", "sqlmodel", "structlog", "psycopg", "aiosqlite", "fastapi"}
-KERNEL_WITH_IO = {"nudge.store", "nudge.temporal", "nudge.logging", "nudge.binaries", "nudge.settings"}
+KERNEL_WITH_IO = {
+    "nudge.store",
+    "nudge.temporal",
+    "nudge.logging",
+    "nudge.binaries",
+    "nudge.settings",
+    "nudge.client",
+}
 """Kernel modules that do I/O (or read the environment): workflow code must not import them."""
 
 
