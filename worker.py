@@ -49,7 +49,8 @@ from nudge.contracts import ReceiptSweep
 from nudge.gc_tuning import tune_gc
 from nudge.logging import configure_logging, get_logger
 from nudge.settings import Settings, get_settings
-from nudge.store import create_engine, init_db, session_factory
+from nudge.store import create_engine, session_factory
+from nudge.store.schema import require as require_schema
 from nudge.temporal import connect
 from workflows import JOURNEYS
 from workflows.broadcast import Broadcast
@@ -133,7 +134,6 @@ async def build_workers(
         # confirmation behind it for a database connection.
         engine = create_engine(settings.sqlalchemy_url)
         stack.push_async_callback(engine.dispose)
-        await init_db(engine)
         sessions = session_factory(engine)
         # A registry per lane as well: each reads its snapshot on its own connections.
         registry = Registry(sessions, builtins=seeded_templates(journeys), routes=settings.effective_routes)
@@ -239,6 +239,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 async def main() -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    # Before anything else: a schema behind the code is refused with the command to run.
+    await require_schema(settings.sqlalchemy_url)
     runtime, sdk_metrics_url = None, None
     if settings.worker_metrics_port:
         # The SDK serves its runtime metrics on a loopback port of its own; /metrics adds them.

@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     """Temporal's frontend (host:port)."""
     temporal_namespace: str = "default"
     """Temporal namespace the journeys run in."""
+    temporal_tls: bool | None = None
+    """Whether to reach Temporal over TLS. Empty: on when a client certificate or an API key is
+    set (Temporal Cloud takes either), off otherwise (the dev server)."""
+    temporal_tls_cert: Path | None = None
+    """A PEM client certificate for mutual TLS (a self-hosted cluster, or Temporal Cloud's mTLS
+    namespaces); with ``NUDGE_TEMPORAL_TLS_KEY``."""
+    temporal_tls_key: Path | None = None
+    """The PEM private key of ``NUDGE_TEMPORAL_TLS_CERT``. Secret: keep the file readable by
+    Nudge only."""
+    temporal_tls_ca: Path | None = None
+    """A PEM CA that signed the server's certificate (a private CA). Empty: the system's roots."""
+    temporal_tls_server_name: str = ""
+    """The name to check the server's certificate against, when it is not the address's host."""
+    temporal_api_key: SecretStr = SecretStr("")
+    """A Temporal Cloud API key, sent as a bearer token on every call (TLS on). Secret: never
+    logged."""
     temporal_ui_port: int = 8233
     """Port of the Temporal UI that ``nudge up`` starts with the dev server."""
     temporal_ui_url: str = ""

@@ -14,6 +14,7 @@ import threading
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
+from temporalio.service import TLSConfig
 
 from nudge.codec import EncryptionCodec, parse_keys
 from nudge.converter import data_converter
@@ -51,10 +52,51 @@ def converter_for(settings: Settings) -> DataConverter:
     return sealed_converter(keys)
 
 
+def tls_for(settings: Settings) -> bool | TLSConfig:
+    """The TLS a client of ``settings`` uses: none for the dev server; the system's roots for
+    Temporal Cloud with an API key; a client certificate (and a private CA) for mutual TLS.
+
+    Raises:
+        ConfigurationError: a certificate without its key (or the other way round), or a file
+            that cannot be read, named.
+    """
+    cert, key, ca = settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca
+    if (cert is None) != (key is None):
+        raise ConfigurationError(
+            "NUDGE_TEMPORAL_TLS_CERT and NUDGE_TEMPORAL_TLS_KEY go together: set both, or neither"
+        )
+    wanted = settings.temporal_tls
+    if wanted is None:
+        wanted = cert is not None or bool(settings.temporal_api_key.get_secret_value())
+    if not wanted:
+        if cert is not None or ca is not None:
+            raise ConfigurationError("NUDGE_TEMPORAL_TLS is false, yet a TLS certificate is set")
+        return False
+    files = {}
+    for name, path in (
+        ("NUDGE_TEMPORAL_TLS_CERT", cert),
+        ("NUDGE_TEMPORAL_TLS_KEY", key),
+        ("NUDGE_TEMPORAL_TLS_CA", ca),
+    ):
+        if path is not None:
+            try:
+                files[name] = path.read_bytes()
+            except OSError as exc:
+                raise ConfigurationError(f"{name}: cannot read {path} ({exc.strerror})") from None
+    return TLSConfig(
+        server_root_ca_cert=files.get("NUDGE_TEMPORAL_TLS_CA"),
+        client_cert=files.get("NUDGE_TEMPORAL_TLS_CERT"),
+        client_private_key=files.get("NUDGE_TEMPORAL_TLS_KEY"),
+        domain=settings.temporal_tls_server_name or None,
+    )
+
+
 async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | None = None) -> Client:
     """Connect to Temporal; with ``wait``, keep trying that many seconds while it starts. A
     ``runtime`` of its own carries the SDK's telemetry (the worker's Prometheus metrics)."""
     converter = converter_for(settings)
+    tls = tls_for(settings)
+    api_key = settings.temporal_api_key.get_secret_value() or None
     deadline = asyncio.get_running_loop().time() + wait
     _connected.set()  # an attempt starts the SDK's runtime and its threads, connected or not
     while True:
@@ -63,6 +105,8 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
+                tls=tls,
+                api_key=api_key,
                 runtime=runtime,
             )
         except RuntimeError:
@@ -94,3 +138,64 @@ def exit_without_teardown(code: int) -> None:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code)
+
+
+async def ensure_search_attributes(client: Client) -> list[str]:
+    """Register Nudge's search attributes (``SEARCH_ATTRIBUTES``) in the client's namespace
+    through the operator service; answers the ones it added (none when all were there).
+
+    Raises:
+        ConfigurationError: one exists with another type; or the server does not let this client
+            add them (Temporal Cloud: they are added with ``tcld`` or in its UI), with the list.
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from nudge.contracts import SEARCH_ATTRIBUTES
+
+    wanted = {
+        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+        for name, kind in SEARCH_ATTRIBUTES.items()
+    }
+    listing = ", ".join(f"{name}={kind}" for name, kind in SEARCH_ATTRIBUTES.items())
+
+    def refused(exc: RPCError) -> ConfigurationError:
+        return ConfigurationError(
+            f"Temporal refused to register search attributes in {client.namespace!r} ({exc}); "
+            f"add them yourself (Temporal Cloud: `tcld namespace search-attributes add` or its "
+            f"UI): {listing}"
+        )
+
+    missing = dict(wanted)
+    try:
+        found = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.PERMISSION_DENIED:
+            raise refused(exc) from None
+        if exc.status != RPCStatusCode.UNIMPLEMENTED:  # the Java test server lists none: add all
+            raise
+    else:
+        have = {**found.system_attributes, **found.custom_attributes}
+        wrong = sorted(name for name, kind in wanted.items() if name in have and have[name] != kind)
+        if wrong:
+            raise ConfigurationError(
+                f"search attributes {', '.join(wrong)} exist in namespace {client.namespace!r} "
+                f"with another type; Nudge needs {listing}"
+            )
+        missing = {name: kind for name, kind in wanted.items() if name not in have}
+    if not missing:
+        return []
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.ALREADY_EXISTS or "already" in str(exc).lower():
+            return []
+        if exc.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            raise refused(exc) from None
+        raise
+    return sorted(missing)

@@ -158,6 +158,8 @@ class Stack:
             if "temporal" in parts:
                 self._spawn("temporal", self._temporal_command())
                 self._wait_port("temporal", self.ports.temporal, timeout=60)
+            if "gateway" in parts or "worker" in parts:
+                self.upgrade_database()
             for name in ("simulator", "gateway", "worker"):
                 if name in parts:
                     self._spawn(name, self._nudge_command(name))
@@ -240,6 +242,23 @@ class Stack:
     @staticmethod
     def _nudge_command(name: str) -> list[str]:
         return [sys.executable, "-m", "starter.cli", name]
+
+    def upgrade_database(self) -> None:
+        """``nudge db upgrade`` on the stack's database, before the worker and the gateway start
+        (they refuse a schema that is behind): the local stack keeps its own schema current."""
+        log = self.state_dir / "logs" / "db.log"
+        with log.open("ab") as out:
+            done = subprocess.run(
+                [*self._nudge_command("db"), "upgrade"],
+                env=self.child_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise StackError(f"`nudge db upgrade` failed ({done.returncode}): " + " / ".join(tail))
 
     def _spawn(self, name: str, cmd: list[str], **env: str) -> None:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()

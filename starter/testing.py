@@ -22,8 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -33,7 +31,7 @@ from temporalio.worker import Worker
 from nudge.binaries import find_binary
 from nudge.bucketing import bucket
 from nudge.codec import new_key
-from nudge.contracts import EVENT, MESSAGE, SEARCH_ATTRIBUTES, STATE
+from nudge.contracts import EVENT, MESSAGE, STATE
 from nudge.experiments import VariantChoice, VariantRequest
 from nudge.models import (
     Event,
@@ -47,25 +45,13 @@ from nudge.models import (
     SendRequest,
     SendResult,
 )
-from nudge.temporal import sealed_converter
+from nudge.temporal import ensure_search_attributes, sealed_converter
 from workflows.journey import Journey
 
 
 async def register_search_attributes(client: Client) -> None:
     """Register Nudge's search attributes (the Java test server has no flag for it)."""
-    try:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=client.namespace,
-                search_attributes={
-                    name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
-                    for name, kind in SEARCH_ATTRIBUTES.items()
-                },
-            )
-        )
-    except RPCError as exc:
-        if "already" not in str(exc).lower():
-            raise
+    await ensure_search_attributes(client)
 
 
 @asynccontextmanager

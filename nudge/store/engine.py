@@ -1,32 +1,18 @@
-"""The async engine (SQLite by default, PostgreSQL in production), its sessions, and creating
-the schema with a small forward-only migration.
+"""The async engine (SQLite by default, PostgreSQL in production) and its sessions.
 
-``init_db`` creates every table in ``SQLModel.metadata``: importing this module imports the
-``nudge.store`` package first, and with it every table module.
+The schema is Alembic's (``nudge.store.schema``); ``init_db`` upgrades a database to the latest
+revision, for the tests, the benchmarks and the local stack.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
-
-from nudge.store.stream import OBSOLETE_INDEXES
-
-BACKFILLS = {
-    ("customer", "last_active_at"): (
-        "UPDATE customer SET last_active_at ="
-        " (SELECT max(event.occurred_at) FROM event WHERE event.customer_id = customer.id)"
-    ),
-}
-"""What a column added later holds on the rows stored before it: filled once, as it is added."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -67,45 +53,12 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-async def init_db(engine: AsyncEngine, *, attempts: int = 5) -> None:
-    """Create the tables that do not exist yet, and add nullable columns added since.
+async def init_db(engine: AsyncEngine) -> None:
+    """Upgrade the database to the latest revision (``nudge db upgrade``). The worker and the
+    gateway never do this themselves: they refuse a database that is behind."""
+    from nudge.store.schema import upgrade
 
-    The gateway and the worker start together on a fresh database; when the other process
-    creates a table between our check and our CREATE, we lose the race and simply check again.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(SQLModel.metadata.create_all)
-                await conn.run_sync(_add_missing_columns)
-            return
-        except DBAPIError as exc:
-            lost_race = "already exists" in str(exc) or "duplicate" in str(exc).lower()
-            if not lost_race or attempt == attempts:
-                raise
-            await asyncio.sleep(0.2 * attempt)
-
-
-def _add_missing_columns(conn: Any) -> None:
-    """A small forward-only migration: columns added to a model later are nullable, so
-    ``ALTER TABLE ... ADD COLUMN`` brings an existing database up to date (and ``BACKFILLS``
-    fills the ones derived from other tables); indexes added later
-    (on new or old columns) are created too, and indexes a new one replaced dropped."""
-    inspector = inspect(conn)
-    for table in SQLModel.metadata.sorted_tables:
-        existing = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in existing and column.nullable:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
-                if (table.name, column.name) in BACKFILLS:
-                    conn.exec_driver_sql(BACKFILLS[table.name, column.name])
-        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
-        for name in indexes & set(OBSOLETE_INDEXES):
-            conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
-        for index in table.indexes:
-            if index.name not in indexes:
-                index.create(conn)
+    await upgrade(engine)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -66,8 +66,6 @@ Index(
     postgresql_where=LIVE,
     sqlite_where=LIVE,
 )
-OBSOLETE_INDEXES = ("ix_stream_event_due",)
-"""The due index from before parked rows (``init_db`` drops it): ``ix_stream_event_live`` replaced it."""
 Index("ix_stream_event_delivered_at", col(StreamEvent.delivered_at))
 
 

@@ -15,7 +15,8 @@ from temporalio.client import Client
 
 from nudge.logging import get_logger
 from nudge.settings import Settings, get_settings
-from nudge.store import create_engine, init_db
+from nudge.store import create_engine
+from nudge.store.schema import check as check_schema
 from nudge.temporal import connect
 from starter.api.auth import Problem
 from starter.api.cors import CodecCORS
@@ -99,7 +100,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.sqlalchemy_url)
-        await init_db(engine)
+        try:
+            await check_schema(engine)  # `nudge gateway` checked already; an embedding app may not
+        except BaseException:
+            await engine.dispose()
+            raise
         temporal = client or await connect(settings, wait=30)
         services = Services(settings=settings, engine=engine, client=temporal, journeys=journeys)
         app.state.services = services

@@ -15,6 +15,7 @@ from starter.cli.broadcast import broadcast_app
 from starter.cli.codec import codec_app
 from starter.cli.consent import consent_app
 from starter.cli.customers import customers_app
+from starter.cli.db import db_app
 from starter.cli.events import event
 from starter.cli.experiments import experiments_app
 from starter.cli.journeys import journeys
@@ -23,6 +24,7 @@ from starter.cli.pauses import pause, pauses, resume
 from starter.cli.registry import signatures_app, templates_app
 from starter.cli.report import report
 from starter.cli.routes import routes
+from starter.cli.setup import setup
 from starter.cli.stack import demo, gateway, simulator, up, worker
 
 __all__ = ["app", "main"]
@@ -56,8 +58,23 @@ def _main(
     """Nudge: lifecycle SMS journeys as durable Temporal workflows."""
 
 
-for command in (up, demo, worker, gateway, simulator, routes, event, journeys, report, pause, resume, pauses):
+for command in (
+    up,
+    demo,
+    setup,
+    worker,
+    gateway,
+    simulator,
+    routes,
+    event,
+    journeys,
+    report,
+    pause,
+    resume,
+    pauses,
+):
     app.command()(command)
+app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
 app.add_typer(audiences_app, name="audiences")
 app.add_typer(consent_app, name="consent")

@@ -19,7 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from nudge.apikeys import Scope
 from nudge.errors import InvalidInput, NotFound
 from nudge.logging import configure_logging
-from nudge.store import create_engine, init_db, session_factory
+from nudge.store import create_engine, session_factory
+from nudge.store.schema import check as check_schema
 from starter.api.services.keys import ApiKeys
 from starter.cli.common import console, err, fail, settings_now
 
@@ -35,7 +36,7 @@ def _on_store(action: Callable[[ApiKeys], Awaitable[T]]) -> T:
     async def run() -> T:
         engine = create_engine(settings.sqlalchemy_url)
         try:
-            await init_db(engine)
+            await check_schema(engine)
             return await action(ApiKeys(session_factory(engine), cache_ttl=settings.api_key_cache))
         finally:
             await engine.dispose()

@@ -176,9 +176,11 @@ def gateway(
 
     import starter.api.app  # noqa: F401  (imported before the collector is tuned: frozen with the rest)
     from nudge.gc_tuning import tune_gc
+    from nudge.store.schema import require
 
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    asyncio.run(require(settings.sqlalchemy_url))  # a schema behind: one line, exit 2
     tune_gc()
     uvicorn.run(
         "starter.api.app:create_app",

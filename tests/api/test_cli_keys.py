@@ -63,8 +63,9 @@ async def test_cli_keys_create_list_revoke_on_the_database(gateway: Gateway, db_
     assert f"nk_{prefix}" in (await keys_cli(db_url, "list", "--revoked")).stdout
 
 
-async def test_cli_keys_refuses_bad_input_with_a_message(db_url: str) -> None:
-    """An unknown scope, a missing one and revoking an unknown prefix exit non-zero with why."""
+async def test_cli_keys_refuses_bad_input_with_a_message(db_url: str, engine: object) -> None:
+    """An unknown scope, a missing one and revoking an unknown prefix exit non-zero with why (on
+    a database ``engine`` upgraded)."""
     unknown_scope = await keys_cli(db_url, "create", "--name", "x", "--scope", "root")
     assert unknown_scope.returncode == 2 and "root" in unknown_scope.stderr
     no_scope = await keys_cli(db_url, "create", "--name", "x")

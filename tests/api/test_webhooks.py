@@ -376,8 +376,9 @@ async def test_receipt_signals_the_waiting_journey(gateway: Gateway, customer_id
     assert result.messages[0].status is MessageStatus.DELIVERED
 
 
-async def test_simulator_webhook_is_closed_without_a_simulator_route(db_url: str) -> None:
-    """The unsigned simulator endpoint answers 404 unless a simulator route is configured."""
+async def test_simulator_webhook_is_closed_without_a_simulator_route(db_url: str, engine: object) -> None:
+    """The unsigned simulator endpoint answers 404 unless a simulator route is configured (on a
+    database ``engine`` upgraded: the gateway refuses one behind)."""
     from temporalio.client import Client
 
     from nudge.settings import Settings

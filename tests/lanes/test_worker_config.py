@@ -9,6 +9,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from nudge.settings import Settings
+from nudge.store import create_engine, init_db
 from worker import build_workers
 
 
@@ -23,6 +24,9 @@ async def test_eager_activities_follow_the_setting_on_the_main_lane_only(
         worker_eager_activities=eager,
         worker_metrics_port=0,
     )
+    engine = create_engine(sqlite_url)
+    await init_db(engine)  # `nudge db upgrade`: the worker refuses a schema behind
+    await engine.dispose()
     async with AsyncExitStack() as stack:
         workers = await build_workers(env.client, settings, stack)
         disabled = {w.task_queue: w.config()["disable_eager_activity_execution"] for w in workers}

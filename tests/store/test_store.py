@@ -75,59 +75,6 @@ async def test_init_db_creates_every_table_once(db_url: str) -> None:
     assert kept is not None and kept.phone == "+8613800138000"
 
 
-async def test_init_db_brings_an_older_database_up_to_date(db_url: str) -> None:
-    """A database made before a column and an index were added gets both from init_db."""
-    engine = create_engine(db_url)
-    try:
-        await init_db(engine)
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql('DROP INDEX "ix_message_template_created_at"')
-            await conn.exec_driver_sql('ALTER TABLE "message" DROP COLUMN "cap_reserved_at"')
-        await init_db(engine)
-        async with engine.connect() as conn:
-            columns = await conn.run_sync(
-                lambda c: {col["name"] for col in inspect(c).get_columns("message")}
-            )
-            indexes = await conn.run_sync(lambda c: {ix["name"] for ix in inspect(c).get_indexes("message")})
-    finally:
-        await engine.dispose()
-    assert "cap_reserved_at" in columns
-    assert "ix_message_template_created_at" in indexes
-
-
-async def test_last_active_at_is_filled_from_the_events_when_added(db_url: str) -> None:
-    """A database made before ``customer.last_active_at`` gets it filled with each customer's
-    latest event, whatever order the events were stored in; a customer with none keeps NULL."""
-    engine = create_engine(db_url)
-    day = datetime(2026, 3, 1, 9, 30, 15, 250_000, tzinfo=UTC)
-    events = {
-        "c1": [day, day + timedelta(days=3), day - timedelta(days=40)],
-        "c2": [day - timedelta(hours=2)],
-    }
-    try:
-        await init_db(engine)
-        async with session_factory(engine)() as session:
-            session.add_all(Customer(id=cid) for cid in ("c1", "c2", "c3"))
-            for cid, times in events.items():
-                session.add_all(
-                    EventRecord(event_id=f"{cid}-{n}", customer_id=cid, name="x", occurred_at=at)
-                    for n, at in enumerate(times)
-                )
-            await session.commit()
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql('ALTER TABLE "customer" DROP COLUMN "last_active_at"')
-        await init_db(engine)
-        async with session_factory(engine)() as session:
-            found = {cid: (await session.get(Customer, cid)) for cid in ("c1", "c2", "c3")}
-    finally:
-        await engine.dispose()
-    assert {cid: c.last_active_at if c else "gone" for cid, c in found.items()} == {
-        "c1": day + timedelta(days=3),
-        "c2": day - timedelta(hours=2),
-        "c3": None,
-    }
-
-
 async def test_message_duplicate_idempotency_key_raises_integrity_error(
     engine: AsyncEngine,
 ) -> None:

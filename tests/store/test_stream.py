@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nudge.sinks import EventKind, StreamSink, StreamWebhook
-from nudge.store import Message, StreamEvent, init_db, publish, session_factory
+from nudge.store import Message, StreamEvent, publish, session_factory
 
 SECRET = SecretStr("a-secret-of-16-chars")
 PLAIN = StreamWebhook(name="crm", url="https://crm.example/h", secret=SECRET)
@@ -120,33 +118,3 @@ async def test_publish_turns_numbers_json_has_not_into_null(engine: AsyncEngine)
         [row] = (await session.exec(select(StreamEvent))).all()
     assert (row.body["revenue"], row.body["more"]) == (None, {"up": None, "down": [1.5, None]})
     json.dumps(row.body, allow_nan=False)
-
-
-async def test_init_db_brings_an_outbox_from_before_parking_up_to_date(engine: AsyncEngine) -> None:
-    """An outbox created before the refusal count, parking and the number's hash: ``init_db``
-    adds the columns and the indexes, and drops the due index the live one replaced."""
-    old = ("refusals", "parked_at", "phone_hash")
-    async with engine.begin() as conn:
-        for index in ("ix_stream_event_live", "ix_stream_event_phone_hash", "ix_stream_event_customer_id"):
-            await conn.exec_driver_sql(f'DROP INDEX "{index}"')
-        for column in old:
-            await conn.exec_driver_sql(f'ALTER TABLE stream_event DROP COLUMN "{column}"')
-        await conn.exec_driver_sql(
-            "CREATE INDEX ix_stream_event_due ON stream_event (sink, next_attempt_at, id) "
-            "WHERE delivered_at IS NULL"
-        )
-
-    await init_db(engine)
-
-    def shape(conn: Any) -> tuple[set[str], set[str]]:
-        inspector = inspect(conn)
-        columns = {column["name"] for column in inspector.get_columns("stream_event")}
-        return columns, {index["name"] for index in inspector.get_indexes("stream_event")}
-
-    async with engine.connect() as conn:
-        columns, indexes = await conn.run_sync(shape)
-    assert set(old) <= columns
-    assert {"ix_stream_event_live", "ix_stream_event_phone_hash", "ix_stream_event_customer_id"} <= indexes
-    assert "ix_stream_event_due" not in indexes
-    [row] = await published(engine, [PLAIN], EventKind.CLICKED)
-    assert (row.refusals, row.parked_at) == (0, None)

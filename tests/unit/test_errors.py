@@ -23,7 +23,8 @@ def modules() -> list[str]:
         root = importlib.import_module(package)
         names.append(package)
         names += [m.name for m in pkgutil.walk_packages(root.__path__, prefix=f"{package}.")]
-    return [n for n in names if not n.endswith("__main__")]
+    # Alembic's environment runs inside a migration (it reads Alembic's context), never on import.
+    return [n for n in names if not n.endswith("__main__") and n != "nudge.store.migrations.env"]
 
 
 @pytest.mark.parametrize("module", modules())
