@@ -42,6 +42,7 @@ from activities.crm import CrmActivities
 from activities.experiments import ExperimentActivities
 from activities.receipt_sweep import ReceiptSweeper
 from activities.receipts import Receipts
+from activities.route_limits import BreakerSync, SharedRateLimiter
 from activities.routing import Router, build_router
 from activities.send import SendActivities
 from activities.telemetry import BreakerCollector, loopback_port, serve_metrics
@@ -106,6 +107,27 @@ def router_for(settings: Settings, http: httpx.AsyncClient) -> Router:
     return router
 
 
+async def share_route_limits(router: Router, settings: Settings, stack: AsyncExitStack) -> None:
+    """Pace every route and keep its breaker in the database every worker shares
+    (``activities/route_limits.py``), on a small pool of its own."""
+    engine = create_engine(settings.sqlalchemy_url)
+    stack.push_async_callback(engine.dispose)
+    for route in router.routes:
+        route.limiter = SharedRateLimiter(route.name, route.config.tps, engine)
+    sync = BreakerSync(engine, router)
+    sync.attach()
+    await sync.refresh()  # a breaker open elsewhere holds from the first send
+    task = asyncio.create_task(sync.run(), name="route-breakers")
+
+    async def stop() -> None:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await sync.aclose()
+
+    stack.push_async_callback(stop)
+
+
 async def build_workers(
     client: Client,
     settings: Settings,
@@ -118,6 +140,8 @@ async def build_workers(
     # One router for both lanes: they share each route's rate limit (where the transactional lane
     # goes first) and its circuit breaker.
     router = router_for(settings, http)
+    if settings.shared_route_limits:
+        await share_route_limits(router, settings, stack)
     collector = BreakerCollector(router)
     REGISTRY.register(collector)
     stack.callback(REGISTRY.unregister, collector)

@@ -9,7 +9,8 @@
   marketing blast never holds back a payment confirmation.
 - ``Router`` turns settings into routes with live adapters, and lists the candidates for a send.
 
-State is per worker process; each worker paces and guards its own share of the traffic.
+Both keep their state in the worker; with ``NUDGE_SHARED_ROUTE_LIMITS`` (the default)
+``activities/route_limits.py`` holds them in the database instead, across every worker process.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import httpx
 import phonenumbers
@@ -99,6 +101,10 @@ class CircuitBreaker:
     reason: str | None = None
     _retry_at: float = 0.0
     _probing: bool = False
+    on_change: Callable[[CircuitBreaker, float | None], None] | None = None
+    """Told of each open (with its cool-down in seconds) and each close (None): what the
+    workers share (``activities/route_limits.py``)."""
+    opened_at: float = 0.0
 
     def allow(self) -> bool:
         """May a send use this route now? In half-open state, only one probe at a time."""
@@ -121,6 +127,8 @@ class CircuitBreaker:
             return  # a call that started before the breaker opened: only a probe may close it
         if self.state is not BreakerState.CLOSED:
             log.info("route_recovered", route=self.route, after=self.reason)
+            if self.on_change is not None:
+                self.on_change(self, None)
         self.state, self.failures, self.reason, self._probing = BreakerState.CLOSED, 0, None, False
 
     def record_failure(self, reason: str) -> None:
@@ -139,7 +147,29 @@ class CircuitBreaker:
         if self.state is not BreakerState.OPEN:
             log.warning("route_opened", route=self.route, reason=reason, failures=self.failures)
         self.state, self.reason, self._probing = BreakerState.OPEN, reason, False
-        self._retry_at = self.clock() + cooldown
+        self._retry_at = self.opened_at = self.clock()
+        self._retry_at += cooldown
+        if self.on_change is not None:
+            self.on_change(self, cooldown)
+
+    @property
+    def remaining(self) -> float:
+        """Seconds the breaker stays open before its probe (0 once it may probe)."""
+        return max(0.0, self._retry_at - self.clock()) if self.state is BreakerState.OPEN else 0.0
+
+    def opened_elsewhere(self, remaining: float, reason: str) -> None:
+        """Another worker opened this route's breaker, for ``remaining`` seconds more."""
+        if self.state is not BreakerState.OPEN:
+            log.warning("route_opened", route=self.route, reason=reason, by="another worker")
+            self.state, self.reason, self._probing = BreakerState.OPEN, reason, False
+            self.opened_at = self.clock()
+        self._retry_at = max(self._retry_at, self.clock() + remaining)
+
+    def closed_elsewhere(self) -> None:
+        """Another worker's probe closed it: traffic back at once, no probe of our own."""
+        if self.state is not BreakerState.CLOSED:
+            log.info("route_recovered", route=self.route, after=self.reason, by="another worker")
+        self.state, self.failures, self.reason, self._probing = BreakerState.CLOSED, 0, None, False
 
 
 @dataclass
@@ -162,9 +192,11 @@ class RateLimiter:
         self._tokens = self.burst
         self._updated = self.clock()
 
-    async def acquire(self, *, priority: bool = False) -> float:
-        """Wait for a token; returns the seconds waited."""
+    async def acquire(self, *, priority: bool = False, count: int = 1) -> float:
+        """Wait for ``count`` tokens (a batch call's requests); returns the seconds waited."""
         waited = 0.0
+        for _ in range(count - 1):
+            waited += await self.acquire(priority=priority)
         if priority:
             self._priority_waiting += 1
         try:
@@ -184,12 +216,18 @@ class RateLimiter:
                 self._priority_waiting -= 1
 
 
+class Pacer(Protocol):
+    """What paces a route: this process's ``RateLimiter``, or the workers' shared one."""
+
+    async def acquire(self, *, priority: bool = False, count: int = 1) -> float: ...
+
+
 @dataclass
 class Route:
     config: RouteConfig
     provider: Provider
     breaker: CircuitBreaker
-    limiter: RateLimiter
+    limiter: Pacer
 
     @property
     def name(self) -> str:

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     )
     """Global frequency caps as JSON, e.g. ``[{"limit": 1, "window": "PT24H"}, {"limit": 1, "window": "PT24H",
     "per": "journey"}]``; ``category`` defaults to marketing, ``per`` to customer; ``[]`` turns caps off."""
+    shared_route_limits: bool = True
+    """Whether each route's rate limit and circuit breaker are held in the database, shared by
+    every worker process (three workers together stay within a route's ``tps``; a breaker one
+    opens is open for all). Off: each process keeps its own, which is right for one worker only."""
     breaker_threshold: int = 5
     """Retryable failures in a row that open a route's circuit breaker."""
     breaker_cooldown: timedelta = timedelta(seconds=30)
@@ -194,8 +198,8 @@ class Settings(BaseSettings):
     """Whether the main lane runs an activity its workflow schedules at once, in the same process (Temporal's
     eager activity execution: one round trip less). Set false when several worker processes poll the task
     queues: a broadcast's batches then spread across them instead of all running where its workflow does
-    (measured, two processes, 20,000 recipients: 1,247/s with it off, 894/s with it on). Each process keeps
-    its own rate limiters and breakers."""
+    (measured, two processes, 20,000 recipients: 1,247/s with it off, 894/s with it on). The route
+    limits stay shared (``NUDGE_SHARED_ROUTE_LIMITS``)."""
 
     # ----- reports -----
     attribution_window: timedelta = Field(default=timedelta(hours=48), gt=timedelta(0))

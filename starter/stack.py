@@ -185,8 +185,9 @@ class Stack:
 
     def add_worker(self) -> str:
         """Start one more worker process on the same task queues, without metrics (the first
-        has their port); its name. Each process keeps its own rate limiters and breakers; start the
-        stack with ``NUDGE_WORKER_EAGER_ACTIVITIES=false`` for a broadcast's batches to spread."""
+        has their port); its name. They share the route limits through the database
+        (``NUDGE_SHARED_ROUTE_LIMITS``); start the stack with ``NUDGE_WORKER_EAGER_ACTIVITIES=false``
+        for a broadcast's batches to spread."""
         name = f"worker-{sum(1 for child, _ in self.children if child.startswith('worker')) + 1}"
         self._spawn(name, self._nudge_command("worker"), NUDGE_WORKER_METRICS_PORT="0")
         return name

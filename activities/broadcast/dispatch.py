@@ -167,8 +167,7 @@ class BatchDispatcher:
         await self._rows.claim(claims)
         outbound = [self._composer.outbound(r.message, route, r.template) for r in riders]
         # The route's rate counts requests: a batch call of a hundred numbers is one.
-        for _ in range(route.provider.requests(outbound)):
-            await route.limiter.acquire()
+        await route.limiter.acquire(count=route.provider.requests(outbound))
         timed = Timed(route)
         try:
             outcomes: list[BatchOutcome] = await route.provider.send_batch(outbound)

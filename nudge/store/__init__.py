@@ -29,6 +29,7 @@ from nudge.store.erasures import Erasure, ErasureBase
 from nudge.store.events import EventRecord, JourneyEntry
 from nudge.store.imports import CustomerImport, CustomerImportBase, CustomerImportRow, ImportStatus
 from nudge.store.keys import ApiKey, ApiKeyBase
+from nudge.store.limits import RouteBreaker, RoutePace
 from nudge.store.messages import (
     Click,
     InboundMessage,
@@ -47,6 +48,8 @@ __all__ = [
     "SUPPRESS_ALL",
     "ApiKey",
     "ApiKeyBase",
+    "RouteBreaker",
+    "RoutePace",
     "Assignment",
     "Audience",
     "AudienceBase",
