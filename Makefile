@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint bench bench-funnel bench-import bench-audience bench-receipts bench-broadcast mutation vendor-chartjs clean
+.PHONY: run demo test lint bench bench-funnel bench-import bench-audience bench-receipts bench-broadcast bench-sleeping mutation vendor-chartjs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-receipts: $(STAMP)
 ## bench-broadcast: a broadcast to 100,000 recipients (BROADCAST_ARGS="--recipients 1000000"), next to the raw durable and transport ceilings and the one-by-one floor (prints, writes bench/results/)
 bench-broadcast: $(STAMP)
 	$(BIN)/python -m bench.broadcast $(BROADCAST_ARGS)
+
+## bench-sleeping: 5,000 journeys asleep at once (SLEEPING_ARGS="--journeys 100000" for the target), the worker's RSS meanwhile, then their wake (prints, writes bench/results/)
+bench-sleeping: $(STAMP)
+	$(BIN)/python -m bench.sleeping $(SLEEPING_ARGS)
 
 ## mutation: plant the bugs issue 9 found, then mutation-test the core with mutmut (long; not in `make test`): the score per module and the survivors
 mutation: $(STAMP)
