@@ -216,6 +216,7 @@ async def build_workers(
                 activities=activities,
                 max_concurrent_activities=slots,
                 max_concurrent_local_activities=slots,
+                max_cached_workflows=settings.worker_cached_workflows,
                 workflow_runner=WORKFLOW_RUNNER,
                 # Off, a broadcast's batches go to any process polling the queue, not only its own.
                 disable_eager_activity_execution=(

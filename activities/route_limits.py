@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.routing import CircuitBreaker, Router
 from nudge.logging import get_logger
-from nudge.store.limits import close_breaker, open_breaker, open_breakers, reserve
+from nudge.store.limits import backlog, breakers, close_breaker, open_breaker, reserve
 
 log = get_logger(__name__)
 HORIZON = 0.25
@@ -46,16 +46,30 @@ class SharedRateLimiter:
         return max(1.0, self.rate / 10) / self.rate
 
     async def acquire(self, *, priority: bool = False, count: int = 1) -> float:
+        """Wait for ``count`` requests' slots; a marketing batch books them a horizon at a time,
+        so that a transactional send can come between its parts."""
+        if priority:
+            return await self._book(count, math.inf)
+        chunk = max(1, int(self.horizon * self.rate))
         waited = 0.0
-        reach = math.inf if priority else self.horizon
+        while count > 0:
+            part = min(count, chunk)
+            waited += await self._book(part, self.horizon)
+            count -= part
+        return waited
+
+    async def _book(self, count: int, reach: float) -> float:
+        waited = 0.0
         while True:
             wait = await reserve(self.engine, self.route, count / self.rate, self.tolerance, reach)
             if wait is not None:
                 if wait > 0:
                     await self.sleep(wait)
                 return waited + wait
-            await self.sleep(self.horizon / 2)
-            waited += self.horizon / 2
+            # Booked beyond the horizon: wait until it is not, then book (one read, not a poll).
+            pause = max(self.horizon / 2, await backlog(self.engine, self.route) - self.horizon)
+            await self.sleep(pause)
+            waited += pause
 
 
 @dataclass
@@ -65,44 +79,46 @@ class BreakerSync:
     engine: AsyncEngine
     router: Router
     every: float = 0.5
-    _writes: set[asyncio.Task[None]] = field(default_factory=set)
-    _pending: dict[str, int] = field(default_factory=dict)
+    _wanted: dict[str, tuple[float | None, str]] = field(default_factory=dict)
+    _writers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def attach(self) -> None:
         for route in self.router.routes:
             route.breaker.on_change = self._changed
 
     def _changed(self, breaker: CircuitBreaker, cooldown: float | None) -> None:
-        """A local open (``cooldown`` seconds) or close: written at once, in the background (the
-        breaker's callers are synchronous)."""
-        if cooldown is None:
-            write = close_breaker(self.engine, breaker.route)
-        else:
-            write = open_breaker(self.engine, breaker.route, cooldown, breaker.reason or "")
-        self._pending[breaker.route] = self._pending.get(breaker.route, 0) + 1
-        task = asyncio.ensure_future(self._write(breaker.route, write))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        """A local open (``cooldown`` seconds) or close. The breaker's callers are synchronous, so
+        one writer per route writes it in the background, in order, and only the latest state:
+        a hundred account errors in one batch call are one write."""
+        self._wanted[breaker.route] = (cooldown, breaker.reason or "")
+        if breaker.route not in self._writers:
+            self._writers[breaker.route] = asyncio.ensure_future(self._write(breaker.route))
 
-    async def _write(self, route: str, write: Awaitable[None]) -> None:
+    async def _write(self, route: str) -> None:
         try:
-            await write
-        except Exception as exc:  # the database is down: this worker's breaker still holds
-            log.warning("route_breaker_not_shared", route=route, error=type(exc).__name__)
+            while route in self._wanted:
+                cooldown, reason = self._wanted.pop(route)
+                try:
+                    if cooldown is None:
+                        await close_breaker(self.engine, route)
+                    else:
+                        await open_breaker(self.engine, route, cooldown, reason)
+                except Exception as exc:  # the database is down: this worker's breaker still holds
+                    log.warning("route_breaker_not_shared", route=route, error=type(exc).__name__)
         finally:
-            self._pending[route] -= 1
+            del self._writers[route]
 
     async def refresh(self) -> None:
-        """Apply the breakers the database has open (and the closes) to this worker's."""
-        opened = await open_breakers(self.engine)
+        """Apply the other workers' opens, and the closes their probes made, to this worker's."""
+        opened, closed = await breakers(self.engine)
         for route in self.router.routes:
-            if self._pending.get(route.name):
+            if route.name in self._writers:
                 continue  # our own write is on its way: the database is behind us
             breaker = route.breaker
             if (shared := opened.get(route.name)) is not None:
                 breaker.opened_elsewhere(shared.remaining, shared.reason)
-            elif breaker.remaining > 0 and breaker.clock() - breaker.opened_at > self.every:
-                breaker.closed_elsewhere()  # still open here, gone there: a probe closed it
+            elif route.name in closed and breaker.remaining > 0:
+                breaker.closed_elsewhere()  # still open here; another worker's probe closed it
 
     async def run(self) -> None:
         while True:
@@ -113,6 +129,7 @@ class BreakerSync:
             await asyncio.sleep(self.every)
 
     async def aclose(self) -> None:
-        for task in list(self._writes):
+        """Wait for the writes on their way."""
+        while self._writers:
             with contextlib.suppress(Exception):
-                await task
+                await next(iter(self._writers.values()))

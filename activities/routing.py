@@ -25,7 +25,6 @@ from typing import Protocol
 import httpx
 import phonenumbers
 from phonenumbers import carrier as pn_carrier
-from phonenumbers import geocoder as _geocoder  # noqa: F401  (loads region data once, at import)
 from pydantic import SecretStr
 
 from activities.providers.aliyun import AliyunProvider
@@ -144,11 +143,13 @@ class CircuitBreaker:
         )
 
     def _open(self, reason: str, cooldown: float) -> None:
+        until = self.clock() + cooldown
+        if self.state is BreakerState.OPEN and until <= self._retry_at:
+            return  # already open for longer: a retryable failure never cuts an account pause short
         if self.state is not BreakerState.OPEN:
             log.warning("route_opened", route=self.route, reason=reason, failures=self.failures)
-        self.state, self.reason, self._probing = BreakerState.OPEN, reason, False
-        self._retry_at = self.opened_at = self.clock()
-        self._retry_at += cooldown
+            self.opened_at = self.clock()
+        self.state, self.reason, self._probing, self._retry_at = BreakerState.OPEN, reason, False, until
         if self.on_change is not None:
             self.on_change(self, cooldown)
 
@@ -158,7 +159,10 @@ class CircuitBreaker:
         return max(0.0, self._retry_at - self.clock()) if self.state is BreakerState.OPEN else 0.0
 
     def opened_elsewhere(self, remaining: float, reason: str) -> None:
-        """Another worker opened this route's breaker, for ``remaining`` seconds more."""
+        """Another worker opened this route's breaker, for ``remaining`` seconds more. A breaker
+        past its own cool-down (half-open) is left to its probe, which decides for everyone."""
+        if self.state is BreakerState.HALF_OPEN:
+            return
         if self.state is not BreakerState.OPEN:
             log.warning("route_opened", route=self.route, reason=reason, by="another worker")
             self.state, self.reason, self._probing = BreakerState.OPEN, reason, False

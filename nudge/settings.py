@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     """Where the worker serves ``/metrics`` (sends, route breakers, the Temporal SDK's runtime metrics)."""
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     """The worker's metrics port; 0 turns it off."""
+    worker_cached_workflows: int = Field(default=1000, ge=0)
+    """Journeys each lane keeps in memory between their tasks (the SDK's sticky cache, 1,000 by
+    default as in the SDK). Fewer keeps a worker smaller with many journeys asleep; one evicted
+    is replayed from its history when it wakes (``make bench-sleeping`` measures both)."""
     worker_eager_activities: bool = True
     """Whether the main lane runs an activity its workflow schedules at once, in the same process (Temporal's
     eager activity execution: one round trip less). Set false when several worker processes poll the task

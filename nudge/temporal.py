@@ -71,6 +71,8 @@ def tls_for(settings: Settings) -> bool | TLSConfig:
     if not wanted:
         if cert is not None or ca is not None:
             raise ConfigurationError("NUDGE_TEMPORAL_TLS is false, yet a TLS certificate is set")
+        if settings.temporal_api_key.get_secret_value():
+            raise ConfigurationError("NUDGE_TEMPORAL_TLS is false: the API key would be sent in clear text")
         return False
     files = {}
     for name, path in (

@@ -19,6 +19,7 @@ from nudge.client.wire import (
     Retry,
     Unavailable,
     accepted,
+    customer_path,
     event_body,
     headers,
     read_answer,
@@ -59,7 +60,7 @@ class AsyncNudge:
         return [accepted(result) for result in answer["results"]]
 
     async def identify(self, customer: Mapping[str, Any]) -> None:
-        await self._send("PUT", f"/v1/customers/{customer['id']}", dict(customer))
+        await self._send("PUT", customer_path(customer), dict(customer))
 
     def batch(
         self,
@@ -115,6 +116,7 @@ class AsyncBatch:
         self._on_refused = on_refused
         self._queue: list[dict[str, Any]] = []
         self._refused: list[Refused] = []
+        self._errors: list[Exception] = []
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()
         self._closed = False
@@ -164,6 +166,8 @@ class AsyncBatch:
         await self.flush()
         if self._refused:
             raise self._refused[0]
+        if self._errors:
+            raise self._errors[0]
 
     async def _run(self) -> None:
         while not self._closed:
@@ -177,6 +181,9 @@ class AsyncBatch:
                 await self.flush()
             except Unavailable:
                 continue
+            except Exception as exc:  # on_refused raised, or an answer that does not parse
+                self._errors.append(exc)  # kept queued for the next round; aclose raises it
+                await asyncio.sleep(self._interval)
 
     async def __aenter__(self) -> Self:
         return self

@@ -19,6 +19,7 @@ from nudge.client.wire import (
     Retry,
     Unavailable,
     accepted,
+    customer_path,
     event_body,
     headers,
     read_answer,
@@ -63,7 +64,7 @@ class Nudge:
     def identify(self, customer: Mapping[str, Any]) -> None:
         """Create or replace the customer's profile (``id`` required; phone in any format the
         gateway reads, stored in E.164)."""
-        self._send("PUT", f"/v1/customers/{customer['id']}", dict(customer))
+        self._send("PUT", customer_path(customer), dict(customer))
 
     def batch(
         self,
@@ -123,6 +124,7 @@ class Batch:
         self._on_refused = on_refused
         self._queue: list[dict[str, Any]] = []
         self._refused: list[Refused] = []
+        self._errors: list[Exception] = []
         self._wake = threading.Condition()
         self._sending = threading.Lock()
         self._closed = False
@@ -182,6 +184,8 @@ class Batch:
         self.flush()
         if self._refused:
             raise self._refused[0]
+        if self._errors:
+            raise self._errors[0]
 
     def _run(self) -> None:
         while True:
@@ -194,6 +198,12 @@ class Batch:
                 self.flush()
             except Unavailable:
                 continue  # kept queued: the next round tries again
+            except Exception as exc:  # on_refused raised, or an answer that does not parse
+                # Kept queued and sent again next round (the gateway dedupes by event_id), and
+                # ``close`` raises it: the thread never dies silently.
+                self._errors.append(exc)
+                with self._wake:
+                    self._wake.wait(self._interval)
 
     def __enter__(self) -> Self:
         return self

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -119,3 +120,8 @@ def _reason(body: Any) -> str:
 
 def headers(api_key: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def customer_path(customer: Mapping[str, Any]) -> str:
+    """``PUT /v1/customers/{id}`` with the id quoted whole: an id may hold ``/``, ``?`` or ``#``."""
+    return f"/v1/customers/{quote(str(customer['id']), safe='')}"

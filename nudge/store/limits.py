@@ -81,7 +81,7 @@ async def reserve(
 
 async def backlog(engine: AsyncEngine, route: str) -> float:
     """How far ahead ``route``'s reserved slots reach (0 when it is free)."""
-    async with engine.connect() as conn:
+    async with engine.execution_options(nudge_read_only=True).connect() as conn:
         row = (
             await conn.execute(
                 text(f"SELECT tat - {_now(engine)} FROM route_pace WHERE route = :route"), {"route": route}
@@ -90,31 +90,49 @@ async def backlog(engine: AsyncEngine, route: str) -> float:
     return 0.0 if row is None else max(0.0, float(row[0]))
 
 
+CLOSED = -1.0
+"""``open_until`` of a breaker a probe closed: told apart from one whose time merely ran out."""
+
+
 async def open_breaker(engine: AsyncEngine, route: str, seconds: float, reason: str) -> None:
-    """Open ``route``'s breaker for every worker, for ``seconds`` (a later close wins)."""
+    """Open ``route``'s breaker for every worker for ``seconds``; an open one is only ever
+    extended (a retryable failure's 30 s never cuts an account pause's 5 minutes short)."""
     now = _now(engine)
+    later = "greatest" if engine.dialect.name == "postgresql" else "max"
     async with engine.begin() as conn:
         await conn.execute(
             text(
                 f"INSERT INTO route_breaker (route, open_until, reason) VALUES (:route, {now} + :s, :reason) "
-                f"ON CONFLICT (route) DO UPDATE SET open_until = {now} + :s, reason = :reason"
+                "ON CONFLICT (route) DO UPDATE SET "
+                f"open_until = {later}(route_breaker.open_until, {now} + :s), "
+                "reason = CASE WHEN route_breaker.open_until >= "
+                f"{now} + :s THEN route_breaker.reason ELSE :reason END"
             ),
             {"route": route, "s": seconds, "reason": reason[:500]},
         )
 
 
 async def close_breaker(engine: AsyncEngine, route: str) -> None:
+    """A probe succeeded: the route is closed for every worker (until it opens again)."""
     async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM route_breaker WHERE route = :route"), {"route": route})
+        await conn.execute(
+            text("UPDATE route_breaker SET open_until = :closed, reason = '' WHERE route = :route"),
+            {"route": route, "closed": CLOSED},
+        )
 
 
-async def open_breakers(engine: AsyncEngine) -> dict[str, Opened]:
-    """The breakers open now, by route."""
+async def breakers(engine: AsyncEngine) -> tuple[dict[str, Opened], set[str]]:
+    """The breakers open now, by route, and the routes a probe closed."""
     now = _now(engine)
-    async with engine.connect() as conn:
+    async with engine.execution_options(nudge_read_only=True).connect() as conn:
         rows = (
             await conn.execute(
-                text(f"SELECT route, open_until - {now}, reason FROM route_breaker WHERE open_until > {now}")
+                text(
+                    f"SELECT route, open_until - {now}, reason, open_until = :closed FROM route_breaker "
+                    f"WHERE open_until > {now} OR open_until = :closed"
+                ),
+                {"closed": CLOSED},
             )
         ).all()
-    return {str(route): Opened(float(remaining), str(reason)) for route, remaining, reason in rows}
+    opened = {str(r): Opened(float(left), str(why)) for r, left, why, closed in rows if not closed}
+    return opened, {str(r) for r, _, _, closed in rows if closed}

@@ -59,7 +59,7 @@ def upgrade(
     _moved(*_on(lambda engine: run(engine, revision)))
 
 
-@db_app.command()
+@db_app.command(context_settings={"ignore_unknown_options": True})  # `-1` is a revision, not an option
 def downgrade(
     revision: Annotated[str, typer.Argument(help="The revision to go back to: an id, -1, or base.")],
     yes: Annotated[bool, typer.Option("--yes", help="Downgrade to base (drop every table) unasked.")] = False,

@@ -47,6 +47,7 @@ def setup(
     if key_file is not None:
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key_file.touch(mode=0o600)
+        key_file.chmod(0o600)  # an existing file keeps its mode otherwise
         key_file.write_text(made + "\n")
         console.print(f"admin key: made, written to {key_file}")
         return

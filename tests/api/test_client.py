@@ -45,6 +45,17 @@ async def stored(gateway: Gateway, *event_ids: str) -> dict[str, int]:
     return {event_id: found.get(event_id, 0) for event_id in event_ids}
 
 
+async def test_identify_quotes_an_id_that_holds_url_characters(gateway: Gateway, customer_id: str) -> None:
+    """Ids are any printable text: ``?`` and ``#`` must reach the gateway as part of the id."""
+    ids = [f"{customer_id}?q=1", f"{customer_id}#h"]
+    with client(gateway) as nudge:
+        for each in ids:
+            await asyncio.to_thread(nudge.identify, {"id": each, "name": "Ada"})
+    async with gateway.sessions() as session:
+        found = [await session.get(Customer, each) for each in ids]
+    assert [c.id if c else None for c in found] == ids
+
+
 async def test_identify_then_track_in_the_blocking_client(gateway: Gateway, customer_id: str) -> None:
     """identify stores the profile (phone in E.164); track starts the journey; the same event id
     sent again is the gateway's duplicate, stored once."""
@@ -223,3 +234,32 @@ def test_a_naive_occurred_at_is_refused_before_sending() -> None:
         event_body("c1", "page_viewed", None, None, datetime(2026, 12, 1, 10, 0))
     assert len(event_body("c1", "page_viewed", None, None, None)["event_id"]) == 32
     assert uuid.UUID(event_body("c1", "page_viewed", None, None, None)["event_id"])
+
+
+def test_a_callback_that_raises_does_not_kill_the_flush_thread_and_close_raises_it() -> None:
+    """``on_refused`` raising in the background thread: the thread lives on and flushes what is
+    tracked later, and ``close`` raises the callback's error instead of it passing unseen."""
+    import time
+
+    refusing = httpx.MockTransport(lambda request: httpx.Response(422, json={"detail": [{"msg": "no"}]}))
+    calls: list[int] = []
+
+    def callback(events: list[dict[str, object]], exc: Exception) -> None:
+        calls.append(len(events))
+        if len(calls) == 1:
+            raise RuntimeError("the callback broke")
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(calls) < count:
+            assert time.monotonic() < deadline, f"the background thread flushed {len(calls)} times"
+            time.sleep(0.01)
+
+    with Nudge("http://gateway.test", transport=refusing, retry=QUICK) as nudge:
+        batch = nudge.batch(max_size=1, flush_interval=0.01, on_refused=callback)
+        batch.track("c1", "page_viewed")
+        wait_for(1)
+        batch.track("c1", "page_viewed")
+        wait_for(3)  # the first again (kept queued), then the second: the thread is alive
+        with pytest.raises(RuntimeError, match="the callback broke"):
+            batch.close()

@@ -201,3 +201,31 @@ async def test_a_batch_with_one_bad_call_is_a_422_and_takes_none(gateway: Gatewa
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "batch", 1, "event"]
     assert await event_rows(gateway, user) == []
+
+
+async def test_an_identify_that_would_leave_a_bad_stored_profile_is_a_422_and_takes_none(
+    gateway: Gateway,
+) -> None:
+    """A profile stored before zones were checked (``Mars/Olympus``): merging traits into it
+    fails the check, so the batch answers 422 naming the zone and stores none of its calls."""
+    user = f"seg-{uuid.uuid4().hex[:10]}"
+    async with gateway.sessions() as session:
+        session.add(Customer(id=user, timezone="Mars/Olympus"))
+        await session.commit()
+    batch = [call(TRACK, userId=user), call(IDENTIFY, userId=user, context={})]
+    response = await gateway.http.post("/v1/batch", json={"batch": batch})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "batch", 1, "context", "timezone"]
+    assert await event_rows(gateway, user) == []
+
+
+async def test_two_identifies_in_one_batch_both_count(gateway: Gateway) -> None:
+    user = f"seg-{uuid.uuid4().hex[:10]}"
+    batch = [
+        call(IDENTIFY, userId=user, traits={"plan": "free"}, context={}),
+        call(IDENTIFY, userId=user, traits={"name": "Ada"}, context={}),
+    ]
+    assert (await gateway.http.post("/v1/batch", json={"batch": batch})).status_code == 200
+    async with gateway.sessions() as session:
+        customer = await session.get(Customer, user)
+    assert customer is not None and (customer.name, customer.attributes) == ("Ada", {"plan": "free"})

@@ -225,3 +225,8 @@ def test_the_worker_and_the_gateway_refuse_a_schema_behind_until_nudge_db_upgrad
     assert (again.returncode, "nothing to do" in again.stdout) == (0, True)
     now = nudge(tmp_path, "db", "current")
     assert (now.returncode, f"at {head()}" in now.stdout) == (0, True), now.stderr
+    back = nudge(tmp_path, "db", "downgrade", "-1")
+    assert back.returncode == 0 and f"-> {int(head()) - 1:04d}" in back.stdout, back.stderr
+    behind = nudge(tmp_path, "db", "current")
+    assert behind.returncode == 2
+    assert f"this Nudge needs {head()}: run `nudge db upgrade`" in " ".join(behind.stderr.split())

@@ -49,3 +49,5 @@ def test_a_certificate_without_its_key_or_an_unreadable_file_is_refused(tmp_path
         tls_for(Settings(temporal_tls_cert=tmp_path / "c.pem", temporal_tls_key=tmp_path / "missing.pem"))
     with pytest.raises(ConfigurationError, match="NUDGE_TEMPORAL_TLS is false"):
         tls_for(Settings(temporal_tls=False, temporal_tls_ca=tmp_path / "c.pem"))
+    with pytest.raises(ConfigurationError, match="clear text"):
+        tls_for(Settings(temporal_tls=False, temporal_api_key=SecretStr("k")))

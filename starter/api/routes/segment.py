@@ -17,7 +17,7 @@ from nudge.errors import InvalidPhoneNumber
 from nudge.models import EventIn
 from nudge.phone import to_e164
 from nudge.settings import Settings
-from nudge.store import Customer, read_sessions
+from nudge.store import Customer, CustomerCreate, read_sessions
 from starter.api.auth import AUTH_ERRORS, NEEDS_EVENTS
 from starter.api.deps import IntakeDep, SessionsDep, SettingsDep
 from starter.api.errors import invalid
@@ -73,22 +73,33 @@ class _Take:
         self, calls: list[Any], at: Callable[[int], tuple[str | int, ...]] = lambda _: ("body",)
     ) -> list[SegmentResult]:
         """``at``: where the call with that index is in the request's body."""
-        checked = [self._check(call, at(i)) for i, call in enumerate(calls)]
+        self._profiles: dict[str, CustomerCreate] = {}  # identifies earlier in this request
+        checked = [await self._check(call, at(i)) for i, call in enumerate(calls)]
         return [await self._take(call, event) for call, event in zip(calls, checked, strict=True)]
 
-    def _check(self, call: Any, at: tuple[str | int, ...]) -> EventIn | None:
+    async def _check(self, call: Any, at: tuple[str | int, ...]) -> EventIn | CustomerCreate | None:
+        """The event a track or page call makes, or the profile an identify call leaves (its
+        traits merged into the stored one), each validated; None for a call that is skipped."""
         try:
             if isinstance(call, Other):
                 return None
             if isinstance(call, Identify):
+                customer_id = customer_of(call)
+                if (earlier := self._profiles.get(customer_id)) is not None:
+                    stored: dict[str, Any] | None = earlier.model_dump(include=PROFILE)
+                else:
+                    async with read_sessions(self._sessions)() as session:
+                        row = await session.get(Customer, customer_id)
+                    stored = row.model_dump(include=PROFILE) if row else None
                 try:
-                    profile = profile_of(call, None)
+                    profile = profile_of(call, stored)
                 except ValidationError as exc:
                     raise _refused(exc, at, _trait_source) from exc
+                self._profiles[customer_id] = profile
                 if profile.phone:
                     region = profile.country or self._settings.default_region
                     to_e164(profile.phone, default_region=region)
-                return None
+                return profile
             body = event_of(call)
         except SegmentRefused as exc:
             raise invalid(str(exc), loc=(*at, exc.field)) from exc
@@ -99,17 +110,15 @@ class _Take:
         except ValidationError as exc:
             raise _refused(exc, at, lambda field: (EVENT_FIELDS.get(field, field),)) from exc
 
-    async def _take(self, call: Any, event: EventIn | None) -> SegmentResult:
+    async def _take(self, call: Any, checked: EventIn | CustomerCreate | None) -> SegmentResult:
         if isinstance(call, Other):
             reason = f"{call.type} has no meaning in Nudge (track, page, screen and identify do)"
             return SegmentResult(messageId=call.messageId, type=call.type, status="skipped", reason=reason)
-        if isinstance(call, Identify):
-            async with read_sessions(self._sessions)() as session:
-                row = await session.get(Customer, customer_of(call))
-            profile = profile_of(call, row.model_dump(include=PROFILE) if row else None)
-            await upsert_customers(self._sessions, [profile], default_region=self._settings.default_region)
+        if isinstance(checked, CustomerCreate):
+            await upsert_customers(self._sessions, [checked], default_region=self._settings.default_region)
             return SegmentResult(messageId=call.messageId, type=call.type, status="identified")
-        assert event is not None
+        event = checked
+        assert isinstance(event, EventIn)
         result = await self._intake.route(event)
         return SegmentResult(
             messageId=call.messageId,
