@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.routing import CircuitBreaker, Router
+from activities.breaker import CircuitBreaker
+from activities.routing import Router
 from nudge.logging import get_logger
 from nudge.store.limits import backlog, breakers, close_breaker, open_breaker, reserve
 

@@ -14,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from activities.routing import BreakerState, Router
+from activities.breaker import BreakerState
+from activities.routing import Router
 from nudge.logging import get_logger
 
 log = get_logger(__name__)

@@ -19,17 +19,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.testing import capture_logs
 from temporalio.exceptions import ApplicationError
 
+from activities.breaker import BreakerState, CircuitBreaker, RateLimiter
 from activities.compliance.pauses import Scope, Source, pause
 from activities.compliance.registry import Registry
-from activities.routing import (
-    BreakerState,
-    CircuitBreaker,
-    RateLimiter,
-    Route,
-    Router,
-    build_provider,
-    build_router,
-)
+from activities.routing import Route, Router, build_provider, build_router
 from activities.send import SendActivities
 from nudge.models import Category, MessageStatus, SendDecision, SendRequest
 from nudge.quiet_hours import ALWAYS_OPEN

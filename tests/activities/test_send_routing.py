@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 
-from activities.routing import BreakerState, Router
+from activities.breaker import BreakerState
+from activities.routing import Router
 from activities.send import SendActivities
 from nudge.models import Category, FrequencyCap, MessageStatus, SendDecision, SendRequest
 from nudge.phone import phone_hash

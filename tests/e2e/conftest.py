@@ -64,3 +64,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The real local stack, one per test module."""
     with running_stack(tmp_path_factory.mktemp("stack")) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Only the stack's Temporal dev server, for tests that need nothing else."""
+    stack = Stack(state_dir=tmp_path_factory.mktemp("stack"), ports=Ports.free(), ui=False)
+    stack.start_parts("temporal")
+    try:
+        yield stack
+    finally:
+        stack.stop()

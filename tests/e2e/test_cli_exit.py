@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,17 +42,6 @@ RUN = "from starter.cli import main\nmain()\n"
 TEARDOWN = "interpreter teardown"
 BUFFERED = "buffered line"
 HELD = "held log record"
-
-
-@pytest.fixture(scope="module")
-def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Only the stack's Temporal dev server: the commands here need nothing else."""
-    stack = Stack(state_dir=tmp_path_factory.mktemp("stack"), ports=Ports.free(), ui=False)
-    stack.start_parts("temporal")
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def nudge(

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,21 +26,11 @@ from nudge.contracts import SEARCH_ATTRIBUTES
 from nudge.store import create_engine, session_factory
 from nudge.store.schema import current, head
 from starter.api.services.keys import ApiKeys
-from starter.stack import Ports, Stack
+from starter.stack import Stack
 from tests.tls_proxy import make_certificates, mutual_tls_front
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(state_dir=tmp_path_factory.mktemp("stack"), ports=Ports.free(), ui=False)
-    stack.start_parts("temporal")
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 async def fresh_namespace(address: str) -> str:

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.breaker import BreakerState, CircuitBreaker, RateLimiter
 from activities.route_limits import HORIZON, BreakerSync, SharedRateLimiter
-from activities.routing import BreakerState, CircuitBreaker, RateLimiter, Route, Router
+from activities.routing import Route, Router
 from nudge.routes import RouteConfig
 from nudge.store import create_engine
 from nudge.store.limits import backlog, reserve

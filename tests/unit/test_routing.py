@@ -10,15 +10,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from structlog.testing import capture_logs
 
-from activities.routing import (
-    BreakerState,
-    CircuitBreaker,
-    NoRoute,
-    RateLimiter,
-    Recipient,
-    build_router,
-    matches,
-)
+from activities.breaker import BreakerState, CircuitBreaker, RateLimiter
+from activities.routing import NoRoute, Recipient, build_router, matches
 from nudge.models import Category
 from nudge.routes import RouteConfig, local_routes
 from nudge.templates import Template, get_template
